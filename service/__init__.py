@@ -1,0 +1,1 @@
+"""trainq's API side: configuration, models, HTTP API and CLI (never imports torch)."""

@@ -1,0 +1,30 @@
+"""The Flask app factory: JSON API under /api/v1, health at the root."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from service.config import Config
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the trainq API app; `test_config` overrides settings (tests pass their own URLs)."""
+    app = Flask(__name__)
+    overrides = dict(test_config or {})
+    config = overrides.pop("TRAINQ_CONFIG", None) or Config.from_env()
+    app.config.from_mapping(
+        TRAINQ=config,
+        MAX_CONTENT_LENGTH=config.max_request_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    app.config.update(overrides)
+
+    from service.api import errors, extensions, health, jobs
+
+    extensions.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(jobs.bp, url_prefix="/api/v1")
+    return app

@@ -1,0 +1,49 @@
+"""Every error as JSON: {"error": {"code", "message", "field"}}."""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy.exc
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from service.api.extensions import ApiError
+from service.jobspec import SpecError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, **extra: object
+) -> tuple[Response, int]:
+    """The JSON body and status of one error."""
+    body = {"error": {"code": code, "message": message, "field": field, **extra}}
+    return jsonify(body), status
+
+
+def init_app(app: Flask) -> None:
+    """Register the JSON error handlers."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(error: ApiError):  # type: ignore[no-untyped-def]
+        return error_response(error.status, error.code, error.message, error.field, **error.extra)
+
+    @app.errorhandler(SpecError)
+    def _spec_error(error: SpecError):  # type: ignore[no-untyped-def]
+        return error_response(
+            422, "invalid_field", error.message, error.field, details=error.details
+        )
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):  # type: ignore[no-untyped-def]
+        status = error.code or 500
+        code = {413: "too_large", 404: "not_found", 405: "method_not_allowed"}.get(
+            status, (error.name or "error").lower().replace(" ", "_")
+        )
+        return error_response(status, code, error.description or error.name)
+
+    @app.errorhandler(sqlalchemy.exc.OperationalError)
+    def _database_down(error: Exception):  # type: ignore[no-untyped-def]
+        log.warning("database unavailable: %s", error)
+        return error_response(503, "database_unavailable", "the database is not answering")

@@ -1,0 +1,74 @@
+"""Per-app resources: the database engine, a session per request, the Celery client, auth."""
+
+from __future__ import annotations
+
+import hmac
+
+import sqlalchemy.orm as so
+from celery import Celery
+from flask import Flask, current_app, g, request
+
+from service.broker import make_celery
+from service.config import Config
+from service.db import make_engine, make_session_factory
+
+
+class ApiError(Exception):
+    """An error the API reports as {"error": {"code", "message", "field"}}."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None, **extra):  # type: ignore[no-untyped-def]
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+        self.extra = extra
+
+
+def init_app(app: Flask) -> None:
+    """Attach the engine, the session teardown, the Celery client and token checks to the app."""
+    config: Config = app.config["TRAINQ"]
+    engine = make_engine(config.database_url)
+    app.extensions["trainq.engine"] = engine
+    app.extensions["trainq.sessions"] = make_session_factory(engine)
+    app.extensions["trainq.write_sessions"] = make_session_factory(engine, writer=True)
+    app.extensions["trainq.celery"] = make_celery(config)
+    app.teardown_appcontext(_close_session)
+    app.before_request(_check_token)
+
+
+def config() -> Config:
+    """The running app's trainq configuration."""
+    return current_app.config["TRAINQ"]
+
+
+def db_session() -> so.Session:
+    """The request's database session, opened on first use and closed at teardown."""
+    if "db_session" not in g:
+        # Requests that change state write in the same transaction they read in.
+        kind = "trainq.sessions" if request.method in ("GET", "HEAD") else "trainq.write_sessions"
+        g.db_session = current_app.extensions[kind]()
+    return g.db_session
+
+
+def celery_client() -> Celery:
+    """The app's Celery client, used only to send messages."""
+    return current_app.extensions["trainq.celery"]
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+def _check_token() -> None:
+    tokens = config().api_tokens
+    if not tokens or not request.path.startswith("/api/"):
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    given_bytes = given.strip().encode()
+    # Compare against every token so the time taken says nothing about which one nearly matched.
+    matched = False
+    for token in tokens:
+        matched |= hmac.compare_digest(given_bytes, token.encode())
+    if scheme.lower() != "bearer" or not matched:
+        raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")

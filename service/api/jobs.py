@@ -1,0 +1,204 @@
+"""/api/v1/jobs: submit, list, read, read the loss history, cancel."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+
+import sqlalchemy as sa
+import sqlalchemy.exc
+from flask import Blueprint, Response, jsonify, request, url_for
+
+from service.api.extensions import ApiError, celery_client, config, db_session
+from service.api.params import choice_arg, float_arg, int_arg, list_arg
+from service.broker import enqueue_jobs
+from service.jobs import (
+    downsample,
+    get_job,
+    job_to_dict,
+    new_job,
+    queue_for,
+    read_losses,
+    tags_filter,
+)
+from service.jobspec import INITS, OPTIMIZERS, STAGES, Limits, validate_job
+from service.models import Job, JobStatus
+from service.models.base import utcnow
+
+bp = Blueprint("jobs", __name__)
+log = logging.getLogger(__name__)
+
+STATUSES = tuple(s.value for s in JobStatus)
+SORTS = {
+    "created": (Job.created_at, Job.id),
+    "id": (Job.id,),
+    "final_loss": (Job.final_loss, Job.id),
+    "min_loss": (Job.min_loss, Job.id),
+    "lr": (Job.lr, Job.id),
+}
+
+
+def json_body() -> object:
+    """The request's JSON body, or a 400 naming what is wrong with it."""
+    data = request.get_json(force=True, silent=True)
+    if data is None:
+        raise ApiError(400, "malformed_body", "the body must be a JSON document")
+    return data
+
+
+def send_jobs(jobs: list[Job]) -> None:
+    """Enqueue committed jobs; on a broker failure they stay queued for the reconciler to send."""
+    session = db_session()
+    try:
+        enqueue_jobs(celery_client(), [(job.id, job.queue) for job in jobs])
+    except Exception as error:  # the broker is down: the rows are the truth, send later
+        log.warning("broker unavailable, %d job(s) left for the reconciler: %s", len(jobs), error)
+        return
+    now = utcnow()
+    session.execute(
+        sa.update(Job).where(Job.id.in_([job.id for job in jobs])).values(enqueued_at=now)
+    )
+    session.commit()
+    for job in jobs:
+        job.enqueued_at = now
+
+
+def not_found(job_id: int) -> ApiError:
+    return ApiError(404, "not_found", f"no job {job_id}")
+
+
+@bp.post("/jobs")
+def submit_job():  # type: ignore[no-untyped-def]
+    """Validate a job, write its row, then enqueue it."""
+    session = db_session()
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 200:
+        raise ApiError(
+            422, "invalid_header", "Idempotency-Key: 1 to 200 characters", "Idempotency-Key"
+        )
+    if key:
+        existing = session.scalar(sa.select(Job).where(Job.idempotency_key == key))
+        if existing is not None:
+            return jsonify(job_to_dict(existing)), 200
+    cfg = config()
+    spec = validate_job(json_body(), Limits.from_config(cfg))
+    job = new_job(spec, queue_for(spec["device"], cfg.default_queue), idempotency_key=key)
+    session.add(job)
+    try:
+        session.commit()
+    except sqlalchemy.exc.IntegrityError:
+        # Another request with the same key won the race: answer with its job.
+        session.rollback()
+        existing = session.scalar(sa.select(Job).where(Job.idempotency_key == key))
+        if existing is None:
+            raise
+        return jsonify(job_to_dict(existing)), 200
+    send_jobs([job])
+    response = jsonify(job_to_dict(job))
+    response.headers["Location"] = url_for("jobs.show_job", job_id=job.id)
+    return response, 201
+
+
+@bp.get("/jobs")
+def list_jobs():  # type: ignore[no-untyped-def]
+    """Jobs filtered by status, stage, optimizer, init, lr range, sweep, tag and name; paged."""
+    query = sa.select(Job)
+    statuses = list_arg("status", STATUSES)
+    if statuses:
+        query = query.where(Job.status.in_(statuses))
+    for name, choices, column in (
+        ("stage", STAGES, Job.stage),
+        ("optimizer", OPTIMIZERS, Job.optimizer),
+        ("init", INITS, Job.init),
+    ):
+        values = list_arg(name, choices)
+        if values:
+            query = query.where(column.in_(values))
+    lr_min, lr_max = float_arg("lr_min"), float_arg("lr_max")
+    if lr_min is not None:
+        query = query.where(Job.lr >= lr_min)
+    if lr_max is not None:
+        query = query.where(Job.lr <= lr_max)
+    sweep = int_arg("sweep", low=1)
+    if sweep is not None:
+        query = query.where(Job.sweep_id == sweep)
+    tags = list_arg("tag")
+    if tags:
+        query = query.where(tags_filter(tags))
+    name = request.args.get("name")
+    if name:
+        query = query.where(Job.name == name)
+    sort = request.args.get("sort", "-created")
+    descending = sort.startswith("-")
+    key = choice_arg("sort", tuple(SORTS) + tuple(f"-{s}" for s in SORTS), "-created")
+    columns = SORTS[key.lstrip("-")] if key else SORTS["created"]
+    order = [c.desc() if descending else c.asc() for c in columns]
+    limit = int_arg("limit", 50, low=1, high=1000)
+    offset = int_arg("offset", 0, low=0)
+    session = db_session()
+    total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
+    jobs = session.scalars(query.order_by(*order).limit(limit).offset(offset)).all()
+    return jsonify(
+        {
+            "jobs": [job_to_dict(job) for job in jobs],
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "next_offset": offset + limit if offset + limit < (total or 0) else None,
+        }
+    )
+
+
+@bp.get("/jobs/<int:job_id>")
+def show_job(job_id: int):  # type: ignore[no-untyped-def]
+    """One job with every field and its state."""
+    job = get_job(db_session(), job_id)
+    if job is None:
+        raise not_found(job_id)
+    return jsonify(job_to_dict(job))
+
+
+@bp.get("/jobs/<int:job_id>/losses")
+def job_losses(job_id: int):  # type: ignore[no-untyped-def]
+    """The job's loss history, optionally a window of steps and downsampled to `points`."""
+    session = db_session()
+    job = get_job(session, job_id)
+    if job is None:
+        raise not_found(job_id)
+    start = int_arg("start", None, low=0)
+    stop = int_arg("stop", None, low=0)
+    points = int_arg("points", 0, low=0, high=1_000_000)
+    fmt = choice_arg("format", ("json", "csv"), "json")
+    steps, losses = read_losses(session, job_id, start, stop)
+    if points:
+        steps, losses = downsample(steps, losses, points)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["step", "loss"])
+        writer.writerows(zip(steps, (repr(v) for v in losses), strict=True))
+        return Response(
+            buffer.getvalue(),
+            mimetype="text/csv",
+            headers={"Content-Disposition": f"attachment; filename=job-{job_id}-losses.csv"},
+        )
+    return jsonify({"job_id": job_id, "status": job.status, "steps": steps, "losses": losses})
+
+
+@bp.post("/jobs/<int:job_id>/cancel")
+def cancel_job(job_id: int):  # type: ignore[no-untyped-def]
+    """Cancel a queued job at once, or ask a running one to stop at its next flush."""
+    session = db_session()
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None:
+        raise not_found(job_id)
+    if job.is_terminal:
+        if job.status == JobStatus.CANCELLED:
+            return jsonify(job_to_dict(job))
+        raise ApiError(409, "already_finished", f"job {job_id} already ended as {job.status}")
+    job.cancel_requested = True
+    if job.status == JobStatus.QUEUED:
+        job.status, job.finished_at = JobStatus.CANCELLED, utcnow()
+    session.commit()
+    return jsonify(job_to_dict(job)), 202 if job.status == JobStatus.RUNNING else 200

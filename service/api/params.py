@@ -1,0 +1,66 @@
+"""Query-string parameters, validated at the edge with 422 naming the parameter."""
+
+from __future__ import annotations
+
+import math
+
+from flask import request
+
+from service.api.extensions import ApiError
+
+
+def int_arg(
+    name: str, default: int | None = None, *, low: int = 0, high: int = 2**31 - 1
+) -> int | None:
+    """An integer query parameter within [low, high], or the default when absent."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(422, "invalid_parameter", f"{name}: must be an integer", name) from None
+    if not low <= value <= high:
+        raise ApiError(422, "invalid_parameter", f"{name}: must be in [{low}, {high}]", name)
+    return value
+
+
+def float_arg(name: str) -> float | None:
+    """A finite float query parameter, or None when absent."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(422, "invalid_parameter", f"{name}: must be a number", name) from None
+    if not math.isfinite(value):
+        raise ApiError(422, "invalid_parameter", f"{name}: must be finite", name)
+    return value
+
+
+def choice_arg(name: str, choices: tuple[str, ...], default: str | None = None) -> str | None:
+    """A query parameter that must be one of `choices`."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw not in choices:
+        raise ApiError(
+            422, "invalid_parameter", f"{name}: must be one of {', '.join(choices)}", name
+        )
+    return raw
+
+
+def list_arg(name: str, choices: tuple[str, ...] | None = None) -> list[str]:
+    """A comma-separated or repeated query parameter."""
+    values = [v for raw in request.args.getlist(name) for v in raw.split(",") if v]
+    if choices is not None:
+        for value in values:
+            if value not in choices:
+                raise ApiError(
+                    422,
+                    "invalid_parameter",
+                    f"{name}: {value!r} is not one of {', '.join(choices)}",
+                    name,
+                )
+    return values

@@ -1,0 +1,56 @@
+"""The Celery app both sides share: JSON only, queues cpu and gpu, late acks, prefetch one."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+from service.config import Config
+
+TRAIN_TASK = "trainq.train_job"
+QUEUES = ("cpu", "gpu")
+
+
+def make_celery(config: Config) -> Celery:
+    """A Celery app configured for trainq (tasks are registered by the worker package)."""
+    app = Celery("trainq", broker=config.broker_url, set_as_current=False)
+    # A job may legitimately run for hours: the broker must not hand its message to a
+    # second worker while the first still trains (the reconciler covers real losses).
+    visibility = int(os.environ.get("TRAINQ_VISIBILITY_TIMEOUT", 12 * 3600))
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        event_serializer="json",
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="cpu",
+        task_queues=tuple(Queue(name) for name in QUEUES),
+        task_create_missing_queues=False,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        broker_transport_options={"visibility_timeout": visibility},
+        broker_heartbeat=None,
+        worker_send_task_events=False,
+        worker_hijack_root_logger=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+    )
+    return app
+
+
+def enqueue_jobs(app: Celery, jobs: list[tuple[int, str]]) -> None:
+    """Send one training message per (job id, queue), over one broker connection."""
+    with app.producer_or_acquire() as producer:
+        for job_id, queue in jobs:
+            app.send_task(TRAIN_TASK, args=[job_id], queue=queue, producer=producer)

@@ -1,0 +1,99 @@
+"""Server verbs: up, api, worker, db upgrade, reconcile."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from service.config import Config
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--concurrency", type=int, help="CPU worker processes (default: one per core).")
+def up(host: str, port: int, concurrency: int | None) -> None:
+    """Everything on this machine: Redis, SQLite under ./var, API, workers. Ctrl-C stops it."""
+    from service.supervisor import up as run_up
+
+    run_up(host, port, concurrency)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn processes")
+def api(host: str, port: int, workers: int) -> None:
+    """Serve the HTTP API under gunicorn."""
+    argv = [
+        sys.executable, "-m", "gunicorn",
+        "--bind", f"{host}:{port}",
+        "--workers", str(workers),
+        "--threads", "4",
+        "--graceful-timeout", "10",
+        "--access-logfile", "-",
+        "service.api:create_app()",
+    ]  # fmt: skip
+    os.execv(sys.executable, argv)
+
+
+@click.command()
+@click.option("--queues", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
+@click.option(
+    "--concurrency", type=int, help="processes (cpu, default one per core) or threads (gpu)"
+)
+@click.option("--hostname", help="Celery node name, e.g. cpu@%h (unique per worker)")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(queues: str, concurrency: int | None, hostname: str | None, loglevel: str) -> None:
+    """Run a Celery worker on the cpu or gpu queue."""
+    # CUDA must never be initialised in a parent that forks, so the GPU worker uses threads.
+    pool = "threads" if queues == "gpu" else "prefork"
+    count = concurrency or (1 if queues == "gpu" else max(1, os.cpu_count() or 1))
+    argv = [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+        "--queues", queues, "--pool", pool, "--concurrency", str(count),
+        "--hostname", hostname or f"{queues}-{os.getpid()}@%h",
+        "--loglevel", loglevel, "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    os.execv(sys.executable, argv)
+
+
+@click.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to `revision`."""
+    from service.migrate import upgrade
+
+    config = Config.from_env()
+    upgrade(config.database_url, revision)
+    click.echo(f"database at {revision}: {config.database_url}")
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="one pass, then exit")
+def reconcile(once: bool) -> None:
+    """Send jobs whose message never left and re-send those whose worker was lost."""
+    import logging
+
+    from service.broker import make_celery
+    from service.db import make_engine, make_session_factory
+    from service.reconcile import reconcile_forever, reconcile_once
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = Config.from_env()
+    factory = make_session_factory(make_engine(config.database_url), writer=True)
+    app = make_celery(config)
+    if once:
+        click.echo(reconcile_once(factory, app, config))
+    else:
+        reconcile_forever(factory, app, config)
+
+
+COMMANDS = [up, api, worker, db, reconcile]

@@ -1,0 +1,82 @@
+"""One configuration, read from TRAINQ_* environment variables, shared by API, worker and CLI."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+def _var_dir() -> Path:
+    return Path(os.environ.get("TRAINQ_VAR_DIR", "var")).resolve()
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of one trainq deployment."""
+
+    database_url: str
+    broker_url: str
+    api_tokens: tuple[str, ...] = ()
+    torch_threads: int = 1
+    default_queue: str = "cpu"
+    max_iterations: int = 100_000
+    max_dim: int = 100_000
+    # Every tensor of one job together (x, y, w1, w2, activations and their gradients).
+    max_elements: int = 50_000_000
+    # Iterations x multiply-adds per iteration: ~7,700 default jobs' worth of compute.
+    max_work: float = 5e13
+    max_sweep_jobs: int = 10_000
+    max_request_bytes: int = 1_000_000
+    flush_every: int = 64
+    flush_seconds: float = 0.5
+    lease_seconds: float = 120.0
+    max_attempts: int = 3
+    reconcile_seconds: float = 10.0
+    var_dir: Path = field(default_factory=_var_dir)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Config:
+        """Build the configuration from the environment, then apply explicit overrides."""
+        var_dir = _var_dir()
+        tokens = tuple(t for t in os.environ.get("TRAINQ_API_TOKENS", "").split(",") if t.strip())
+        values: dict[str, object] = {
+            "database_url": os.environ.get(
+                "TRAINQ_DATABASE_URL", f"sqlite:///{var_dir / 'trainq.sqlite3'}"
+            ),
+            "broker_url": os.environ.get(
+                "TRAINQ_BROKER_URL",
+                f"redis://127.0.0.1:{os.environ.get('TRAINQ_REDIS_PORT', '6390')}/0",
+            ),
+            "api_tokens": tuple(t.strip() for t in tokens),
+            "torch_threads": _int("TRAINQ_TORCH_THREADS", 1),
+            "default_queue": os.environ.get("TRAINQ_DEFAULT_QUEUE", "cpu"),
+            "max_iterations": _int("TRAINQ_MAX_ITERATIONS", 100_000),
+            "max_dim": _int("TRAINQ_MAX_DIM", 100_000),
+            "max_elements": _int("TRAINQ_MAX_ELEMENTS", 50_000_000),
+            "max_work": _float("TRAINQ_MAX_WORK", 5e13),
+            "max_sweep_jobs": _int("TRAINQ_MAX_SWEEP_JOBS", 10_000),
+            "max_request_bytes": _int("TRAINQ_MAX_REQUEST_BYTES", 1_000_000),
+            "flush_every": _int("TRAINQ_FLUSH_EVERY", 64),
+            "flush_seconds": _float("TRAINQ_FLUSH_SECONDS", 0.5),
+            "lease_seconds": _float("TRAINQ_LEASE_SECONDS", 120.0),
+            "max_attempts": _int("TRAINQ_MAX_ATTEMPTS", 3),
+            "reconcile_seconds": _float("TRAINQ_RECONCILE_SECONDS", 10.0),
+            "var_dir": var_dir,
+        }
+        known = {f.name for f in fields(cls)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise TypeError(f"unknown settings: {sorted(unknown)}")
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,65 @@
+"""Engines and sessions: SQLite tuned for concurrent writers, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from sqlalchemy.engine import make_url
+
+
+def _tune_sqlite(engine: sa.Engine) -> None:
+    """WAL, a long busy timeout, and BEGIN IMMEDIATE for writers so they wait instead of failing."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own is deferred).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        # A deferred transaction that reads, then writes, fails at once with SQLITE_BUSY when
+        # another writer got in between; writers take the lock up front and wait instead.
+        # Readers stay deferred so they never hold up a writer (WAL gives them a snapshot).
+        mode = connection.get_execution_options().get(BEGIN_OPTION, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {'IMMEDIATE' if mode == 'IMMEDIATE' else 'DEFERRED'}")
+
+
+BEGIN_OPTION = "trainq_begin"
+
+
+def make_engine(url: str, **kwargs: object) -> sa.Engine:
+    """Create an engine for a trainq database URL."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 60}, **kwargs)
+        _tune_sqlite(engine)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def make_session_factory(engine: sa.Engine, *, writer: bool = False) -> so.sessionmaker[so.Session]:
+    """A session factory whose objects stay readable after commit.
+
+    Writer sessions (those that read, then write) take SQLite's write lock when they begin.
+    """
+    bind = engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"}) if writer else engine
+    return so.sessionmaker(bind, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: so.sessionmaker[so.Session]) -> Iterator[so.Session]:
+    """One short transaction: commit on success, roll back on error."""
+    with factory() as session, session.begin():
+        yield session

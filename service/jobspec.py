@@ -1,0 +1,190 @@
+"""The job request: every field of the spec's job table, its defaults per stage and its caps."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.config import Config
+
+STAGES = ("tensors", "autograd", "nn", "optim", "module")
+HAND_WRITTEN_STAGES = ("tensors", "autograd", "nn")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "adamw")
+MOMENTUM_OPTIMIZERS = ("momentum", "nesterov", "rmsprop")
+INITS = (
+    "normal",
+    "default",
+    "uniform",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "orthogonal",
+    "zeros",
+)
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("float32", "float64")
+MAX_SEED = 2**63 - 1
+DIMENSIONS = ("N", "D_in", "H", "D_out")
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\s,]+$")]
+
+
+class JobRequest(BaseModel):
+    """A job as submitted: unknown fields refused, no silent type coercion."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    stage: Literal["tensors", "autograd", "nn", "optim", "module"]
+    optimizer: (
+        Literal["sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "adamw"] | None
+    ) = None
+    momentum: Annotated[float, Field(ge=0, lt=1)] | None = None
+    weight_decay: Annotated[float, Field(ge=0, le=10)] | None = None
+    init: (
+        Literal[
+            "normal",
+            "default",
+            "uniform",
+            "xavier_uniform",
+            "xavier_normal",
+            "kaiming_uniform",
+            "kaiming_normal",
+            "orthogonal",
+            "zeros",
+        ]
+        | None
+    ) = None
+    lr: Annotated[float, Field(gt=0, le=10)] | None = None
+    iterations: Annotated[int, Field(ge=1, le=100_000)] = 500
+    N: Annotated[int, Field(ge=1)] = 64
+    D_in: Annotated[int, Field(ge=1)] = 1000
+    H: Annotated[int, Field(ge=1)] = 100
+    D_out: Annotated[int, Field(ge=1)] = 10
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "float64"] = "float32"
+    name: Name | None = None
+    tags: Annotated[list[Tag], Field(max_length=32)] = Field(default_factory=list)
+
+
+class SpecError(Exception):
+    """A request that names a field and says what is wrong with it."""
+
+    def __init__(
+        self, field: str | None, message: str, details: list[dict[str, Any]] | None = None
+    ):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+        self.details = details or [{"field": field, "message": message}]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The caps one deployment puts on a job."""
+
+    max_iterations: int = 100_000
+    max_dim: int = 100_000
+    max_elements: int = 50_000_000
+    max_work: float = 5e13
+
+    @classmethod
+    def from_config(cls, config: Config) -> Limits:
+        """The caps a configuration sets."""
+        return cls(config.max_iterations, config.max_dim, config.max_elements, config.max_work)
+
+
+def work_flops(iterations: int, n: int, d_in: int, h: int, d_out: int) -> float:
+    """Floating-point operations of a whole job: five matrix products per iteration."""
+    # Forward x@w1 and backward x.T@grad_h cost N*D_in*H each; the three products
+    # around w2 cost N*H*D_out each; a multiply-add is two operations.
+    return float(iterations) * 2.0 * (2 * n * d_in * h + 3 * n * h * d_out)
+
+
+def tensor_elements(n: int, d_in: int, h: int, d_out: int) -> int:
+    """Elements a job holds at once: data, weights, gradients, optimizer state, activations."""
+    return n * d_in + 2 * n * d_out + 4 * (d_in * h + h * d_out) + 3 * n * h
+
+
+def _from_validation_error(error: pydantic.ValidationError) -> SpecError:
+    details = []
+    for item in error.errors(include_url=False):
+        loc = ".".join(str(part) for part in item["loc"]) or None
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        details.append({"field": loc, "message": message})
+    first = details[0]
+    return SpecError(first["field"], f"{first['field']}: {first['message']}", details)
+
+
+def _check_rules(spec: dict[str, Any], limits: Limits) -> None:
+    """Rules across fields, each naming the field to change."""
+    stage, optimizer = spec["stage"], spec["optimizer"]
+    if stage in HAND_WRITTEN_STAGES and optimizer != "sgd":
+        raise SpecError(
+            "optimizer",
+            f"optimizer: stage {stage!r} writes the plain SGD update by hand; "
+            f"use stage 'optim' or 'module' for {optimizer!r}",
+        )
+    if spec["momentum"] is not None and optimizer not in MOMENTUM_OPTIMIZERS:
+        raise SpecError(
+            "momentum", f"momentum: optimizer {optimizer!r} takes no momentum (use 'momentum')"
+        )
+    if spec["weight_decay"] is not None and stage in HAND_WRITTEN_STAGES:
+        raise SpecError(
+            "weight_decay", f"weight_decay: stage {stage!r} writes the plain update by hand"
+        )
+    if spec["iterations"] > limits.max_iterations:
+        raise SpecError(
+            "iterations", f"iterations: at most {limits.max_iterations} on this deployment"
+        )
+    for dim in DIMENSIONS:
+        if spec[dim] > limits.max_dim:
+            raise SpecError(dim, f"{dim}: at most {limits.max_dim}")
+    dims = (spec["N"], spec["D_in"], spec["H"], spec["D_out"])
+    if tensor_elements(*dims) > limits.max_elements:
+        raise SpecError(
+            "N", f"N, D_in, H, D_out: tensors over the cap of {limits.max_elements} elements"
+        )
+    if work_flops(spec["iterations"], *dims) > limits.max_work:
+        raise SpecError(
+            "iterations",
+            f"iterations: iterations x work per iteration over the cap of {limits.max_work:.3g}"
+            " floating-point operations",
+        )
+    if len(set(spec["tags"])) != len(spec["tags"]):
+        raise SpecError("tags", "tags: duplicate label")
+
+
+def validate_job(
+    data: Any, limits: Limits | None = None, *, draw_seed: bool = True
+) -> dict[str, Any]:
+    """Validate a job request and return it with every default filled in."""
+    if not isinstance(data, dict):
+        raise SpecError(None, "the job must be a JSON object")
+    try:
+        request = JobRequest.model_validate(data)
+    except pydantic.ValidationError as error:
+        raise _from_validation_error(error) from None
+    spec = request.model_dump()
+    is_module = spec["stage"] == "module"
+    if spec["optimizer"] is None:
+        spec["optimizer"] = "adam" if is_module else "sgd"
+    if spec["init"] is None:
+        spec["init"] = "default" if is_module else "normal"
+    if spec["lr"] is None:
+        spec["lr"] = 1e-4 if is_module else 1e-6
+    if spec["seed"] is None and draw_seed:
+        spec["seed"] = secrets.randbelow(MAX_SEED + 1)
+    _check_rules(spec, limits or Limits())
+    if not math.isfinite(spec["lr"]):
+        raise SpecError("lr", "lr: must be finite")
+    return spec

@@ -1,0 +1,1 @@
+"""Test helpers that launch real server processes."""

@@ -1,0 +1,104 @@
+"""Real Celery worker processes for tests, started and stopped like a deployment would."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class WorkerProcess:
+    """One `celery worker` process tree, pointed at a database and a broker."""
+
+    def __init__(
+        self,
+        database_url: str,
+        broker_url: str,
+        log_dir: Path,
+        *,
+        name: str = "cpu",
+        queues: str = "cpu",
+        concurrency: int = 2,
+        pool: str = "prefork",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.log_path = Path(log_dir) / f"worker-{name}.log"
+        self.env = dict(os.environ)
+        self.env.update(
+            TRAINQ_DATABASE_URL=database_url,
+            TRAINQ_BROKER_URL=broker_url,
+            TRAINQ_FLUSH_SECONDS="0.2",
+            PYTHONUNBUFFERED="1",
+        )
+        self.env.update(extra_env or {})
+        self.argv = [
+            sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+            "--queues", queues, "--pool", pool, "--concurrency", str(concurrency),
+            "--hostname", f"{name}@%h", "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+        ]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> WorkerProcess:
+        """Start the worker and wait until it reports ready."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log_tail()}")
+            if " ready." in self.log_path.read_text(errors="replace"):
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"worker not ready in {timeout} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the worker's log."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "<no log>"
+
+    def children(self) -> list[int]:
+        """PIDs of the pool processes (Linux /proc)."""
+        if self.process is None:
+            return []
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == self.process.pid and fields[0] != "Z":
+                found.append(int(stat.parent.name))
+        return found
+
+    def stop(self, timeout: float = 20) -> None:
+        """Warm shutdown (SIGTERM), then SIGKILL the whole group."""
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)

@@ -1,0 +1,434 @@
+"""The stage contract: the seed's programs reproduced, stages agreeing, inits, recording."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from worker.training import STAGES, LossRecorder, TrainSpec, train, train_to_list
+from worker.training.inits import init_weight
+from worker.training.optimizers import make_optimizer
+from worker.training.problem import make_problem
+
+SEED_DIMS = {"N": 64, "D_in": 1000, "H": 100, "D_out": 10}
+SMALL_DIMS = {"N": 8, "D_in": 20, "H": 16, "D_out": 3}
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "adamw")
+
+
+def make_spec(**fields) -> TrainSpec:
+    """A spec with the seed's settings, overridden by fields."""
+    defaults = {
+        "stage": "tensors",
+        "optimizer": "sgd",
+        "init": "normal",
+        "lr": 1e-6,
+        "iterations": 500,
+        "seed": 0,
+        **SEED_DIMS,
+    }
+    return TrainSpec(**{**defaults, **fields})
+
+
+def seed_program_1(seed: int) -> list[float]:
+    """The seed's first program, PyTorch: Tensors, returning what it prints."""
+    torch.manual_seed(seed)
+    N, D_in, H, D_out = 64, 1000, 100, 10
+    x = torch.randn(N, D_in)
+    y = torch.randn(N, D_out)
+    w1 = torch.randn(D_in, H)
+    w2 = torch.randn(H, D_out)
+    learning_rate = 1e-6
+    losses = []
+    for _it in range(500):
+        h = x.mm(w1)
+        h_relu = h.clamp(min=0)
+        y_pred = h_relu.mm(w2)
+        loss = (y_pred - y).pow(2).sum().item()
+        losses.append(loss)
+        grad_y_pred = 2.0 * (y_pred - y)
+        grad_w2 = h_relu.t().mm(grad_y_pred)
+        grad_h_relu = grad_y_pred.mm(w2.t())
+        grad_h = grad_h_relu.clone()
+        grad_h[h < 0] = 0
+        grad_w1 = x.t().mm(grad_h)
+        w1 -= learning_rate * grad_w1
+        w2 -= learning_rate * grad_w2
+    return losses
+
+
+def seed_program_2(seed: int) -> list[float]:
+    """The seed's second program, Tensor and autograd, returning what it prints."""
+    torch.manual_seed(seed)
+    N, D_in, H, D_out = 64, 1000, 100, 10
+    x = torch.randn(N, D_in)
+    y = torch.randn(N, D_out)
+    w1 = torch.randn(D_in, H, requires_grad=True)
+    w2 = torch.randn(H, D_out, requires_grad=True)
+    learning_rate = 1e-6
+    losses = []
+    for _it in range(500):
+        y_pred = x.mm(w1).clamp(min=0).mm(w2)
+        loss = (y_pred - y).pow(2).sum()
+        losses.append(loss.item())
+        loss.backward()
+        with torch.no_grad():
+            w1 -= learning_rate * w1.grad
+            w2 -= learning_rate * w2.grad
+            w1.grad.zero_()
+            w2.grad.zero_()
+    return losses
+
+
+def assert_agree(expected: list[float], actual: list[float], steps: int = 100) -> None:
+    """Relative difference <= 1e-4 at each of the first steps, final loss within 5%."""
+    assert len(actual) == len(expected)
+    for step, (a, b) in enumerate(zip(expected[:steps], actual[:steps], strict=True)):
+        assert abs(a - b) <= 1e-4 * max(abs(a), abs(b)), f"step {step}: {a} vs {b}"
+    assert actual[-1] == pytest.approx(expected[-1], rel=0.05)
+
+
+@pytest.mark.parametrize("seed", [0, 2024])
+@pytest.mark.parametrize(
+    ("stage", "program"), [("tensors", seed_program_1), ("autograd", seed_program_2)]
+)
+def test_stage_reproduces_seed_program_bit_for_bit(stage, program, seed):
+    result = train_to_list(make_spec(stage=stage, seed=seed))
+
+    assert result.diverged_at is None
+    assert result.losses == program(seed)
+
+
+@pytest.mark.parametrize(
+    ("init", "lr"),
+    [
+        ("normal", 1e-6),
+        ("uniform", 1e-6),
+        ("default", 1e-5),
+        ("xavier_uniform", 1e-5),
+        ("kaiming_normal", 1e-5),
+        ("orthogonal", 1e-5),
+    ],
+)
+def test_hand_written_stages_agree_with_optim_sgd(init, lr):
+    # Given one seed, init and lr, when each plain-SGD stage trains,
+    spec = make_spec(init=init, lr=lr, seed=7)
+    tensors = train_to_list(spec).losses
+    # then every stage agrees with stage tensors to float rounding.
+    for stage in ("autograd", "nn", "optim"):
+        other = train_to_list(make_spec(stage=stage, init=init, lr=lr, seed=7))
+        assert_agree(tensors, other.losses)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_module_agrees_with_optim(optimizer):
+    lr = 1e-6 if optimizer in ("sgd", "momentum", "nesterov") else 1e-4
+    optim = train_to_list(make_spec(stage="optim", optimizer=optimizer, lr=lr, iterations=200))
+    module = train_to_list(make_spec(stage="module", optimizer=optimizer, lr=lr, iterations=200))
+
+    assert optim.diverged_at is None
+    assert_agree(optim.losses, module.losses)
+    # The optimizer really steps: the loss moves.
+    assert optim.losses[-1] < optim.losses[0]
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_stage_leaves_the_problem_untouched(stage):
+    spec = make_spec(stage=stage, iterations=5, **SMALL_DIMS)
+    problem = make_problem(spec, torch.device("cpu"))
+    before = [t.clone() for t in (problem.x, problem.y, problem.w1, problem.w2)]
+
+    recorder = LossRecorder(spec.iterations, torch.device("cpu"), lambda *_: True)
+    STAGES[stage](problem, spec, recorder)
+
+    for old, new in zip(before, (problem.x, problem.y, problem.w1, problem.w2), strict=True):
+        assert torch.equal(old, new)
+
+
+def draw(init: str, seed: int = 0, dtype: str = "float32") -> tuple[torch.Tensor, torch.Tensor]:
+    """The problem's w1 (D_in=1000, H=100) and w2 (H, D_out=10) for init and seed."""
+    problem = make_problem(make_spec(init=init, seed=seed, dtype=dtype), torch.device("cpu"))
+    return problem.w1, problem.w2
+
+
+def test_default_init_is_linear_bound_by_fan_in():
+    w1, w2 = draw("default")
+
+    # U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = D_in = 1000 and H = 100.
+    for w, fan_in in ((w1, 1000), (w2, 100)):
+        bound = 1 / math.sqrt(fan_in)
+        assert w.abs().max() <= bound * (1 + 1e-6)
+        assert w.abs().max() > 0.95 * bound
+        assert w.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)
+
+
+def test_uniform_init_fills_minus_one_to_one():
+    w1, _ = draw("uniform")
+
+    assert w1.min() >= -1 and w1.max() <= 1
+    assert w1.min() < -0.99 and w1.max() > 0.99
+    assert w1.std().item() == pytest.approx(1 / math.sqrt(3), rel=0.02)
+
+
+@pytest.mark.parametrize(
+    ("init", "std_w1", "std_w2"),
+    [
+        ("normal", 1.0, 1.0),
+        ("xavier_uniform", math.sqrt(2 / 1100), math.sqrt(2 / 110)),
+        ("xavier_normal", math.sqrt(2 / 1100), math.sqrt(2 / 110)),
+        # Kaiming's fan_in is the layer's input size: sqrt(2 / 1000), not sqrt(2 / 100).
+        ("kaiming_normal", math.sqrt(2 / 1000), math.sqrt(2 / 100)),
+        ("kaiming_uniform", math.sqrt(2 / 1000), math.sqrt(2 / 100)),
+    ],
+)
+def test_init_std_uses_fan_in_of_each_layer(init, std_w1, std_w2):
+    w1, w2 = draw(init)
+
+    assert w1.shape == (1000, 100) and w2.shape == (100, 10)
+    assert w1.is_contiguous() and w2.is_contiguous()
+    assert w1.std().item() == pytest.approx(std_w1, rel=0.05)
+    assert w2.std().item() == pytest.approx(std_w2, rel=0.1)
+
+
+def test_kaiming_uniform_bound_uses_fan_in():
+    w1, _ = draw("kaiming_uniform")
+
+    bound = math.sqrt(6 / 1000)
+    assert bound * 0.95 < w1.abs().max() <= bound * (1 + 1e-6)
+
+
+def test_orthogonal_init_has_orthonormal_columns():
+    w1, w2 = draw("orthogonal", dtype="float64")
+
+    torch.testing.assert_close(w1.t() @ w1, torch.eye(100, dtype=torch.float64))
+    torch.testing.assert_close(w2.t() @ w2, torch.eye(10, dtype=torch.float64))
+
+
+def test_zeros_init_is_zero():
+    w1, w2 = draw("zeros")
+
+    assert not w1.any() and not w2.any()
+
+
+@pytest.mark.parametrize("init", ["normal", "default", "uniform", "xavier_normal", "orthogonal"])
+def test_init_depends_only_on_seed(init):
+    w1, w2 = draw(init, seed=3)
+    same_w1, same_w2 = draw(init, seed=3)
+    other_w1, _ = draw(init, seed=4)
+
+    assert torch.equal(w1, same_w1) and torch.equal(w2, same_w2)
+    assert not torch.equal(w1, other_w1)
+
+
+def test_data_is_drawn_before_weights_whatever_the_init():
+    normal = make_problem(make_spec(init="normal", seed=5), torch.device("cpu"))
+    default = make_problem(make_spec(init="default", seed=5), torch.device("cpu"))
+
+    assert torch.equal(normal.x, default.x) and torch.equal(normal.y, default.y)
+
+
+def test_init_weight_matches_linear_default_layout():
+    # nn.Linear(in, out) draws its (out, in) weight from the same generator state.
+    weight = init_weight("default", 30, 7, torch.Generator().manual_seed(1), torch.float32)
+    linear = nn.Linear(30, 7, bias=False)
+    generator = torch.Generator().manual_seed(1)
+    nn.init.kaiming_uniform_(linear.weight, a=math.sqrt(5), generator=generator)
+
+    assert torch.equal(weight, linear.weight.detach().t())
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_diverging_run_stops_with_finite_history(stage):
+    result = train_to_list(make_spec(stage=stage, lr=10.0, iterations=2000, **SMALL_DIMS))
+
+    assert result.diverged_at is not None and result.diverged_at < 2000
+    assert len(result.losses) == result.diverged_at
+    assert all(math.isfinite(loss) for loss in result.losses)
+
+
+def test_float64_training_records_exact_losses():
+    spec = make_spec(lr=1e-3, dtype="float64", **SMALL_DIMS)
+    problem = make_problem(spec, torch.device("cpu"))
+    result = train_to_list(spec)
+
+    assert problem.x.dtype == torch.float64
+    first = (problem.x.mm(problem.w1).clamp(min=0).mm(problem.w2) - problem.y).pow(2).sum()
+    assert result.losses[0] == first.item()
+    assert result.losses[-1] < result.losses[0]
+
+
+class Chunks:
+    """A flush callback that keeps what it is handed and can ask to stop."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.calls: list[tuple[int, list[float]]] = []
+        self.stop_after = stop_after
+
+    def __call__(self, first_step: int, losses: list[float]) -> bool:
+        self.calls.append((first_step, losses))
+        return self.stop_after is None or len(self.calls) < self.stop_after
+
+    @property
+    def losses(self) -> list[float]:
+        """Every flushed loss, in order."""
+        return [loss for _, losses in self.calls for loss in losses]
+
+
+def record_all(recorder: LossRecorder, values: list[float], start_step: int = 0) -> list[bool]:
+    """Record values as consecutive steps; what each record call returned."""
+    return [
+        recorder.record(step, torch.tensor(value))
+        for step, value in enumerate(values, start=start_step)
+    ]
+
+
+def test_recorder_flushes_contiguous_chunks():
+    chunks = Chunks()
+    recorder = LossRecorder(100, torch.device("cpu"), chunks, flush_every=7, flush_seconds=60)
+    values = [float(i) for i in range(100)]
+
+    assert all(record_all(recorder, values))
+    recorder.close()
+
+    assert [first for first, _ in chunks.calls] == list(range(0, 100, 7))
+    assert all(len(losses) <= 7 for _, losses in chunks.calls)
+    assert chunks.losses == values
+    assert recorder.steps_recorded == 100 and recorder.diverged_at is None
+
+
+def test_recorder_flushes_on_time():
+    chunks = Chunks()
+    recorder = LossRecorder(5, torch.device("cpu"), chunks, flush_every=1000, flush_seconds=0)
+
+    record_all(recorder, [1.0, 2.0, 3.0])
+
+    assert chunks.calls == [(0, [1.0]), (1, [2.0]), (2, [3.0])]
+
+
+def test_recorder_stops_when_flush_says_so():
+    chunks = Chunks(stop_after=2)
+    recorder = LossRecorder(20, torch.device("cpu"), chunks, flush_every=3, flush_seconds=60)
+
+    returned = record_all(recorder, [1.0] * 8)
+    recorder.close()
+
+    assert returned == [True] * 5 + [False] * 3
+    assert recorder.stopped and recorder.diverged_at is None
+    assert [first for first, _ in chunks.calls] == [0, 3]
+
+
+@pytest.mark.parametrize("flush_every", [3, 100])
+def test_recorder_keeps_only_losses_before_a_non_finite_one(flush_every):
+    chunks = Chunks()
+    recorder = LossRecorder(10, torch.device("cpu"), chunks, flush_every=flush_every)
+
+    record_all(recorder, [4.0, 3.0, 2.0, 1.0, math.inf, math.nan])
+    recorder.close()
+
+    assert chunks.losses == [4.0, 3.0, 2.0, 1.0]
+    assert recorder.diverged_at == 4 and recorder.steps_recorded == 4
+    assert not recorder.record(6, torch.tensor(1.0))
+
+
+def test_recorder_keeps_float32_and_float64_losses_exactly():
+    chunks = Chunks()
+    recorder = LossRecorder(2, torch.device("cpu"), chunks)
+    single = torch.tensor(0.1, dtype=torch.float32)
+    double = torch.tensor(0.1, dtype=torch.float64)
+
+    recorder.record(0, single)
+    recorder.record(1, double)
+    recorder.close()
+
+    assert chunks.losses == [single.item(), double.item()]
+
+
+def test_recorder_resumes_from_start_step():
+    chunks = Chunks()
+    recorder = LossRecorder(10, torch.device("cpu"), chunks, flush_every=4, start_step=6)
+
+    record_all(recorder, [1.0, 2.0, 3.0, 4.0], start_step=6)
+    recorder.close()
+
+    assert chunks.calls == [(6, [1.0, 2.0, 3.0, 4.0])]
+    assert recorder.steps_recorded == 10
+    with pytest.raises(ValueError, match="expected step"):
+        recorder.record(3, torch.tensor(1.0))
+
+
+def test_train_stops_when_cancelled():
+    spec = make_spec(iterations=50, **SMALL_DIMS)
+    chunks = Chunks(stop_after=1)
+    recorder = LossRecorder(50, torch.device("cpu"), chunks, flush_every=10)
+
+    train(spec, torch.device("cpu"), recorder)
+
+    assert recorder.stopped and chunks.calls[0][0] == 0 and len(chunks.calls) == 1
+    assert recorder.steps_recorded == 10
+
+
+def test_spec_from_fields_ignores_job_only_fields():
+    job = {**SEED_DIMS, "stage": "optim", "optimizer": "adam", "init": "default", "lr": 1e-4}
+    job |= {"iterations": 3, "seed": 9, "name": "a", "tags": ["x"], "device": "cpu"}
+
+    spec = TrainSpec.from_fields(job)
+
+    assert spec.optimizer == "adam" and spec.seed == 9 and spec.dtype == "float32"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"stage": "nn", "optimizer": "adam"},
+        {"stage": "tensors", "weight_decay": 0.1},
+        {"stage": "pipeline"},
+        {"init": "he"},
+        {"dtype": "float16"},
+        {"lr": 0.0},
+        {"iterations": 0},
+        {"seed": -1},
+    ],
+)
+def test_spec_refuses_what_no_stage_trains(fields):
+    with pytest.raises(ValueError):
+        make_spec(**fields)
+
+
+def test_make_optimizer_defaults_and_options():
+    params = [nn.Parameter(torch.zeros(2))]
+
+    momentum = make_optimizer("momentum", params, 0.1)
+    nesterov = make_optimizer("nesterov", params, 0.1, momentum=0.5, weight_decay=0.01)
+    rmsprop = make_optimizer("rmsprop", params, 0.1, momentum=0.3)
+
+    assert momentum.defaults["momentum"] == 0.9 and not momentum.defaults["nesterov"]
+    assert nesterov.defaults["nesterov"] and nesterov.defaults["momentum"] == 0.5
+    assert nesterov.defaults["weight_decay"] == 0.01
+    assert rmsprop.defaults["momentum"] == 0.3
+    assert make_optimizer("sgd", params, 0.1).defaults["momentum"] == 0
+    assert isinstance(make_optimizer("adamw", params, 0.1), torch.optim.AdamW)
+    with pytest.raises(ValueError, match="momentum"):
+        make_optimizer("adam", params, 0.1, momentum=0.9)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    ("stage", "optimizer", "lr"),
+    [
+        ("tensors", "sgd", 1e-6),
+        ("autograd", "sgd", 1e-6),
+        ("nn", "sgd", 1e-6),
+        ("optim", "momentum", 1e-6),
+        ("module", "adam", 1e-4),
+    ],
+)
+def test_cuda_agrees_with_cpu(stage, optimizer, lr):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    spec = make_spec(stage=stage, optimizer=optimizer, lr=lr, iterations=200, seed=3)
+
+    cpu = train_to_list(spec)
+    cuda = train_to_list(spec, torch.device("cuda"))
+
+    assert cuda.diverged_at is None
+    assert_agree(cpu.losses, cuda.losses)

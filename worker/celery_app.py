@@ -1,0 +1,36 @@
+"""The worker's Celery app: `celery -A worker.celery_app worker -Q cpu` runs it."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import signals
+
+from service.broker import make_celery
+from service.config import Config
+
+# Celery's command line needs an app object at import; it opens no connection until used.
+app = make_celery(Config.from_env())
+app.conf.imports = ("worker.tasks",)
+
+log = logging.getLogger(__name__)
+
+
+@signals.celeryd_after_setup.connect
+def _refuse_gpu_queue_without_cuda(sender: str, instance, **_kwargs) -> None:  # type: ignore[no-untyped-def]
+    """A worker that consumes the gpu queue must have CUDA, or it would fail every job."""
+    queues = set(instance.app.amqp.queues.consume_from or ())
+    if "gpu" in queues:
+        import torch
+
+        if not torch.cuda.is_available():
+            log.critical("refusing to serve the gpu queue: CUDA is not available")
+            raise SystemExit(3)
+
+
+@signals.worker_process_init.connect
+def _configure_process(**_kwargs) -> None:  # type: ignore[no-untyped-def]
+    """Each pool process: its own torch threads and database engine (never shared over fork)."""
+    from worker.state import reset_process_state
+
+    reset_process_state()

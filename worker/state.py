@@ -1,0 +1,36 @@
+"""Per-process worker state: configuration, torch threads and one database engine."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import sqlalchemy.orm as so
+
+from service.config import Config
+from service.db import make_engine, make_session_factory
+
+
+@lru_cache(maxsize=1)
+def _state(pid: int) -> tuple[Config, so.sessionmaker[so.Session]]:
+    import torch
+
+    config = Config.from_env()
+    torch.set_num_threads(max(1, config.torch_threads))
+    return config, make_session_factory(make_engine(config.database_url), writer=True)
+
+
+def worker_config() -> Config:
+    """This process's configuration."""
+    return _state(os.getpid())[0]
+
+
+def session_factory() -> so.sessionmaker[so.Session]:
+    """This process's session factory (a forked child builds its own)."""
+    return _state(os.getpid())[1]
+
+
+def reset_process_state() -> None:
+    """Forget state inherited over fork and build it afresh for this process."""
+    _state.cache_clear()
+    _state(os.getpid())

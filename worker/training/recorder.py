@@ -1,0 +1,80 @@
+"""Per-step losses kept on the training device and handed over in chunks."""
+
+import time
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+# flush(first_step, losses) stores the chunk; returning False asks training to stop.
+Flush = Callable[[int, list[float]], bool]
+
+
+class LossRecorder:
+    """Collect every step's loss without a device sync per step; flush in chunks."""
+
+    def __init__(
+        self,
+        iterations: int,
+        device: torch.device,
+        flush: Flush,
+        flush_every: int = 64,
+        flush_seconds: float = 0.5,
+        start_step: int = 0,
+    ) -> None:
+        self._flush = flush
+        self._flush_every = flush_every
+        self._flush_seconds = flush_seconds
+        self._start_step = start_step
+        # float64 holds a float32 loss exactly, so the stored history is what the stage computed.
+        self._losses = torch.empty(iterations - start_step, dtype=torch.float64, device=device)
+        self._next_step = start_step
+        self._flushed_to = start_step
+        self._last_flush = time.monotonic()
+        self.diverged_at: int | None = None
+        self.stopped = False
+
+    @property
+    def steps_recorded(self) -> int:
+        """The number of steps handed to flush, counting from step 0 (not from start_step)."""
+        return self._flushed_to if self.diverged_at is None else self.diverged_at
+
+    @property
+    def finished(self) -> bool:
+        """Whether training should stop: cancelled or diverged."""
+        return self.stopped or self.diverged_at is not None
+
+    def record(self, step: int, loss: Tensor) -> bool:
+        """Keep step's loss (a 0-dim tensor); False when training should stop."""
+        if self.finished:
+            return False
+        if step != self._next_step:
+            raise ValueError(f"expected step {self._next_step}, got {step}")
+        self._losses[step - self._start_step].copy_(loss.detach())
+        self._next_step = step + 1
+        pending = self._next_step - self._flushed_to
+        if (
+            pending >= self._flush_every
+            or time.monotonic() - self._last_flush >= self._flush_seconds
+        ):
+            self._flush_pending()
+        return not self.finished
+
+    def close(self) -> None:
+        """Flush the steps recorded since the last flush."""
+        if not self.finished and self._next_step > self._flushed_to:
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        """Copy the pending chunk to the CPU and hand its finite prefix to flush."""
+        first = self._flushed_to
+        chunk = self._losses[first - self._start_step : self._next_step - self._start_step].cpu()
+        finite = torch.isfinite(chunk)
+        if not finite.all():
+            bad = int((~finite).nonzero()[0])
+            self.diverged_at = first + bad
+            chunk = chunk[:bad]
+        self._flushed_to = self._next_step
+        self._last_flush = time.monotonic()
+        if len(chunk) and not self._flush(first, chunk.tolist()):
+            self.stopped = True

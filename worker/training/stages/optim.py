@@ -1,0 +1,35 @@
+"""Stage `optim`: the seed's fourth program, nn.Sequential stepped by a torch.optim optimizer."""
+
+from torch import nn
+
+from worker.training.optimizers import make_optimizer
+from worker.training.problem import Problem
+from worker.training.recorder import LossRecorder
+from worker.training.spec import TrainSpec
+from worker.training.stages.weights import load_weights
+
+
+def train(problem: Problem, spec: TrainSpec, recorder: LossRecorder) -> None:
+    """Train an nn.Sequential with the spec's optimizer."""
+    x, y = problem.x, problem.y
+    model = nn.Sequential(
+        nn.Linear(spec.D_in, spec.H, bias=False),
+        nn.ReLU(),
+        nn.Linear(spec.H, spec.D_out, bias=False),
+    )
+    load_weights(model, model[0], model[2], problem)
+    loss_fn = nn.MSELoss(reduction="sum")
+    optimizer = make_optimizer(
+        spec.optimizer, model.parameters(), spec.lr, spec.momentum, spec.weight_decay
+    )
+    for it in range(spec.iterations):
+        # Forward pass
+        y_pred = model(x)  # (N, D_out)
+        loss = loss_fn(y_pred, y)
+        if not recorder.record(it, loss):
+            return
+
+        optimizer.zero_grad()
+        # Backward pass
+        loss.backward()
+        optimizer.step()
