@@ -21,10 +21,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     app.config.update(overrides)
 
-    from service.api import errors, extensions, health, jobs
+    from service.api import errors, extensions, health, jobs, openapi, pages, results, sweeps
 
     extensions.init_app(app)
     errors.init_app(app)
     app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
+    app.register_blueprint(pages.bp)
     app.register_blueprint(jobs.bp, url_prefix="/api/v1")
+    app.register_blueprint(sweeps.bp, url_prefix="/api/v1")
+    app.register_blueprint(results.bp, url_prefix="/api/v1")
     return app

@@ -1,0 +1,5 @@
+"""Blueprint placeholder: filled in by its issue."""
+
+from flask import Blueprint
+
+bp = Blueprint("results", __name__)

@@ -1,0 +1,3 @@
+"""CLI verbs placeholder: filled in by its issue."""
+
+COMMANDS: list = []
