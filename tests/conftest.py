@@ -206,3 +206,20 @@ def count_rows(sessions: so.sessionmaker[so.Session], statement: sa.Select) -> i
     """Run a count query."""
     with sessions() as session:
         return session.scalar(statement) or 0
+
+
+@pytest.fixture(scope="module")
+def live_url(stack: Stack) -> Iterator[str]:
+    """The stack's API served over real HTTP on a loopback port (threaded WSGI server)."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", free_port(), stack.app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)
