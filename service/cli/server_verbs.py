@@ -96,4 +96,28 @@ def reconcile(once: bool) -> None:
         reconcile_forever(factory, app, config)
 
 
-COMMANDS = [up, api, worker, db, reconcile]
+@click.command()
+@click.option("--worker", "node", help="also ping this Celery node; %h is this machine's hostname")
+@click.option("--timeout", default=5.0, show_default=True, help="seconds to wait for the node")
+def probe(node: str | None, timeout: float) -> None:
+    """Exit 0 when the database and broker answer (and the worker NODE does): a healthcheck."""
+    from service.broker import make_celery
+    from service.probe import broker_error, database_error, node_name, worker_answers
+
+    config = Config.from_env()
+    app = make_celery(config)
+    problems = []
+    if error := database_error(config.database_url):
+        problems.append(f"database: {error}")
+    if error := broker_error(app):
+        problems.append(f"broker: {error}")
+    elif node and not worker_answers(app, node_name(node), timeout):
+        problems.append(f"worker {node_name(node)}: no reply in {timeout} s")
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo("ok" + (f": {node_name(node)} answered" if node else ""))
+
+
+COMMANDS = [up, api, worker, db, reconcile, probe]

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,6 +28,7 @@ class WorkerProcess:
         concurrency: int = 2,
         pool: str = "prefork",
         extra_env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
     ) -> None:
         self.name = name
         self.log_path = Path(log_dir) / f"worker-{name}.log"
@@ -38,8 +40,9 @@ class WorkerProcess:
             PYTHONUNBUFFERED="1",
         )
         self.env.update(extra_env or {})
+        # `prefix` runs the worker elsewhere, e.g. inside a network namespace (tests/support/netns).
         self.argv = [
-            sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+            *prefix, sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
             "--queues", queues, "--pool", pool, "--concurrency", str(concurrency),
             "--hostname", f"{name}@%h", "--loglevel", "INFO",
             "--without-gossip", "--without-mingle", "--without-heartbeat",

@@ -1,0 +1,46 @@
+"""Liveness probes a container healthcheck runs: database, broker, and one worker node."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from celery import Celery
+from celery.utils.nodenames import host_format
+
+from service.db import make_engine
+
+
+def database_error(url: str) -> str | None:
+    """None when the database answers SELECT 1, else what went wrong."""
+    # A probe must answer within the healthcheck's timeout, not wait on an unreachable server.
+    timeout = {} if url.startswith("sqlite") else {"connect_args": {"connect_timeout": 5}}
+    engine = make_engine(url, **timeout)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        return None
+    except Exception as error:
+        return f"{type(error).__name__}: {error}".splitlines()[0]
+    finally:
+        engine.dispose()
+
+
+def broker_error(app: Celery) -> str | None:
+    """None when the broker answers PING, else what went wrong."""
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=5)
+            connection.default_channel.client.ping()
+        return None
+    except Exception as error:
+        return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+def node_name(pattern: str) -> str:
+    """A Celery node name with %h (this machine's hostname), %n and %d filled in, as Celery does."""
+    return host_format(pattern)
+
+
+def worker_answers(app: Celery, node: str, timeout: float) -> bool:
+    """Whether the Celery worker `node` replies to a ping through the broker."""
+    replies = app.control.ping(destination=[node], timeout=timeout)
+    return any(node in reply for reply in replies)
