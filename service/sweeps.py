@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
@@ -34,15 +35,24 @@ def job_rows(
 
 def insert_sweep_jobs(
     session: so.Session, sweep: Sweep, specs: list[dict[str, Any]], queues: list[str]
-) -> list[int]:
-    """Insert the sweep row, its jobs and their tags in three statements; returns the job ids."""
+) -> list[tuple[int, str]]:
+    """Insert the sweep row, its jobs and their tags in three statements; (job id, queue) each."""
     session.add(sweep)
     session.flush()
     rows = job_rows(sweep.id, specs, queues, utcnow())
-    # One executemany (batched into multi-row VALUES by SQLAlchemy), ids back in row order.
-    ids = list(
-        session.scalars(sa.insert(Job).returning(Job.id, sort_by_parameter_order=True), rows)
-    )
+    # One executemany, sent as multi-row INSERT ... RETURNING batches. SQLite cannot promise
+    # RETURNING in parameter order without a sentinel column, so rows are matched back to
+    # their specs by value: rows equal in every column are interchangeable.
+    keys = ("queue", *SPEC_COLUMNS.values())
+    waiting: dict[tuple, list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        waiting[tuple(row[k] for k in keys)].append(index)
+    returned = session.execute(
+        sa.insert(Job).returning(Job.id, *(getattr(Job, k) for k in keys)), rows
+    ).all()
+    ids: list[int] = [0] * len(rows)
+    for job_id, *values in returned:
+        ids[waiting[tuple(values)].pop()] = job_id
     tags = [
         {"job_id": job_id, "tag": tag, "position": i}
         for job_id, spec in zip(ids, specs, strict=True)
@@ -50,7 +60,7 @@ def insert_sweep_jobs(
     ]
     if tags:
         session.execute(sa.insert(JobTag), tags)
-    return ids
+    return sorted(zip(ids, queues, strict=True))
 
 
 def status_counts(session: so.Session, sweep_ids: list[int]) -> dict[int, dict[str, int]]:

@@ -125,7 +125,7 @@ def submit_sweep():  # type: ignore[no-untyped-def]
     )
     queues = [queue_for(spec["device"], cfg.default_queue) for spec in specs]
     try:
-        ids = insert_sweep_jobs(session, sweep, specs, queues)
+        sent = insert_sweep_jobs(session, sweep, specs, queues)
         session.commit()
     except sqlalchemy.exc.IntegrityError:
         session.rollback()
@@ -133,7 +133,7 @@ def submit_sweep():  # type: ignore[no-untyped-def]
         if existing is None:
             raise
         return jsonify(_show(existing)), 200
-    _send(sweep.id, list(zip(ids, queues, strict=True)))
+    _send(sweep.id, sent)
     body_out = _show(sweep)
     body_out["skipped_reasons"] = skipped[:SKIPPED_SHOWN]
     response = jsonify(body_out)
