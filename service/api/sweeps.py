@@ -14,11 +14,12 @@ from service.api.jobs import json_body
 from service.api.params import choice_arg, int_arg, list_arg
 from service.broker import enqueue_jobs
 from service.factors import factor_table
-from service.jobs import SPEC_COLUMNS, queue_for
+from service.jobs import queue_for
 from service.jobspec import Limits, SpecError, validate_job
 from service.models import Job, JobStatus, Sweep
 from service.models.base import utcnow
 from service.sweep_expansion import check_request, count_jobs, expand
+from service.sweep_results import SORTS, factor_fields, factor_rows, leaderboard
 from service.sweeps import cancel_sweep_jobs, insert_sweep_jobs, status_counts, sweep_to_dict
 
 bp = Blueprint("sweeps", __name__)
@@ -26,23 +27,6 @@ log = logging.getLogger(__name__)
 
 SKIPPED_SHOWN = 5
 STATUSES = tuple(s.value for s in JobStatus)
-RESULT_SORTS = {
-    "final_loss": Job.final_loss,
-    "min_loss": Job.min_loss,
-    "min_loss_step": Job.min_loss_step,
-    "steps_done": Job.steps_done,
-    "lr": Job.lr,
-    "id": Job.id,
-}
-# Leaderboard buckets: finished finite runs first, then the rest in order of how bad.
-OUTCOME_RANK = sa.case(
-    (Job.status == JobStatus.SUCCEEDED.value, 0),
-    (Job.status == JobStatus.RUNNING.value, 1),
-    (Job.status == JobStatus.QUEUED.value, 2),
-    (Job.status == JobStatus.DIVERGED.value, 3),
-    (Job.status == JobStatus.CANCELLED.value, 4),
-    else_=5,
-)
 
 
 def _not_found(sweep_id: int) -> ApiError:
@@ -207,44 +191,24 @@ def cancel_sweep(sweep_id: int):  # type: ignore[no-untyped-def]
     return jsonify(body), 202 if body["counts"]["running"] else 200
 
 
-def _leaderboard_columns(varied: list[str]) -> list[tuple[str, Any]]:
-    fields = [f for f in varied if f in SPEC_COLUMNS and f != "seed"]
-    return [(f, getattr(Job, SPEC_COLUMNS[f])) for f in fields] + [("seed", Job.seed)]
-
-
 @bp.get("/sweeps/<int:sweep_id>/results")
 def sweep_results(sweep_id: int):  # type: ignore[no-untyped-def]
     """The leaderboard: one row per job; finished runs by loss first, diverged and failed last."""
     sweep = _get_sweep(sweep_id)
-    sorts = tuple(RESULT_SORTS) + tuple(f"-{s}" for s in RESULT_SORTS)
+    sorts = tuple(SORTS) + tuple(f"-{s}" for s in SORTS)
     sort = choice_arg("sort", sorts, "final_loss") or "final_loss"
-    limit = int_arg("limit", 100, low=1, high=10_000)
-    offset = int_arg("offset", 0, low=0)
+    limit = int_arg("limit", 100, low=1, high=10_000) or 100
+    offset = int_arg("offset", 0, low=0) or 0
     statuses = list_arg("status", STATUSES)
-    column = RESULT_SORTS[sort.lstrip("-")]
-    direction = column.desc() if sort.startswith("-") else column.asc()
-    order = [direction, Job.id] if sort.lstrip("-") == "id" else [OUTCOME_RANK, direction, Job.id]
-    columns = _leaderboard_columns(sweep.varied)
-    query = sa.select(
-        Job.id,
-        Job.status,
-        Job.final_loss,
-        Job.min_loss,
-        Job.min_loss_step,
-        Job.steps_done,
-        Job.diverged_at,
-        *(c.label(f"f_{name}") for name, c in columns),
-    ).where(Job.sweep_id == sweep_id)
-    if statuses:
-        query = query.where(Job.status.in_(statuses))
-    session = db_session()
-    total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
-    rows = session.execute(query.order_by(*order).limit(limit).offset(offset)).all()
-    results = []
-    for rank, row in enumerate(rows, start=offset + 1):
-        item = {"rank": rank, **{k: row._mapping[k] for k in row._mapping if k[:2] != "f_"}}
-        item.update({name: row._mapping[f"f_{name}"] for name, _ in columns})
-        results.append(item)
+    results, total = leaderboard(
+        db_session(),
+        sweep_id,
+        sweep.varied,
+        sort=sort,
+        statuses=statuses,
+        limit=limit,
+        offset=offset,
+    )
     return jsonify(
         {
             "sweep_id": sweep_id,
@@ -263,23 +227,6 @@ def sweep_results(sweep_id: int):  # type: ignore[no-untyped-def]
 def sweep_factors(sweep_id: int):  # type: ignore[no-untyped-def]
     """Per factor and level: the final log10 loss over everything else; main effects; best."""
     sweep = _get_sweep(sweep_id)
-    factors = [f for f in sweep.varied if f in SPEC_COLUMNS and f != "seed"]
-    fields = list(dict.fromkeys([*factors, "optimizer", "init", "lr", "seed"]))
-    query = sa.select(
-        Job.id,
-        Job.status,
-        Job.final_loss,
-        *(getattr(Job, SPEC_COLUMNS[f]).label(f"f_{f}") for f in fields),
-    ).where(Job.sweep_id == sweep_id)
-    rows = []
-    for row in db_session().execute(query):
-        mapping = row._mapping
-        item = {
-            "id": mapping["id"],
-            "status": mapping["status"],
-            "final_loss": mapping["final_loss"],
-        }
-        item.update({f: mapping[f"f_{f}"] for f in fields})
-        rows.append(item)
-    table = factor_table(rows, factors)
+    rows = factor_rows(db_session(), sweep_id, sweep.varied)
+    table = factor_table(rows, factor_fields(sweep.varied))
     return jsonify({"sweep_id": sweep_id, "varied": sweep.varied, **table})
