@@ -6,6 +6,8 @@ import itertools
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.jobspec import SpecError
 from service.sweep_expansion import check_request, count_jobs, expand
@@ -145,3 +147,26 @@ def test_count_blames_the_part_that_multiplies() -> None:
     assert count_jobs(sweep(random={"n": 7, "lr": [1]}, repeats=3)) == (21, "random")
     assert count_jobs(sweep(repeats=4)) == (4, "repeats")
     assert count_jobs(sweep(seeds=[1, 2])) == (2, "seeds")
+
+
+@given(
+    levels=st.lists(st.integers(1, 4), min_size=0, max_size=3),
+    draws=st.integers(0, 3),
+    repeats=st.integers(0, 3),
+    seed=st.integers(0, 2**63 - 1),
+)
+def test_expansion_size_is_the_counted_product(
+    levels: list[int], draws: int, repeats: int, seed: int
+) -> None:
+    fields = ["lr", "momentum", "H"]
+    grid = {fields[i]: [0.1 * (j + 1) for j in range(n)] for i, n in enumerate(levels)}
+    request: dict = {"name": "s", "base": {"stage": "optim"}, "grid": grid, "seed": seed}
+    if draws:
+        request["random"] = {"n": draws, "init": ["normal", "zeros"]}
+    if repeats:
+        request["repeats"] = repeats
+    expansion = expand(check_request(request))
+    total, _ = count_jobs(request)
+    assert len(expansion.jobs) == total
+    assert expansion.jobs == expand(request).jobs
+    assert len({j["seed"] for j in expansion.jobs}) == max(repeats, 1)
