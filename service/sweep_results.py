@@ -1,0 +1,89 @@
+"""A sweep's jobs read back for ranking and analysis: the leaderboard and the factor rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from service.jobs import SPEC_COLUMNS
+from service.models import Job, JobStatus
+
+SORTS = {
+    "final_loss": Job.final_loss,
+    "min_loss": Job.min_loss,
+    "min_loss_step": Job.min_loss_step,
+    "steps_done": Job.steps_done,
+    "lr": Job.lr,
+    "id": Job.id,
+}
+SUMMARY = (
+    Job.id,
+    Job.status,
+    Job.final_loss,
+    Job.min_loss,
+    Job.min_loss_step,
+    Job.steps_done,
+    Job.diverged_at,
+)
+# Leaderboard buckets: finished finite runs first, then the rest in order of how bad.
+OUTCOME_RANK = sa.case(
+    (Job.status == JobStatus.SUCCEEDED.value, 0),
+    (Job.status == JobStatus.RUNNING.value, 1),
+    (Job.status == JobStatus.QUEUED.value, 2),
+    (Job.status == JobStatus.DIVERGED.value, 3),
+    (Job.status == JobStatus.CANCELLED.value, 4),
+    else_=5,
+)
+
+
+def factor_fields(varied: list[str]) -> list[str]:
+    """The varied job fields that are factors: stored columns, the seed left out."""
+    return [f for f in varied if f in SPEC_COLUMNS and f != "seed"]
+
+
+def _field_columns(fields: list[str]) -> list[sa.Label[Any]]:
+    return [getattr(Job, SPEC_COLUMNS[f]).label(f"f_{f}") for f in fields]
+
+
+def _as_dict(row: sa.Row[Any], fields: list[str]) -> dict[str, Any]:
+    mapping = row._mapping
+    item = {k: mapping[k] for k in mapping if not k.startswith("f_")}
+    item.update({f: mapping[f"f_{f}"] for f in fields})
+    return item
+
+
+def leaderboard(
+    session: so.Session,
+    sweep_id: int,
+    varied: list[str],
+    *,
+    sort: str,
+    statuses: list[str],
+    limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of ranked rows (summary, varied fields, seed) and the number of rows in all."""
+    fields = [*factor_fields(varied), "seed"]
+    column = SORTS[sort.lstrip("-")]
+    direction = column.desc() if sort.startswith("-") else column.asc()
+    order = [direction, Job.id] if column is Job.id else [OUTCOME_RANK, direction, Job.id]
+    query = sa.select(*SUMMARY, *_field_columns(fields)).where(Job.sweep_id == sweep_id)
+    if statuses:
+        query = query.where(Job.status.in_(statuses))
+    total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+    rows = session.execute(query.order_by(*order).limit(limit).offset(offset)).all()
+    ranked = [
+        {"rank": rank, **_as_dict(row, fields)} for rank, row in enumerate(rows, start=offset + 1)
+    ]
+    return ranked, total
+
+
+def factor_rows(session: so.Session, sweep_id: int, varied: list[str]) -> list[dict[str, Any]]:
+    """Every job of the sweep with its status, final loss and factor fields."""
+    fields = list(dict.fromkeys([*factor_fields(varied), "optimizer", "init", "lr", "seed"]))
+    query = sa.select(Job.id, Job.status, Job.final_loss, *_field_columns(fields)).where(
+        Job.sweep_id == sweep_id
+    )
+    return [_as_dict(row, fields) for row in session.execute(query)]
