@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 
 import sqlalchemy as sa
 import sqlalchemy.exc
@@ -233,7 +234,9 @@ def job_losses(job_id: int):  # type: ignore[no-untyped-def]
             mimetype="text/csv",
             headers={"Content-Disposition": f"attachment; filename=job-{job_id}-losses.csv"},
         )
-    return jsonify({"job_id": job_id, "status": job.status, "steps": steps, "losses": losses})
+    # JSON has no Infinity or NaN: a diverged job's last loss is null (CSV keeps repr()).
+    finite = [v if math.isfinite(v) else None for v in losses]
+    return jsonify({"job_id": job_id, "status": job.status, "steps": steps, "losses": finite})
 
 
 @bp.post("/jobs/<int:job_id>/cancel")
