@@ -162,6 +162,9 @@ def test_job_and_compare_plots(client: FlaskClient, session: so.Session) -> None
         response = client.get(url)
         assert response.status_code == 422 and response.get_json()["error"]["field"] == field
     assert client.get("/api/v1/jobs/987654/plot.png").status_code == 404
+    queued = add_job(client, session, None, status="queued", duration=None)
+    empty = client.get(f"/api/v1/jobs/{queued}/plot.png")
+    assert empty.status_code == 200 and decoded_png(empty.data).shape == (500, 800)
 
 
 def test_sweep_plot_and_factor_panel(client: FlaskClient, session: so.Session) -> None:
