@@ -5,14 +5,18 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 
 import sqlalchemy as sa
 import sqlalchemy.exc
 from flask import Blueprint, Response, jsonify, request, url_for
 
+from service.api.apidoc import Param, documented, int_param, path_id, str_param
 from service.api.extensions import ApiError, celery_client, config, db_session
 from service.api.params import choice_arg, float_arg, int_arg, list_arg
+from service.api.schemas import JobOut, JobPage, LossHistory
 from service.broker import enqueue_jobs
+from service.job_list import SORT_CHOICES, Cursor, CursorError, keyset_page, ordered
 from service.jobs import (
     downsample,
     get_job,
@@ -22,7 +26,7 @@ from service.jobs import (
     read_losses,
     tags_filter,
 )
-from service.jobspec import INITS, OPTIMIZERS, STAGES, Limits, validate_job
+from service.jobspec import INITS, OPTIMIZERS, STAGES, JobRequest, Limits, validate_job
 from service.models import Job, JobStatus
 from service.models.base import utcnow
 
@@ -30,13 +34,22 @@ bp = Blueprint("jobs", __name__)
 log = logging.getLogger(__name__)
 
 STATUSES = tuple(s.value for s in JobStatus)
-SORTS = {
-    "created": (Job.created_at, Job.id),
-    "id": (Job.id,),
-    "final_loss": (Job.final_loss, Job.id),
-    "min_loss": (Job.min_loss, Job.id),
-    "lr": (Job.lr, Job.id),
-}
+JOB_ID = path_id("job_id", "job")
+LIST_PARAMS = (
+    str_param("status", "comma-separated: " + ", ".join(STATUSES)),
+    str_param("stage", "comma-separated stages"),
+    str_param("optimizer", "comma-separated optimizers"),
+    str_param("init", "comma-separated inits"),
+    Param("lr_min", {"type": "number"}, "lr >= this"),
+    Param("lr_max", {"type": "number"}, "lr <= this"),
+    int_param("sweep", "the sweep's id", minimum=1),
+    str_param("tag", "comma-separated: jobs carrying every one"),
+    str_param("name", "exact name"),
+    str_param("sort", "key, '-' for descending; NULL keys sort last", SORT_CHOICES),
+    int_param("limit", "page size (default 50)", minimum=1, maximum=1000),
+    int_param("offset", "rows to skip (compatibility; prefer cursor)", minimum=0),
+    str_param("cursor", "next_cursor of the previous page (same filters and sort)"),
+)
 
 
 def json_body() -> object:
@@ -69,6 +82,13 @@ def not_found(job_id: int) -> ApiError:
 
 
 @bp.post("/jobs")
+@documented(
+    "Validate a job, record it and enqueue it (Idempotency-Key: a retry returns the same job)",
+    tag="jobs",
+    request=JobRequest,
+    responses={201: JobOut, 200: JobOut},
+    errors=(400, 413, 422),
+)
 def submit_job():  # type: ignore[no-untyped-def]
     """Validate a job, write its row, then enqueue it."""
     session = db_session()
@@ -101,6 +121,12 @@ def submit_job():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/jobs")
+@documented(
+    "Jobs filtered and sorted, by keyset cursor or offset pages",
+    tag="jobs",
+    params=LIST_PARAMS,
+    responses={200: JobPage},
+)
 def list_jobs():  # type: ignore[no-untyped-def]
     """Jobs filtered by status, stage, optimizer, init, lr range, sweep, tag and name; paged."""
     query = sa.select(Job)
@@ -129,16 +155,26 @@ def list_jobs():  # type: ignore[no-untyped-def]
     name = request.args.get("name")
     if name:
         query = query.where(Job.name == name)
-    sort = request.args.get("sort", "-created")
-    descending = sort.startswith("-")
-    key = choice_arg("sort", tuple(SORTS) + tuple(f"-{s}" for s in SORTS), "-created")
-    columns = SORTS[key.lstrip("-")] if key else SORTS["created"]
-    order = [c.desc() if descending else c.asc() for c in columns]
-    limit = int_arg("limit", 50, low=1, high=1000)
-    offset = int_arg("offset", 0, low=0)
+    sort = choice_arg("sort", SORT_CHOICES, "-created") or "-created"
+    limit = int_arg("limit", 50, low=1, high=1000) or 50
+    offset = int_arg("offset", 0, low=0) or 0
+    token = request.args.get("cursor") or None
+    if token is not None and offset:
+        raise ApiError(422, "invalid_parameter", "cursor: give either cursor or offset", "cursor")
+    cursor = None
+    if token is not None:
+        try:
+            cursor = Cursor.decode(token, sort.lstrip("-"))
+        except CursorError as error:
+            raise ApiError(422, "invalid_parameter", f"cursor: {error}", "cursor") from None
     session = db_session()
     total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
-    jobs = session.scalars(query.order_by(*order).limit(limit).offset(offset)).all()
+    next_cursor = None
+    if offset:
+        jobs = list(session.scalars(ordered(query, sort).limit(limit).offset(offset)))
+    else:
+        jobs, following = keyset_page(session, query, sort, limit, cursor)
+        next_cursor = following.encode() if following else None
     return jsonify(
         {
             "jobs": [job_to_dict(job) for job in jobs],
@@ -146,11 +182,13 @@ def list_jobs():  # type: ignore[no-untyped-def]
             "limit": limit,
             "offset": offset,
             "next_offset": offset + limit if offset + limit < (total or 0) else None,
+            "next_cursor": next_cursor,
         }
     )
 
 
 @bp.get("/jobs/<int:job_id>")
+@documented("One job", tag="jobs", params=(JOB_ID,), responses={200: JobOut}, errors=(404,))
 def show_job(job_id: int):  # type: ignore[no-untyped-def]
     """One job with every field and its state."""
     job = get_job(db_session(), job_id)
@@ -160,6 +198,19 @@ def show_job(job_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/jobs/<int:job_id>/losses")
+@documented(
+    "The loss history, optionally a window of steps and downsampled (first and last kept)",
+    tag="jobs",
+    params=(
+        JOB_ID,
+        int_param("start", "first step (inclusive)", minimum=0),
+        int_param("stop", "last step (exclusive)", minimum=0),
+        int_param("points", "at most this many samples (0: all)", minimum=0),
+        str_param("format", "json or csv", ("json", "csv")),
+    ),
+    responses={200: {"application/json": LossHistory, "text/csv": None}},
+    errors=(404, 422),
+)
 def job_losses(job_id: int):  # type: ignore[no-untyped-def]
     """The job's loss history, optionally a window of steps and downsampled to `points`."""
     session = db_session()
@@ -183,10 +234,19 @@ def job_losses(job_id: int):  # type: ignore[no-untyped-def]
             mimetype="text/csv",
             headers={"Content-Disposition": f"attachment; filename=job-{job_id}-losses.csv"},
         )
-    return jsonify({"job_id": job_id, "status": job.status, "steps": steps, "losses": losses})
+    # JSON has no Infinity or NaN: a diverged job's last loss is null (CSV keeps repr()).
+    finite = [v if math.isfinite(v) else None for v in losses]
+    return jsonify({"job_id": job_id, "status": job.status, "steps": steps, "losses": finite})
 
 
 @bp.post("/jobs/<int:job_id>/cancel")
+@documented(
+    "Cancel a queued job now (200) or a running one at its next flush (202)",
+    tag="jobs",
+    params=(JOB_ID,),
+    responses={200: JobOut, 202: JobOut},
+    errors=(404, 409),
+)
 def cancel_job(job_id: int):  # type: ignore[no-untyped-def]
     """Cancel a queued job at once, or ask a running one to stop at its next flush."""
     session = db_session()

@@ -1,5 +1,151 @@
-"""Blueprint placeholder: filled in by its issue."""
+"""GET /openapi.json: built from the views' own docs and the pydantic models that validate."""
 
-from flask import Blueprint
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, jsonify
+from pydantic import BaseModel
+
+from service.api.apidoc import EndpointDoc, Param, documented, path_id
+from service.api.schemas import (
+    ErrorBody,
+    Health,
+    SweepFactors,
+    SweepOut,
+    SweepPage,
+    SweepRequest,
+    SweepResults,
+)
 
 bp = Blueprint("openapi", __name__)
+
+REF = "#/components/schemas/{model}"
+# Endpoints the spec defines whose views live elsewhere (health) or on another branch (sweeps):
+# documented here, keyed by (method, path), until their views carry their own docs.
+ELSEWHERE: dict[tuple[str, str], EndpointDoc] = {
+    ("get", "/health"): EndpointDoc(
+        "200 when the database and broker answer, with live workers per queue; 503 otherwise",
+        "health",
+        responses={200: Health, 503: Health},
+    ),
+    ("post", "/api/v1/sweeps"): EndpointDoc(
+        "Expand a grid and/or random search into jobs and enqueue them",
+        "sweeps",
+        request=SweepRequest,
+        responses={201: SweepOut, 400: ErrorBody, 422: ErrorBody},
+    ),
+    ("get", "/api/v1/sweeps"): EndpointDoc(
+        "Sweeps, newest first", "sweeps", responses={200: SweepPage}
+    ),
+    ("get", "/api/v1/sweeps/{sweep_id}"): EndpointDoc(
+        "The sweep with `counts`: status -> number of jobs",
+        "sweeps",
+        params=(path_id("sweep_id", "sweep"),),
+        responses={200: SweepOut, 404: ErrorBody},
+    ),
+    ("get", "/api/v1/sweeps/{sweep_id}/results"): EndpointDoc(
+        "The leaderboard: one row per job",
+        "sweeps",
+        params=(path_id("sweep_id", "sweep"),),
+        responses={200: SweepResults, 404: ErrorBody},
+    ),
+    ("get", "/api/v1/sweeps/{sweep_id}/factors"): EndpointDoc(
+        "Per factor and level, mean and spread of the final log10 loss; the best config",
+        "sweeps",
+        params=(path_id("sweep_id", "sweep"),),
+        responses={200: SweepFactors, 404: ErrorBody},
+    ),
+    ("post", "/api/v1/sweeps/{sweep_id}/cancel"): EndpointDoc(
+        "Cancel the sweep's jobs that have not ended",
+        "sweeps",
+        params=(path_id("sweep_id", "sweep"),),
+        responses={200: SweepOut, 404: ErrorBody},
+    ),
+}
+
+
+def openapi_path(rule: str) -> str:
+    """A Flask rule as an OpenAPI path: /jobs/<int:job_id> -> /jobs/{job_id}."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+class Schemas:
+    """components.schemas, filled as models are referenced."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {}
+
+    def ref(self, model: type[BaseModel], mode: str = "serialization") -> dict[str, Any]:
+        schema = model.model_json_schema(ref_template=REF, mode=mode)  # type: ignore[arg-type]
+        self.components.update(schema.pop("$defs", {}))
+        self.components[model.__name__] = schema
+        return {"$ref": REF.format(model=model.__name__)}
+
+
+def _parameter(param: Param) -> dict[str, Any]:
+    return {
+        "name": param.name,
+        "in": param.where,
+        "required": param.required or param.where == "path",
+        "description": param.description,
+        "schema": param.schema,
+    }
+
+
+def _operation(doc: EndpointDoc, schemas: Schemas) -> dict[str, Any]:
+    operation: dict[str, Any] = {"summary": doc.summary, "tags": [doc.tag]}
+    if doc.params:
+        operation["parameters"] = [_parameter(p) for p in doc.params]
+    if doc.request is not None:
+        body = schemas.ref(doc.request, mode="validation")
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+    responses: dict[str, Any] = {}
+    for status, answer in sorted(doc.responses.items()):
+        media = answer if isinstance(answer, dict) else {"application/json": answer}
+        content = {
+            kind: ({"schema": schemas.ref(model)} if model is not None else {})
+            for kind, model in media.items()
+        }
+        responses[str(status)] = {
+            "description": "OK" if status < 400 else "error",
+            "content": content,
+        }
+    operation["responses"] = responses
+    return operation
+
+
+def build_document(app: Flask) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route the app serves, plus those documented elsewhere."""
+    schemas = Schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        doc = getattr(app.view_functions[rule.endpoint], "apidoc", None)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            key = (method.lower(), openapi_path(rule.rule))
+            found = doc or ELSEWHERE.get(key)
+            if found is not None:
+                paths.setdefault(key[1], {})[key[0]] = _operation(found, schemas)
+    for (method, path), doc in ELSEWHERE.items():
+        paths.setdefault(path, {}).setdefault(method, _operation(doc, schemas))
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "trainq",
+            "version": "1",
+            "description": "PyTorch training jobs as a service",
+        },
+        "paths": dict(sorted(paths.items())),
+        "components": {"schemas": dict(sorted(schemas.components.items()))},
+    }
+
+
+@bp.get("/openapi.json")
+@documented("This document", tag="meta", responses={200: {"application/json": None}}, errors=())
+def openapi_document():  # type: ignore[no-untyped-def]
+    """The OpenAPI document."""
+    return jsonify(build_document(current_app))

@@ -1,5 +1,314 @@
-"""Blueprint placeholder: filled in by its issue."""
+"""/api/v1 results: compare jobs, draw their curves, export jobs and sweeps."""
 
-from flask import Blueprint
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from flask import Blueprint, Response, jsonify, request, stream_with_context
+
+from service.api.apidoc import Param, documented, int_param, path_id, str_param
+from service.api.extensions import ApiError, db_session
+from service.api.params import choice_arg, int_arg
+from service.api.schemas import CompareOut, ExportOut
+from service.compare import pair_count, pairwise_max_rel_diff, shared_axis, summarize
+from service.export import (
+    export_csv_histories,
+    export_csv_jobs,
+    export_json,
+    sweep_jobs,
+    sweep_to_dict,
+)
+from service.histories import HistoryGrid, read_grid
+from service.jobs import job_to_dict
+from service.models import Job, Sweep
+from service.plots import LEGEND_FIELDS, Curve, curves_figure, render, sweep_figure
 
 bp = Blueprint("results", __name__)
+
+MAX_JOBS = 1000
+MAX_POINTS = 10_000
+# Jobs x steps a compare may return at once; beyond it, ask for fewer points.
+MAX_CELLS = 2_000_000
+MAX_PIXELS = 3000
+MIME = {"png": "image/png", "svg": "image/svg+xml"}
+JOBS_PARAM = Param(
+    "jobs",
+    {"type": "string", "pattern": r"^\d+(,\d+)*$"},
+    f"comma-separated job ids, 1 to {MAX_JOBS}",
+    required=True,
+)
+POINTS_PARAM = int_param(
+    "points",
+    "steps on the shared axis (0: every step); default 1000, or 200 above 50 jobs",
+    minimum=0,
+    maximum=MAX_POINTS,
+)
+SIZE_PARAMS = (
+    int_param("width", "pixels", minimum=200, maximum=MAX_PIXELS),
+    int_param("height", "pixels", minimum=150, maximum=MAX_PIXELS),
+)
+FACTORS = tuple(f for f in LEGEND_FIELDS if f not in ("name", "device"))
+
+
+def job_ids_arg() -> list[int]:
+    """The `jobs` parameter: distinct ids in the order given, 1 to MAX_JOBS of them."""
+    raw = request.args.get("jobs", "")
+    try:
+        ids = [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise ApiError(422, "invalid_parameter", "jobs: comma-separated job ids", "jobs") from None
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        raise ApiError(422, "invalid_parameter", "jobs: give at least one job id", "jobs")
+    if len(ids) > MAX_JOBS:
+        raise ApiError(422, "invalid_parameter", f"jobs: at most {MAX_JOBS} at once", "jobs")
+    return ids
+
+
+def load_jobs(ids: Sequence[int]) -> list[Job]:
+    """The jobs in the order asked; 404 naming every id that does not exist."""
+    session = db_session()
+    found: dict[int, Job] = {}
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        found.update(
+            (job.id, job) for job in session.scalars(sa.select(Job).where(Job.id.in_(chunk)))
+        )
+    missing = [i for i in ids if i not in found]
+    if missing:
+        shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
+        raise ApiError(404, "not_found", f"no job {shown}", "jobs", missing=missing)
+    return [found[i] for i in ids]
+
+
+def size_arg(default: tuple[int, int]) -> tuple[int, int]:
+    """?width=&height= in pixels, capped."""
+    width = int_arg("width", default[0], low=200, high=MAX_PIXELS)
+    height = int_arg("height", default[1], low=150, high=MAX_PIXELS)
+    return width or default[0], height or default[1]
+
+
+def _points(jobs: int) -> int:
+    default = 200 if jobs > 50 else 1000
+    return int_arg("points", default, low=0, high=MAX_POINTS) or 0
+
+
+def _cells(values: np.ndarray) -> list[float | None]:
+    return [float(v) if np.isfinite(v) else None for v in values]
+
+
+def _curves(jobs: Sequence[Job], grid: HistoryGrid, columns: np.ndarray) -> list[Curve]:
+    return [
+        Curve(job_to_dict(job), grid.steps[columns], grid.losses[i, columns])
+        for i, job in enumerate(jobs)
+    ]
+
+
+def _csv(lines: Iterator[str], filename: str) -> Response:
+    return Response(
+        stream_with_context(lines),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f"attachment; filename={filename}"},
+    )
+
+
+@bp.get("/compare")
+@documented(
+    "Histories on one step axis, a summary per job and the largest difference of each pair",
+    tag="results",
+    params=(
+        JOBS_PARAM,
+        POINTS_PARAM,
+        int_param("pairs_offset", "first pair to return (pairs run a<b in request order)"),
+        int_param("pairs_limit", "pairs per response (default 2000)", minimum=0, maximum=100_000),
+        str_param("format", "json, or csv (a table, see `table`)", ("json", "csv")),
+        str_param(
+            "table", "for format=csv: summary (default) or histories", ("summary", "histories")
+        ),
+    ),
+    responses={200: {"application/json": CompareOut, "text/csv": None}},
+    errors=(404, 422),
+)
+def compare():  # type: ignore[no-untyped-def]
+    """Compare up to 1,000 jobs."""
+    ids = job_ids_arg()
+    points = _points(len(ids))
+    pairs_offset = int_arg("pairs_offset", 0, low=0) or 0
+    pairs_limit = int_arg("pairs_limit", 2000, low=0, high=100_000) or 0
+    fmt = choice_arg("format", ("json", "csv"), "json")
+    table = choice_arg("table", ("summary", "histories"), "summary")
+    jobs = load_jobs(ids)
+    grid = read_grid(db_session(), ids)
+    columns = shared_axis(grid, points)
+    if len(ids) * len(columns) > MAX_CELLS:
+        raise ApiError(
+            422,
+            "too_many_points",
+            f"points: {len(ids)} jobs x {len(columns)} steps is over {MAX_CELLS}; ask fewer",
+            "points",
+        )
+    summaries = [{"job_id": job_id, **summarize(*grid.row(i))} for i, job_id in enumerate(ids)]
+    if fmt == "csv":
+        return _csv(_compare_csv(table, summaries, grid, columns), "compare.csv")
+    total = pair_count(len(ids))
+    pairs = list(pairwise_max_rel_diff(grid, pairs_offset, pairs_limit))
+    following = pairs_offset + len(pairs)
+    return jsonify(
+        {
+            "jobs": [job_to_dict(job) for job in jobs],
+            "points": len(columns),
+            "steps": grid.steps[columns].tolist(),
+            "histories": [
+                {"job_id": job_id, "losses": _cells(grid.losses[i, columns])}
+                for i, job_id in enumerate(ids)
+            ],
+            "summaries": summaries,
+            "pairs": pairs,
+            "pairs_total": total,
+            "pairs_offset": pairs_offset,
+            "next_pairs_offset": following if following < total and pairs else None,
+        }
+    )
+
+
+def _compare_csv(
+    table: str | None, summaries: list[dict], grid: HistoryGrid, columns: np.ndarray
+) -> Iterator[str]:
+    if table == "histories":
+        yield "step," + ",".join(f"job_{i}" for i in grid.job_ids) + "\n"
+        for k in columns:
+            cells = [repr(float(v)) if np.isfinite(v) else "" for v in grid.losses[:, k]]
+            yield f"{int(grid.steps[k])}," + ",".join(cells) + "\n"
+        return
+    fields = list(summaries[0])
+    yield ",".join(fields) + "\n"
+    for row in summaries:
+        yield ",".join("" if row[f] is None else repr(row[f]) for f in fields) + "\n"
+
+
+@bp.get("/compare/plot.png", defaults={"fmt": "png"})
+@bp.get("/compare/plot.svg", defaults={"fmt": "svg"})
+@documented(
+    "The jobs' loss curves overlaid on a log scale, the legend naming what differs",
+    tag="plots",
+    params=(JOBS_PARAM, POINTS_PARAM, *SIZE_PARAMS),
+    responses={200: {"image/png": None, "image/svg+xml": None}},
+    errors=(404, 422),
+)
+def compare_plot(fmt: str):  # type: ignore[no-untyped-def]
+    """Overlay the jobs' curves."""
+    ids = job_ids_arg()
+    points = _points(len(ids))
+    size = size_arg((900, 550))
+    jobs = load_jobs(ids)
+    grid = read_grid(db_session(), ids)
+    figure = curves_figure(_curves(jobs, grid, shared_axis(grid, points)), *size)
+    return Response(render(figure, fmt), mimetype=MIME[fmt])
+
+
+@bp.get("/jobs/<int:job_id>/plot.png")
+@documented(
+    "The job's loss curve on a log scale",
+    tag="plots",
+    params=(path_id("job_id", "job"), POINTS_PARAM, *SIZE_PARAMS),
+    responses={200: {"image/png": None}},
+    errors=(404, 422),
+)
+def job_plot(job_id: int):  # type: ignore[no-untyped-def]
+    """One job's curve."""
+    points = _points(1)
+    size = size_arg((800, 500))
+    jobs = load_jobs([job_id])
+    grid = read_grid(db_session(), [job_id])
+    figure = curves_figure(_curves(jobs, grid, shared_axis(grid, points)), *size)
+    return Response(render(figure, "png"), mimetype="image/png")
+
+
+def _sweep(sweep_id: int) -> Sweep:
+    sweep = db_session().get(Sweep, sweep_id)
+    if sweep is None:
+        raise ApiError(404, "not_found", f"no sweep {sweep_id}")
+    return sweep
+
+
+@bp.get("/sweeps/<int:sweep_id>/plot.png")
+@documented(
+    "The sweep's curves coloured by one factor, and a panel of that factor's levels",
+    tag="plots",
+    params=(
+        path_id("sweep_id", "sweep"),
+        str_param("by", "the factor (default: the sweep's first varied field)", FACTORS),
+        int_param("points", "steps per curve (default 200)", minimum=2, maximum=MAX_POINTS),
+        *SIZE_PARAMS,
+    ),
+    responses={200: {"image/png": None}},
+    errors=(404, 422),
+)
+def sweep_plot(sweep_id: int):  # type: ignore[no-untyped-def]
+    """A sweep's curves and factor panel."""
+    sweep = _sweep(sweep_id)
+    varied = [f for f in (sweep.varied or []) if f in FACTORS]
+    by = choice_arg("by", FACTORS, varied[0] if varied else "optimizer") or "optimizer"
+    points = int_arg("points", 200, low=2, high=MAX_POINTS) or 200
+    size = size_arg((1200, 550))
+    jobs = sweep_jobs(db_session(), sweep_id)
+    grid = read_grid(db_session(), [job.id for job in jobs])
+    curves = _curves(jobs, grid, shared_axis(grid, points))
+    rows = [job_to_dict(job) for job in jobs]
+    figure = sweep_figure(sweep_id, curves, rows, by, size)
+    return Response(render(figure, "png"), mimetype="image/png")
+
+
+EXPORT_PARAMS = (
+    str_param("format", "json (default) or csv", ("json", "csv")),
+    str_param("table", "for csv: histories (default, long format) or jobs", ("histories", "jobs")),
+)
+
+
+def _export(jobs: Sequence[Job], header: dict | None, stem: str) -> Response:
+    fmt = choice_arg("format", ("json", "csv"), "json")
+    table = choice_arg("table", ("histories", "jobs"), "histories")
+    if fmt == "csv":
+        write = export_csv_jobs if table == "jobs" else export_csv_histories
+        return _csv(_streamed(lambda session: write(session, jobs)), f"{stem}-{table}.csv")
+    return Response(
+        stream_with_context(_streamed(lambda session: export_json(session, jobs, header))),
+        mimetype="application/json",
+        headers={"Content-Disposition": f"attachment; filename={stem}.json"},
+    )
+
+
+def _streamed(write: Callable[[so.Session], Iterator[str]]) -> Iterator[str]:
+    """Chunks written with a session opened inside the stream: the view's own session is
+    closed when the view returns, before the body is sent."""
+    yield from write(db_session())
+
+
+@bp.get("/jobs/<int:job_id>/export")
+@documented(
+    "Download the job: fields, summary and history (JSON), or a CSV table",
+    tag="export",
+    params=(path_id("job_id", "job"), *EXPORT_PARAMS),
+    responses={200: {"application/json": ExportOut, "text/csv": None}},
+    errors=(404, 422),
+)
+def export_job(job_id: int):  # type: ignore[no-untyped-def]
+    """One job's download."""
+    return _export(load_jobs([job_id]), None, f"job-{job_id}")
+
+
+@bp.get("/sweeps/<int:sweep_id>/export")
+@documented(
+    "Download a whole sweep: its jobs with fields and summaries, and every history (streamed)",
+    tag="export",
+    params=(path_id("sweep_id", "sweep"), *EXPORT_PARAMS),
+    responses={200: {"application/json": ExportOut, "text/csv": None}},
+    errors=(404, 422),
+)
+def export_sweep(sweep_id: int):  # type: ignore[no-untyped-def]
+    """A sweep's download."""
+    sweep = _sweep(sweep_id)
+    return _export(sweep_jobs(db_session(), sweep_id), sweep_to_dict(sweep), f"sweep-{sweep_id}")

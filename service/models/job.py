@@ -35,8 +35,16 @@ class Job(Base):
     """One training experiment: its fields, where it ran and how it ended."""
 
     __tablename__ = "jobs"
-    # A sweep's progress is one GROUP BY status over its jobs.
-    __table_args__ = (sa.Index("ix_jobs_sweep_id_status", "sweep_id", "status"),)
+    # The sweep's progress (one GROUP BY status), and the job list's filter + sort pairs,
+    # each ending in id so keyset pages seek straight to their start.
+    __table_args__ = (
+        sa.Index("ix_jobs_sweep_id_status", "sweep_id", "status"),
+        sa.Index("ix_jobs_created_at_id", "created_at", "id"),
+        sa.Index("ix_jobs_final_loss_id", "final_loss", "id"),
+        sa.Index("ix_jobs_status_created_at_id", "status", "created_at", "id"),
+        sa.Index("ix_jobs_status_final_loss_id", "status", "final_loss", "id"),
+        sa.Index("ix_jobs_sweep_id_final_loss_id", "sweep_id", "final_loss", "id"),
+    )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     sweep_id: so.Mapped[int | None] = so.mapped_column(

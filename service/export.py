@@ -1,0 +1,112 @@
+"""Downloads: jobs with their summaries, and long-format histories, as CSV or JSON, streamed."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from service.compare import summarize
+from service.histories import read_grid
+from service.jobs import SPEC_COLUMNS, job_to_dict
+from service.models import Job, Sweep
+
+# Jobs whose histories are read per query while streaming a sweep.
+BATCH = 200
+JOB_FIELDS = ("id", *SPEC_COLUMNS, "status", "sweep_id", "steps_done", "duration_s")
+SUMMARY_FIELDS = (
+    "initial",
+    "final",
+    "min",
+    "min_step",
+    "step_below_1pct",
+    "step_below_0_1pct",
+    "auc_log10",
+)
+
+
+def _number(value: float) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _csv_line(cells: Iterable[Any]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(
+        "" if c is None else repr(c) if isinstance(c, float) else c for c in cells
+    )
+    return buffer.getvalue()
+
+
+def sweep_to_dict(sweep: Sweep) -> dict[str, Any]:
+    """The sweep's own fields for an export header."""
+    return {
+        "id": sweep.id,
+        "name": sweep.name,
+        "created_at": sweep.created_at.isoformat(),
+        "seed": sweep.seed,
+        "varied": sweep.varied,
+        "job_count": sweep.job_count,
+        "request": sweep.request,
+    }
+
+
+def _batches(session: so.Session, jobs: Sequence[Job]) -> Iterator[tuple[dict, np.ndarray, ...]]:
+    """(job dict, steps, losses) for each job, histories read BATCH jobs per query."""
+    for start in range(0, len(jobs), BATCH):
+        batch = jobs[start : start + BATCH]
+        grid = read_grid(session, [job.id for job in batch])
+        for index, job in enumerate(batch):
+            steps, losses = grid.row(index)
+            yield job_to_dict(job), steps, losses
+
+
+def export_json(
+    session: so.Session, jobs: Sequence[Job], header: dict[str, Any] | None = None
+) -> Iterator[str]:
+    """{"sweep": ..., "jobs": [job fields + summary + history]}, one job per chunk."""
+    yield "{"
+    if header is not None:
+        yield f'"sweep": {json.dumps(header)}, '
+    yield '"jobs": ['
+    for n, (job, steps, losses) in enumerate(_batches(session, jobs)):
+        job["summary"] = summarize(steps, losses)
+        job["history"] = {
+            "steps": steps.tolist(),
+            "losses": [_number(v) for v in losses],
+        }
+        yield ("," if n else "") + json.dumps(job)
+    yield "]}\n"
+
+
+def export_csv_jobs(session: so.Session, jobs: Sequence[Job]) -> Iterator[str]:
+    """One row per job: its fields and its summary."""
+    yield _csv_line([*JOB_FIELDS, *SUMMARY_FIELDS])
+    for job, steps, losses in _batches(session, jobs):
+        summary = summarize(steps, losses)
+        yield _csv_line([job.get(f) for f in JOB_FIELDS] + [summary[f] for f in SUMMARY_FIELDS])
+
+
+def export_csv_histories(session: so.Session, jobs: Sequence[Job]) -> Iterator[str]:
+    """Long format: job_id, step, loss (empty loss: not a finite number)."""
+    yield "job_id,step,loss\n"
+    for job, steps, losses in _batches(session, jobs):
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        job_id = job["id"]
+        writer.writerows(
+            (job_id, int(s), repr(float(v)) if np.isfinite(v) else "")
+            for s, v in zip(steps, losses, strict=True)
+        )
+        yield buffer.getvalue()
+
+
+def sweep_jobs(session: so.Session, sweep_id: int) -> list[Job]:
+    """A sweep's jobs in id order."""
+    return list(session.scalars(sa.select(Job).where(Job.sweep_id == sweep_id).order_by(Job.id)))

@@ -1,0 +1,148 @@
+"""Listing jobs: sort keys, and keyset (cursor) pages that stay fast on large tables."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+
+from service.models import Job
+
+
+class duration_seconds(FunctionElement[float]):  # noqa: N801 - SQL function style
+    """finished_at - started_at in seconds, written for each dialect."""
+
+    type = sa.Double()
+    inherit_cache = True
+    name = "duration_seconds"
+
+
+@compiles(duration_seconds)
+def _duration_default(element: duration_seconds, compiler: Any, **kw: Any) -> str:
+    return "EXTRACT(EPOCH FROM (jobs.finished_at - jobs.started_at))"
+
+
+@compiles(duration_seconds, "sqlite")
+def _duration_sqlite(element: duration_seconds, compiler: Any, **kw: Any) -> str:
+    # SQLite keeps timestamps as text; julianday() turns them into fractional days.
+    return "((julianday(jobs.finished_at) - julianday(jobs.started_at)) * 86400.0)"
+
+
+# Sort name -> the key expression; every order ends with the id so keys are unique.
+SORTS: dict[str, ColumnElement[Any]] = {
+    "created": Job.created_at,
+    "id": Job.id,
+    "final_loss": Job.final_loss,
+    "min_loss": Job.min_loss,
+    "lr": Job.lr,
+    "duration": duration_seconds(),
+}
+NULLABLE_SORTS = frozenset({"final_loss", "min_loss", "duration"})
+SORT_CHOICES = tuple(SORTS) + tuple(f"-{name}" for name in SORTS)
+
+
+class CursorError(ValueError):
+    """A cursor that is not one this API handed out for this sort."""
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the last page ended: its sort key, whether that key was NULL, and its id."""
+
+    sort: str
+    value: Any
+    is_null: bool
+    id: int
+
+    def encode(self) -> str:
+        """An opaque URL-safe token."""
+        raw = json.dumps([self.sort, self.value, self.is_null, self.id], separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str, sort: str) -> Cursor:
+        """The cursor in a token, checked against the sort it must continue."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            name, value, is_null, job_id = json.loads(raw)
+        except (binascii.Error, ValueError, TypeError):
+            raise CursorError("not a cursor from this API") from None
+        if name != sort:
+            raise CursorError(f"the cursor continues sort {name!r}, not {sort!r}")
+        if not isinstance(job_id, int) or not isinstance(is_null, bool):
+            raise CursorError("not a cursor from this API")
+        if name != "created" and not (is_null or isinstance(value, int | float)):
+            raise CursorError("not a cursor from this API")
+        return cls(name, value, is_null, job_id)
+
+
+def _cursor_value(sort: str, value: Any) -> Any:
+    """A key as read from the database, in JSON form (the database's own number, so the
+    next page compares against exactly the value it stored or computed)."""
+    if sort == "created" and value is not None:
+        return value.isoformat()
+    return value
+
+
+def _bind_value(sort: str, value: Any) -> Any:
+    if sort == "created":
+        try:
+            return datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise CursorError("not a cursor from this API") from None
+    return value
+
+
+def ordered(query: sa.Select, sort: str) -> sa.Select:
+    """The query in a sort's order, NULL keys last in both directions (for offset paging)."""
+    name, descending = sort.lstrip("-"), sort.startswith("-")
+    key = SORTS[name]
+    order = [key.desc(), Job.id.desc()] if descending else [key.asc(), Job.id.asc()]
+    if name in NULLABLE_SORTS:
+        order.insert(0, sa.case((key.is_(None), 1), else_=0))
+    return query.order_by(*order)
+
+
+def keyset_page(
+    session: so.Session, query: sa.Select, sort: str, limit: int, cursor: Cursor | None
+) -> tuple[list[Job], Cursor | None]:
+    """One page after `cursor`, and the cursor of the next page (None at the end).
+
+    NULL keys come after every value, in id order. Non-NULL and NULL keys are read by two
+    plain range scans, so each can use an index on (filter columns, key, id).
+    """
+    name, descending = sort.lstrip("-"), sort.startswith("-")
+    key = SORTS[name]
+    rows: list[tuple[Job, Any]] = []
+    if cursor is None or not cursor.is_null:
+        part = query.where(key.is_not(None)) if name in NULLABLE_SORTS else query
+        if cursor is not None:
+            value = _bind_value(name, cursor.value)
+            # A row-value comparison, so both databases seek the (key, id) index to it.
+            here = sa.tuple_(key, Job.id)
+            there = sa.tuple_(sa.literal(value, key.type), sa.literal(cursor.id))
+            after = here < there if descending else here > there
+            part = part.where(after)
+        order = [key.desc(), Job.id.desc()] if descending else [key.asc(), Job.id.asc()]
+        keyed = part.add_columns(key.label("sort_key")).order_by(*order).limit(limit + 1)
+        rows = [(row[0], row[1]) for row in session.execute(keyed)]
+    if len(rows) <= limit and name in NULLABLE_SORTS:
+        part = query.where(key.is_(None))
+        if cursor is not None and cursor.is_null:
+            part = part.where(Job.id < cursor.id if descending else Job.id > cursor.id)
+        order = [Job.id.desc()] if descending else [Job.id.asc()]
+        nulls = session.scalars(part.order_by(*order).limit(limit + 1 - len(rows)))
+        rows += [(job, None) for job in nulls]
+    jobs = [job for job, _ in rows[:limit]]
+    if len(rows) <= limit:
+        return jobs, None
+    last, value = rows[limit - 1]
+    return jobs, Cursor(name, _cursor_value(name, value), value is None, last.id)

@@ -1,0 +1,89 @@
+"""/openapi.json covers every route, and real responses validate against its schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+import pytest
+import sqlalchemy.orm as so
+from flask import Flask
+from flask.testing import FlaskClient
+
+from service.api.openapi import openapi_path
+from service.jobspec import JobRequest
+from tests.service.results_data import add_job, decay
+
+
+@pytest.fixture
+def document(client: FlaskClient) -> dict[str, Any]:
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def test_every_route_is_documented(app: Flask, document: dict[str, Any]) -> None:
+    routes = [r for r in app.url_map.iter_rules() if r.rule.startswith(("/api/v1", "/health"))]
+    assert len(routes) >= 12
+    for rule in routes:
+        path = openapi_path(rule.rule)
+        assert path in document["paths"], rule.rule
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
+            operation = document["paths"][path].get(method.lower())
+            assert operation is not None, f"{method} {rule.rule}"
+            assert operation["summary"] and operation["responses"]
+            in_path = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+            assert in_path == set(rule.arguments) - set(rule.defaults or {}), rule.rule
+
+
+def test_request_schema_is_the_validating_model(document: dict[str, Any]) -> None:
+    body = document["paths"]["/api/v1/jobs"]["post"]["requestBody"]
+    assert body["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/JobRequest"
+    }
+    assert document["components"]["schemas"]["JobRequest"] == JobRequest.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+
+
+def check(document: dict[str, Any], path: str, method: str, response: Any) -> None:
+    """Validate a response body against the document's schema for its status."""
+    answers = document["paths"][path][method]["responses"]
+    assert str(response.status_code) in answers, (path, response.status_code)
+    schema = answers[str(response.status_code)]["content"]["application/json"]["schema"]
+    # The whole document is the root resource, so "#/components/schemas/..." refs resolve.
+    jsonschema.Draft202012Validator({**document, **schema}).validate(response.get_json())
+
+
+def test_real_responses_match_the_document(
+    client: FlaskClient, session: so.Session, document: dict[str, Any]
+) -> None:
+    created = client.post("/api/v1/jobs", json={"stage": "module", "tags": ["t"]})
+    check(document, "/api/v1/jobs", "post", created)
+    a = add_job(client, session, decay(5.0, 0.9, 50), optimizer="adam")
+    b = add_job(client, session, decay(5.0, 0.8, 40) + [float("inf")], status="diverged")
+    check(document, "/api/v1/jobs/{job_id}", "get", client.get(f"/api/v1/jobs/{a}"))
+    check(document, "/api/v1/jobs", "get", client.get("/api/v1/jobs?limit=1&sort=final_loss"))
+    check(document, "/api/v1/jobs/{job_id}/losses", "get", client.get(f"/api/v1/jobs/{a}/losses"))
+    diverged = client.get(f"/api/v1/jobs/{b}/losses")
+    assert b"Infinity" not in diverged.data and diverged.get_json()["losses"][-1] is None
+    check(document, "/api/v1/jobs/{job_id}/losses", "get", diverged)
+    check(document, "/api/v1/compare", "get", client.get(f"/api/v1/compare?jobs={a},{b}"))
+    check(document, "/api/v1/jobs/{job_id}/export", "get", client.get(f"/api/v1/jobs/{b}/export"))
+    check(document, "/api/v1/jobs/{job_id}/cancel", "post", client.post(f"/api/v1/jobs/{a}/cancel"))
+    check(document, "/health", "get", client.get("/health"))
+    # Errors.
+    check(document, "/api/v1/jobs/{job_id}", "get", client.get("/api/v1/jobs/99999"))
+    check(document, "/api/v1/jobs", "get", client.get("/api/v1/jobs?limit=0"))
+    check(document, "/api/v1/jobs", "post", client.post("/api/v1/jobs", json={"stage": "x"}))
+    check(document, "/api/v1/compare", "get", client.get(f"/api/v1/compare?jobs={a},424242"))
+
+
+def test_a_drifted_body_fails_validation(document: dict[str, Any]) -> None:
+    schema = document["components"]["schemas"]["JobPage"]
+    page = {"jobs": [], "total": 0, "limit": 1, "offset": 0, "next_offset": None}
+    validator = jsonschema.Draft202012Validator({**document, **schema})
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(page)  # next_cursor missing
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate({**page, "next_cursor": None, "surprise": 1})
