@@ -1,3 +1,150 @@
-"""CLI verbs placeholder: filled in by its issue."""
+"""Sweep verbs over HTTP: `trainq sweep FILE.yaml` (submit, follow, report) and `trainq sweeps`."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from service.cli.output import fmt, print_json, print_table
+from service.client import ApiFailure, TrainqClient
+
+SWEEP_COLUMNS = ("id", "name", "job_count", "finished", "done", "varied", "created_at")
+
+
+class SweepLoader(yaml.SafeLoader):
+    """YAML with YAML 1.2 floats: `lr: 1e-3` is a number, not the string PyYAML 1.1 reads."""
+
+
+SweepLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def follow(client: TrainqClient, sweep: dict[str, Any], poll: float) -> dict[str, Any]:
+    """Show a progress bar of finished / total jobs until every job of the sweep has ended."""
+    with click.progressbar(length=sweep["job_count"], label=f"sweep {sweep['id']}") as bar:
+        while True:
+            sweep = client.api("GET", f"/sweeps/{sweep['id']}")
+            bar.update(sweep["finished"] - bar.pos)
+            if sweep["done"]:
+                return sweep
+            time.sleep(poll)
+
+
+def print_counts(sweep: dict[str, Any]) -> None:
+    """One line: how far the sweep is and how its jobs ended."""
+    counts = ", ".join(f"{n} {status}" for status, n in sweep["counts"].items() if n)
+    click.echo(
+        f"sweep {sweep['id']} {sweep['name']!r}: {sweep['finished']}/{sweep['job_count']}"
+        f" finished ({counts})"
+    )
+
+
+def print_leaderboard(board: dict[str, Any]) -> None:
+    """The top rows of the leaderboard."""
+    factors = [f for f in board["varied"] if f != "seed"]
+    columns = ["rank", "id", "status", *factors, "seed", "final_loss", "min_loss", "min_loss_step"]
+    click.echo(f"\nleaderboard (top {len(board['results'])} of {board['total']}):")
+    print_table(board["results"], columns)
+
+
+def print_factors(table: dict[str, Any], varied: list[str]) -> None:
+    """Each factor's levels with mean and spread of the final log10 loss, then the best."""
+    click.echo(
+        f"\nfactors: final log10 loss over {table['used']} job(s), "
+        f"{table['diverged']} diverged (scored {fmt(table['diverged_value'])})"
+    )
+    if table["excluded"]:
+        click.echo(f"left out: {table['excluded']}")
+    rows = []
+    for effect in table["main_effects"]:
+        name = effect["factor"]
+        for key, level in table["factors"][name]["levels"].items():
+            rows.append(
+                {
+                    "factor": name,
+                    "share": effect["share"],
+                    "level": key,
+                    "n": level["n"],
+                    "mean": level["mean"],
+                    "std": level["std"],
+                }
+            )
+    if rows:
+        print_table(rows, ("factor", "share", "level", "n", "mean", "std"))
+    best = table["best_config"]
+    if best:
+        config = " ".join(f"{k}={best['config'][k]}" for k in varied if k in best["config"])
+        click.echo(f"best: {config} mean {fmt(best['mean'])} over {best['n']} run(s)")
+    for entry in table["best_lr"]:
+        click.echo(
+            f"best lr for {entry['optimizer']}/{entry['init']}: {fmt(entry['lr'])}"
+            f" (mean {fmt(entry['mean'])})"
+        )
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--detach", is_flag=True, help="submit and return at once")
+@click.option("--top", default=10, show_default=True, type=int, help="leaderboard rows shown")
+@click.option("--poll", default=1.0, show_default=True, type=float, help="seconds between polls")
+@click.option("--idempotency-key")
+@click.option("--json", "as_json", is_flag=True, help="print sweep, results and factors as JSON")
+def sweep(
+    path: str, detach: bool, top: int, poll: float, idempotency_key: str | None, as_json: bool
+) -> None:
+    """Submit a sweep from YAML (the POST /sweeps body), follow it, print its results."""
+    try:
+        body = yaml.load(Path(path).read_text(), Loader=SweepLoader)
+    except yaml.YAMLError as error:
+        raise click.ClickException(f"{path}: not valid YAML: {error}") from None
+    client = TrainqClient()
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    try:
+        submitted = client.api("POST", "/sweeps", json=body, headers=headers)
+        click.echo(
+            f"sweep {submitted['id']} {submitted['name']!r}: {submitted['job_count']} job(s),"
+            f" varying {', '.join(submitted['varied']) or 'nothing'}, seed {submitted['seed']}"
+            + (f", {submitted['skipped']} skipped" if submitted["skipped"] else "")
+        )
+        if detach:
+            return
+        done = follow(client, submitted, poll)
+        board = client.api("GET", f"/sweeps/{done['id']}/results", params={"limit": top})
+        table = client.api("GET", f"/sweeps/{done['id']}/factors")
+    except ApiFailure as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        print_json({"sweep": done, "results": board, "factors": table})
+        return
+    print_counts(done)
+    print_leaderboard(board)
+    print_factors(table, done["varied"])
+
+
+@click.command()
+@click.option("--limit", default=20, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True)
+def sweeps(limit: int, as_json: bool) -> None:
+    """List sweeps, newest first, with their progress."""
+    try:
+        page = TrainqClient().api("GET", "/sweeps", params={"limit": limit})
+    except ApiFailure as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        print_json(page)
+        return
+    for item in page["sweeps"]:
+        item["varied"] = ",".join(item["varied"])
+    print_table(page["sweeps"], SWEEP_COLUMNS)
+    click.echo(f"{len(page['sweeps'])} of {page['total']} sweep(s)")
+
+
+COMMANDS = [sweep, sweeps]

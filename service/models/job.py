@@ -35,6 +35,8 @@ class Job(Base):
     """One training experiment: its fields, where it ran and how it ended."""
 
     __tablename__ = "jobs"
+    # A sweep's progress is one GROUP BY status over its jobs.
+    __table_args__ = (sa.Index("ix_jobs_sweep_id_status", "sweep_id", "status"),)
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     sweep_id: so.Mapped[int | None] = so.mapped_column(

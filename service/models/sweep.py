@@ -27,6 +27,8 @@ class Sweep(Base):
     varied: so.Mapped[list[str]] = so.mapped_column(sa.JSON, default=list)
     job_count: so.Mapped[int] = so.mapped_column(default=0)
     cancel_requested: so.Mapped[bool] = so.mapped_column(default=False)
+    # Expanded combinations left out because they failed validation (skip_invalid).
+    skipped: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
     idempotency_key: so.Mapped[str | None] = so.mapped_column(sa.String(200), unique=True)
 
     jobs: so.Mapped[list[Job]] = so.relationship(back_populates="sweep", passive_deletes=True)

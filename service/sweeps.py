@@ -1,0 +1,114 @@
+"""Sweeps in the database: bulk-write a sweep's jobs, read its progress, cancel it."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from service.jobs import SPEC_COLUMNS
+from service.models import TERMINAL_STATES, Job, JobStatus, JobTag, Sweep
+from service.models.base import UTCDateTime, utcnow
+
+
+def job_rows(
+    sweep_id: int, specs: list[dict[str, Any]], queues: list[str], now: datetime
+) -> list[dict[str, Any]]:
+    """Column dicts for a bulk INSERT of a sweep's jobs (every column given explicitly)."""
+    return [
+        {
+            **{column: spec[name] for name, column in SPEC_COLUMNS.items()},
+            "sweep_id": sweep_id,
+            "queue": queue,
+            "status": JobStatus.QUEUED.value,
+            "created_at": now,
+            "cancel_requested": False,
+            "attempts": 0,
+            "steps_done": 0,
+        }
+        for spec, queue in zip(specs, queues, strict=True)
+    ]
+
+
+def insert_sweep_jobs(
+    session: so.Session, sweep: Sweep, specs: list[dict[str, Any]], queues: list[str]
+) -> list[tuple[int, str]]:
+    """Insert the sweep row, its jobs and their tags in three statements; (job id, queue) each."""
+    session.add(sweep)
+    session.flush()
+    rows = job_rows(sweep.id, specs, queues, utcnow())
+    # One executemany, sent as multi-row INSERT ... RETURNING batches. SQLite cannot promise
+    # RETURNING in parameter order without a sentinel column, so rows are matched back to
+    # their specs by value: rows equal in every column are interchangeable.
+    keys = ("queue", *SPEC_COLUMNS.values())
+    waiting: dict[tuple, list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        waiting[tuple(row[k] for k in keys)].append(index)
+    returned = session.execute(
+        sa.insert(Job).returning(Job.id, *(getattr(Job, k) for k in keys)), rows
+    ).all()
+    ids: list[int] = [0] * len(rows)
+    for job_id, *values in returned:
+        ids[waiting[tuple(values)].pop()] = job_id
+    tags = [
+        {"job_id": job_id, "tag": tag, "position": i}
+        for job_id, spec in zip(ids, specs, strict=True)
+        for i, tag in enumerate(spec.get("tags") or [])
+    ]
+    if tags:
+        session.execute(sa.insert(JobTag), tags)
+    return sorted(zip(ids, queues, strict=True))
+
+
+def status_counts(session: so.Session, sweep_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Jobs per status for each sweep, from one GROUP BY."""
+    counts: dict[int, dict[str, int]] = {sweep_id: {} for sweep_id in sweep_ids}
+    if not sweep_ids:
+        return counts
+    rows = session.execute(
+        sa.select(Job.sweep_id, Job.status, sa.func.count())
+        .where(Job.sweep_id.in_(sweep_ids))
+        .group_by(Job.sweep_id, Job.status)
+    ).all()
+    for sweep_id, status, n in rows:
+        counts[sweep_id][status] = n
+    return counts
+
+
+def sweep_to_dict(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
+    """The sweep as the API shows it, with its progress."""
+    finished = sum(n for status, n in counts.items() if status in TERMINAL_STATES)
+    return {
+        "id": sweep.id,
+        "name": sweep.name,
+        "created_at": sweep.created_at.isoformat() if sweep.created_at else None,
+        "seed": sweep.seed,
+        "job_count": sweep.job_count,
+        "varied": sweep.varied,
+        "skipped": sweep.skipped,
+        "cancel_requested": sweep.cancel_requested,
+        "counts": {status.value: counts.get(status.value, 0) for status in JobStatus},
+        "finished": finished,
+        "done": finished == sweep.job_count,
+        "request": sweep.request,
+    }
+
+
+def cancel_sweep_jobs(session: so.Session, sweep_id: int) -> None:
+    """Queued jobs become cancelled at once; running ones are asked to stop; one UPDATE."""
+    queued = Job.status == JobStatus.QUEUED.value
+    session.execute(
+        sa.update(Job)
+        .where(Job.sweep_id == sweep_id, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+        .values(
+            cancel_requested=True,
+            status=sa.case((queued, JobStatus.CANCELLED.value), else_=Job.status),
+            finished_at=sa.case(
+                (queued, sa.literal(utcnow(), UTCDateTime())), else_=Job.finished_at
+            ),
+        )
+        .execution_options(synchronize_session=False)
+    )

@@ -1,0 +1,147 @@
+"""Sweep expansion: grid order, random draws reproducible from the sweep seed, replicates."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+
+from service.jobspec import SpecError
+from service.sweep_expansion import check_request, count_jobs, expand
+
+
+def sweep(**parts: object) -> dict:
+    """A checked request named 's'."""
+    return check_request({"name": "s", **parts})
+
+
+def test_grid_is_the_product_in_order_last_field_fastest() -> None:
+    request = sweep(
+        base={"stage": "optim", "iterations": 5},
+        grid={"optimizer": ["sgd", "adam"], "lr": [1e-3, 1e-2, 1e-1]},
+        seeds=[1, 2],
+    )
+    expansion = expand(request)
+    got = [(j["optimizer"], j["lr"], j["seed"]) for j in expansion.jobs]
+    assert got == list(itertools.product(["sgd", "adam"], [1e-3, 1e-2, 1e-1], [1, 2]))
+    assert all(j["stage"] == "optim" and j["iterations"] == 5 for j in expansion.jobs)
+    assert expansion.varied == ["optimizer", "lr", "seed"]
+    assert count_jobs(request) == (12, "grid")
+
+
+def test_grid_overrides_base_and_constant_fields_are_not_varied() -> None:
+    expansion = expand(
+        sweep(base={"stage": "optim", "lr": 5.0}, grid={"lr": [0.1], "init": ["normal", "zeros"]})
+    )
+    assert [j["lr"] for j in expansion.jobs] == [0.1, 0.1]
+    assert expansion.varied == ["init"]
+
+
+def test_without_seeds_every_configuration_shares_one_seed_from_the_sweep_seed() -> None:
+    request = sweep(base={"stage": "optim"}, grid={"lr": [0.1, 0.2]}, seed=42)
+    first, again = expand(request), expand(request)
+    assert first.seed == 42
+    assert len({j["seed"] for j in first.jobs}) == 1
+    assert first.jobs == again.jobs
+    assert expand(sweep(base={"stage": "optim"}, grid={"lr": [0.1, 0.2]}, seed=43)).jobs != (
+        first.jobs
+    )
+
+
+def test_sweep_seed_is_drawn_when_absent_and_replays() -> None:
+    request = sweep(base={"stage": "optim"}, random={"n": 4, "lr": {"log_uniform": [1e-4, 1]}})
+    drawn = expand(request)
+    assert 0 <= drawn.seed < 2**63
+    replay = expand({**request, "seed": drawn.seed})
+    assert replay.jobs == drawn.jobs
+
+
+def test_random_draws_are_reproducible_and_within_bounds() -> None:
+    request = sweep(
+        base={"stage": "optim"},
+        random={
+            "n": 500,
+            "space": {
+                "lr": {"log_uniform": [1e-5, 1e-1]},
+                "momentum": {"uniform": [0.5, 0.9]},
+                "optimizer": ["momentum", "nesterov"],
+            },
+        },
+        seed=7,
+    )
+    jobs = expand(request).jobs
+    assert jobs == expand(request).jobs
+    lrs = [j["lr"] for j in jobs]
+    assert all(1e-5 <= lr <= 1e-1 for lr in lrs)
+    # log-uniform: about half the draws below the geometric middle, 1e-3.
+    below = sum(lr < 1e-3 for lr in lrs)
+    assert 200 < below < 300
+    assert all(0.5 <= j["momentum"] <= 0.9 for j in jobs)
+    assert {j["optimizer"] for j in jobs} == {"momentum", "nesterov"}
+    assert len({j["lr"] for j in jobs}) == 500
+
+
+def test_random_is_crossed_with_the_grid_and_draws_are_shared() -> None:
+    request = sweep(
+        base={"stage": "optim"},
+        grid={"optimizer": ["sgd", "adam"]},
+        random={"n": 3, "lr": {"log_uniform": [1e-4, 1e-2]}},
+        repeats=2,
+        seed=1,
+    )
+    jobs = expand(request).jobs
+    assert len(jobs) == 12 and count_jobs(request) == (12, "grid")
+    by_optimizer = {o: [j["lr"] for j in jobs if j["optimizer"] == o] for o in ("sgd", "adam")}
+    assert by_optimizer["sgd"] == by_optimizer["adam"]
+
+
+def test_repeats_draw_replicate_seeds_from_the_sweep_seed() -> None:
+    request = sweep(base={"stage": "optim"}, grid={"lr": [0.1, 0.2]}, repeats=3, seed=5)
+    jobs = expand(request).jobs
+    seeds = [j["seed"] for j in jobs]
+    assert seeds[:3] == seeds[3:] and len(set(seeds[:3])) == 3
+    assert seeds == [j["seed"] for j in expand(request).jobs]
+    assert all(0 <= s < 2**63 for s in seeds)
+
+
+def test_log_uniform_bounds_hold_at_the_edges() -> None:
+    jobs = expand(sweep(random={"n": 50, "lr": {"log_uniform": [0.01, 0.01]}}, seed=3)).jobs
+    assert {j["lr"] for j in jobs} == {0.01}
+    wide = expand(sweep(random={"n": 2000, "lr": {"log_uniform": [1e-300, 10]}}, seed=3)).jobs
+    assert all(1e-300 <= j["lr"] <= 10 and math.isfinite(j["lr"]) for j in wide)
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        ({"grid": {"lr": []}}, "grid.lr"),
+        ({"grid": {"bogus": [1]}}, "grid.bogus"),
+        ({"grid": [1, 2]}, "grid"),
+        ({"random": {"n": 0, "lr": [1]}}, "random.n"),
+        ({"random": {"n": 2, "lr": {"log_uniform": [0, 1]}}}, "random.lr"),
+        ({"random": {"n": 2, "lr": {"log_uniform": [1, 0.1]}}}, "random.lr"),
+        ({"random": {"n": 2, "lr": {"normal": [1, 0.1]}}}, "random.lr"),
+        ({"random": {"n": 2}}, "random.space"),
+        ({"grid": {"lr": [1]}, "random": {"n": 2, "lr": [1]}}, "random.lr"),
+        ({"seeds": [1], "repeats": 2}, "repeats"),
+        ({"seeds": [-1]}, "seeds.0"),
+        ({"seeds": [1], "grid": {"seed": [1, 2]}}, "seeds"),
+        ({"repeats": 0}, "repeats"),
+        ({"seed": "x"}, "seed"),
+        ({"skip_invalid": "yes"}, "skip_invalid"),
+        ({"base": {"stage": "optim", "bogus": 1}}, "base.bogus"),
+        ({"bogus": 1}, "bogus"),
+        ({"name": ""}, "name"),
+    ],
+)
+def test_bad_requests_name_the_key(request_: dict, field: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        check_request({"name": "s", **request_})
+    assert caught.value.field == field
+
+
+def test_count_blames_the_part_that_multiplies() -> None:
+    assert count_jobs(sweep(random={"n": 7, "lr": [1]}, repeats=3)) == (21, "random")
+    assert count_jobs(sweep(repeats=4)) == (4, "repeats")
+    assert count_jobs(sweep(seeds=[1, 2])) == (2, "seeds")

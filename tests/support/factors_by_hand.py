@@ -1,0 +1,76 @@
+"""The factor table recomputed from the stored loss histories, independently of service.factors."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from service.models import Job, Loss
+
+
+def last_losses(session: so.Session, job_ids: list[int]) -> dict[int, float]:
+    """Each job's loss at its last stored step, read row by row."""
+    last: dict[int, float] = {}
+    rows = session.execute(
+        sa.select(Loss.job_id, Loss.loss)
+        .where(Loss.job_id.in_(job_ids))
+        .order_by(Loss.job_id, Loss.step)
+    )
+    for job_id, loss in rows:
+        last[job_id] = loss
+    return last
+
+
+def assert_factors_match(session: so.Session, sweep_id: int, table: dict[str, Any]) -> None:
+    """Every level mean/std/n, share, best config and best lr of `table`, checked by hand."""
+    jobs = {j.id: j for j in session.scalars(sa.select(Job).where(Job.sweep_id == sweep_id))}
+    last = last_losses(session, list(jobs))
+    finite = {
+        i: math.log10(last[i])
+        for i, job in jobs.items()
+        if job.status == "succeeded" and math.isfinite(last[i])
+    }
+    diverged = [i for i, job in jobs.items() if job.status == "diverged"]
+    worst = max(finite.values()) + 1.0
+    outcome = {**finite, **dict.fromkeys(diverged, worst)}
+    assert table["diverged"] == len(diverged) and table["used"] == len(outcome)
+    if diverged:
+        assert table["diverged_value"] == pytest.approx(worst)
+    ys = list(outcome.values())
+    grand = sum(ys) / len(ys)
+    total_ss = sum((y - grand) ** 2 for y in ys)
+    assert table["grand_mean"] == pytest.approx(grand)
+    for factor, column in (("optimizer", "optimizer"), ("lr", "lr")):
+        levels: dict[Any, list[float]] = defaultdict(list)
+        for job_id, y in outcome.items():
+            levels[getattr(jobs[job_id], column)].append(y)
+        between = 0.0
+        for value, values in levels.items():
+            mean = sum(values) / len(values)
+            between += len(values) * (mean - grand) ** 2
+            key = value if isinstance(value, str) else repr(value)
+            got = table["factors"][factor]["levels"][key]
+            assert got["value"] == value and got["n"] == len(values)
+            assert got["mean"] == pytest.approx(mean)
+            spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+            assert got["std"] == pytest.approx(spread, abs=1e-12)
+        assert table["factors"][factor]["share"] == pytest.approx(between / total_ss)
+    configs: dict[tuple, list[float]] = defaultdict(list)
+    for job_id, y in outcome.items():
+        configs[(jobs[job_id].optimizer, jobs[job_id].lr)].append(y)
+
+    def mean_of(key: tuple) -> float:
+        return sum(configs[key]) / len(configs[key])
+
+    best = min(configs, key=mean_of)
+    assert table["best_config"]["config"] == {"optimizer": best[0], "lr": best[1]}
+    assert table["best_config"]["mean"] == pytest.approx(mean_of(best))
+    for entry in table["best_lr"]:
+        mine = [key for key in configs if key[0] == entry["optimizer"]]
+        assert entry["lr"] == min(mine, key=mean_of)[1]
+    assert {e["optimizer"] for e in table["best_lr"]} == {o for o, _ in configs}
