@@ -8,8 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
+from service.api.sweeps import OUTCOME_RANK
 from service.jobs import SPEC_COLUMNS
 from service.models import TERMINAL_STATES, Job, Sweep
+from service.sweeps import status_counts
 
 
 @dataclass
@@ -38,13 +40,8 @@ def sweep_progress(session: so.Session, sweeps: list[Sweep]) -> list[SweepProgre
     if not rows:
         return []
     ids = list(rows)
-    counts = session.execute(
-        sa.select(Job.sweep_id, Job.status, sa.func.count())
-        .where(Job.sweep_id.in_(ids))
-        .group_by(Job.sweep_id, Job.status)
-    )
-    for sweep_id, status, count in counts:
-        rows[sweep_id].counts[status] = count
+    for sweep_id, counts in status_counts(session, ids).items():
+        rows[sweep_id].counts = dict(counts)
     best = session.execute(
         sa.select(Job.sweep_id, sa.func.min(Job.final_loss))
         .where(Job.sweep_id.in_(ids))
@@ -62,11 +59,11 @@ def recent_sweeps(session: so.Session, limit: int) -> list[SweepProgress]:
 
 
 def leaderboard(session: so.Session, sweep_id: int) -> list[Job]:
-    """A sweep's jobs, lowest final loss first; jobs without one (yet) last."""
+    """A sweep's jobs in its results API's order: succeeded by final loss, then the rest."""
     query = (
         sa.select(Job)
         .where(Job.sweep_id == sweep_id)
-        .order_by(Job.final_loss.is_(None), Job.final_loss, Job.id)
+        .order_by(OUTCOME_RANK, Job.final_loss, Job.id)
     )
     return list(session.scalars(query))
 

@@ -193,7 +193,9 @@ def test_unknown_job_page_is_an_html_404(live_url: str, browser: Browser) -> Non
         context.close()
 
 
-def test_sweep_progress_and_leaderboard(stack: Stack, live_url: str, page: Page) -> None:
+def test_sweep_progress_leaderboard_and_factors(
+    stack: Stack, live_url: str, page: Page, tmp_path: Path
+) -> None:
     # Given a sweep row whose two jobs do not exist yet, the dashboard shows it at 0/2.
     with stack.sessions() as session:
         sweep = Sweep(name="lr <grid>", seed=1, request={}, varied=["lr"], job_count=2)
@@ -217,6 +219,14 @@ def test_sweep_progress_and_leaderboard(stack: Stack, live_url: str, page: Page)
         "rs => rs.map(r => Number(r.dataset.jobId))"
     )
     assert ranked == sorted(ids, key=finals.__getitem__)
+    # The factor panel shows lr's two levels, each at its job's final loss.
+    panel = page.locator('svg.factor-chart[data-factor="lr"]')
+    expect(panel.locator("g.level")).to_have_count(2)
+    expect(page.locator("#factors figcaption")).to_contain_text("final loss by lr")
+    best = min(finals.values())
+    expect(page.locator("#factor-summary")).to_contain_text(f"(loss {sig4(best)})")
+    page.screenshot(path=tmp_path / "sweep.png", full_page=True)
+    print(f"screenshot: {tmp_path / 'sweep.png'}")
     page.get_by_role("link", name="Compare the best 10").click()
     expect(page.locator("svg.loss-chart path.curve")).to_have_count(2)
 

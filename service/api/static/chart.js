@@ -15,6 +15,12 @@ const trainqChart = (() => {
     return node;
   }
 
+  function decadeLabel(text, k) {
+    text.textContent = "10";
+    el("tspan", { dy: -7, "font-size": "0.72em" }, text).textContent = String(k);
+    return text;
+  }
+
   // A round step (1, 2 or 5 times a power of ten) giving about `count` ticks over `span`.
   function niceStep(span, count) {
     const raw = span / count;
@@ -76,10 +82,7 @@ const trainqChart = (() => {
       el("line", { x1: left, x2: right, y1: y, y2: y, class: "major" }, grid);
       const tick = el("g", { class: "y-tick", "data-exponent": k }, yAxis);
       el("line", { x1: left - 5, x2: left, y1: y, y2: y }, tick);
-      const label = el("text", { x: left - 8, y: Number(y) + 4, "text-anchor": "end" }, tick);
-      label.textContent = "10";
-      const power = el("tspan", { dy: -7, "font-size": "0.72em" }, label);
-      power.textContent = String(k);
+      decadeLabel(el("text", { x: left - 8, y: Number(y) + 4, "text-anchor": "end" }, tick), k);
     }
     const xAxis = el("g", { class: "x-axis" }, svg);
     const step = niceStep(d.sMax - d.sMin, 6);
@@ -198,5 +201,7 @@ const trainqChart = (() => {
     container.replaceChildren(svg);
   }
 
-  return { draw };
+  // `element` builds one SVG node; `decadeLabel` writes 10 to the power k: shared with the
+  // factor panels.
+  return { draw, element: el, decadeLabel };
 })();

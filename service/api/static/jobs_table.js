@@ -72,23 +72,21 @@
   trainq.poll(refresh, 1500);
 })();
 
-// Sweep rows on the dashboard: count each unfinished sweep's ended jobs until all have ended.
+// Sweep rows on the dashboard: follow each unfinished sweep's progress until it is done.
 (() => {
   const rows = Array.from(document.querySelectorAll("#sweeps tr[data-sweep-id]"));
-  const ended = "succeeded,diverged,failed,cancelled";
+  const done = new Set();
   async function refresh() {
-    let open = 0;
     for (const row of rows) {
-      const count = Number(row.dataset.jobCount);
-      const bar = row.querySelector('[data-field="progress"]');
-      if (Number(bar.value) >= count) continue;
       const id = Number(row.dataset.sweepId);
-      const page = await trainq.fetchJson(`/api/v1/jobs?sweep=${id}&status=${ended}&limit=1`);
-      bar.value = page.total;
-      row.querySelector('[data-field="finished"]').textContent = `${page.total}/${count}`;
-      if (page.total < count) open += 1;
+      if (done.has(id)) continue;
+      const sweep = await trainq.fetchJson(`/api/v1/sweeps/${id}`);
+      row.querySelector('[data-field="progress"]').value = sweep.finished;
+      row.querySelector('[data-field="finished"]').textContent =
+        `${sweep.finished}/${sweep.job_count}`;
+      if (sweep.done) done.add(id);
     }
-    return open > 0;
+    return done.size < rows.length;
   }
   if (rows.length) trainq.poll(refresh, 2000);
 })();
