@@ -254,3 +254,36 @@ def test_token_pasted_once_lets_the_pages_poll_a_guarded_api(
     finally:
         context.close()
         app.extensions["trainq.engine"].dispose()
+
+
+def set_hidden(page: Page, hidden: bool) -> None:
+    """Tell the page its tab was hidden or shown, as a browser does on switching tabs."""
+    page.evaluate(
+        """hidden => {
+          Object.defineProperty(document, "hidden", {configurable: true, get: () => hidden});
+          document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        hidden,
+    )
+
+
+def wait_for_count(page: Page, items: list[str], count: int, seconds: float) -> None:
+    for _ in range(int(seconds * 10)):
+        if len(items) >= count:
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError(f"{len(items)} polls, expected {count}")
+
+
+def test_dashboard_stops_polling_while_the_tab_is_hidden(live_url: str, page: Page) -> None:
+    polls: list[str] = []
+    page.on("request", lambda r: polls.append(r.url) if "/api/v1/jobs?" in r.url else None)
+    page.goto(live_url + "/")
+    wait_for_count(page, polls, 2, 10)
+    set_hidden(page, True)
+    page.wait_for_timeout(1000)  # a poll already in flight may still land
+    hidden_from = len(polls)
+    page.wait_for_timeout(4000)  # more than two polling periods
+    assert len(polls) == hidden_from
+    set_hidden(page, False)
+    wait_for_count(page, polls, hidden_from + 2, 10)

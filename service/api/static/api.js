@@ -40,29 +40,37 @@ const trainq = (() => {
   }
 
   // Calls `step` now and every `ms` while the page is visible; `step` returns false to stop.
+  // One call at a time: a tab shown again while a call is in flight does not start a second.
   function poll(step, ms) {
     let timer = null;
+    let busy = false;
     let stopped = false;
+    function schedule() {
+      if (!stopped && !busy && !document.hidden && timer === null) {
+        timer = window.setTimeout(tick, ms);
+      }
+    }
     async function tick() {
       timer = null;
-      if (stopped || document.hidden) return;
+      if (stopped || busy || document.hidden) return;
+      busy = true;
       let again = true;
       try {
         again = (await step()) !== false;
       } catch (error) {
         if (error.message !== "unauthorized") say("Live update failed: " + error.message);
+      } finally {
+        busy = false;
       }
-      if (!again) {
-        stopped = true;
-        return;
-      }
-      if (!document.hidden) timer = window.setTimeout(tick, ms);
+      if (!again) stopped = true;
+      schedule();
     }
     document.addEventListener("visibilitychange", () => {
-      if (!document.hidden && !stopped && timer === null) tick();
-      if (document.hidden && timer !== null) {
+      if (document.hidden) {
         window.clearTimeout(timer);
         timer = null;
+      } else if (!busy && timer === null) {
+        tick();
       }
     });
     tick();
