@@ -58,12 +58,13 @@ def recent_sweeps(session: so.Session, limit: int) -> list[SweepProgress]:
     return sweep_progress(session, list(session.scalars(query)))
 
 
-def leaderboard(session: so.Session, sweep_id: int) -> list[Job]:
+def leaderboard(session: so.Session, sweep_id: int, limit: int) -> list[Job]:
     """A sweep's jobs in its results API's order: succeeded by final loss, then the rest."""
     query = (
         sa.select(Job)
         .where(Job.sweep_id == sweep_id)
         .order_by(OUTCOME_RANK, Job.final_loss, Job.id)
+        .limit(limit)
     )
     return list(session.scalars(query))
 

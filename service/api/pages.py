@@ -25,6 +25,7 @@ bp = Blueprint("pages", __name__)
 RECENT_JOBS = 50
 RECENT_SWEEPS = 20
 MAX_COMPARE = 50
+LEADERBOARD_ROWS = 200
 # Everything a page loads comes from this server; nothing inline may run.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -135,7 +136,7 @@ def sweep_page(sweep_id: int):  # type: ignore[no-untyped-def]
     sweep = session.get(Sweep, sweep_id)
     if sweep is None:
         abort(404, description=f"There is no sweep {sweep_id}.")
-    jobs = leaderboard(session, sweep_id)
+    jobs = leaderboard(session, sweep_id, LEADERBOARD_ROWS)
     factors = list(sweep.varied or [])
     return render_template(
         "sweep.html",
@@ -144,5 +145,6 @@ def sweep_page(sweep_id: int):  # type: ignore[no-untyped-def]
         jobs=jobs,
         factors=factors,
         factor_value=factor_value,
+        shown=LEADERBOARD_ROWS,
         top_ids=",".join(str(job.id) for job in jobs[:10] if job.final_loss is not None),
     )

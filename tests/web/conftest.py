@@ -86,5 +86,11 @@ def page(browser: Browser) -> Iterator[Page]:
     page.on("pageerror", lambda error: problems.seen.append(f"script: {error}"))
     page.set_default_timeout(30_000)
     yield page
+    # A failed live update is shown in the header's notice rather than thrown: count it too.
+    notice = page.locator("#api-notice")
+    if page.url.startswith("http") and notice.count():
+        text = notice.text_content() or ""
+        if not notice.is_hidden():
+            problems.seen.append(f"notice: {text}")
     context.close()
     assert problems.seen == []

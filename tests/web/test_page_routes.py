@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy.orm as so
 from flask.testing import FlaskClient
 
+from service.api import pages
 from service.jobs import job_to_dict
 from service.models import Job, Loss, Sweep
 from tests.conftest import make_test_app
@@ -200,3 +201,20 @@ def test_static_files_are_served_locally(client: FlaskClient, name: str) -> None
     response = client.get(f"/static/{name}")
     assert response.status_code == 200 and len(response.data) > 500
     response.close()
+
+
+def test_sweep_leaderboard_shows_the_best_rows_only(
+    client: FlaskClient, session: so.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pages, "LEADERBOARD_ROWS", 2)
+    sweep = Sweep(name="big", seed=3, request={}, varied=["lr"], job_count=3)
+    session.add(sweep)
+    session.commit()
+    ids = [submit(client, lr=lr)["id"] for lr in (1e-6, 2e-6, 3e-6)]
+    for job_id, final in zip(ids, (3.0, 1.0, 2.0), strict=True):
+        session.get(Job, job_id).sweep_id = sweep.id
+        session.commit()
+        finish(session, job_id, [9.0, final])
+    page = html(client.get(f"/sweeps/{sweep.id}"))
+    assert re.findall(r'<tr data-job-id="(\d+)"', page) == [str(ids[1]), str(ids[2])]
+    assert "The best 2 of 3 jobs" in page

@@ -180,6 +180,25 @@ def test_compare_picks_two_jobs_and_overlays_them(
     print(f"screenshot: {tmp_path / 'compare.png'}")
 
 
+def test_compare_page_follows_a_running_job(stack: Stack, live_url: str, page: Page) -> None:
+    done = stack.wait(stack.submit(**SMALL, iterations=100, seed=4)["id"])
+    running = stack.submit(**LONG)["id"]
+    stack.wait(running, until=lambda job: job["steps_done"] > 0)
+    page.goto(f"{live_url}/compare?jobs={done['id']},{running}")
+    curve = page.locator("svg.loss-chart path.curve").nth(1)
+    expect(curve).to_have_attribute("data-points", re.compile(r"[1-9]"))
+    first = int(curve.get_attribute("data-points") or 0)
+    page.wait_for_function(
+        "n => Number(document.querySelectorAll('path.curve')[1].dataset.points) > n", arg=first
+    )
+    cancel_and_wait(stack, [running])
+    row = page.locator(f'#summary tr[data-job-id="{running}"]')
+    expect(row.locator('[data-field="status"]')).to_have_text("cancelled", timeout=30_000)
+    ended = stack.client.get(f"/api/v1/jobs/{running}").get_json()
+    expect(row.locator('[data-field="steps_done"]')).to_have_text(str(ended["steps_done"]))
+    expect(row.locator('[data-field="final_loss"]')).to_have_text(sig4(ended["final_loss"]))
+
+
 def test_unknown_job_page_is_an_html_404(live_url: str, browser: Browser) -> None:
     # Its own tab: the browser rightly logs the 404, which the `page` fixture counts as a fault.
     context = browser.new_context()

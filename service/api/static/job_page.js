@@ -20,7 +20,10 @@
 
   function showJob(job) {
     for (const node of page.querySelectorAll("dd[data-field]")) {
-      const value = text(job[node.dataset.field]);
+      const raw = job[node.dataset.field];
+      // The server wrote numbers as Python does (1e-06, 2.0); keep them while they are equal.
+      if (typeof raw === "number" && Number(node.textContent) === raw) continue;
+      const value = text(raw);
       if (node.textContent !== value) node.textContent = value;
     }
     const badge = page.querySelector('.section-head [data-field="status"]');

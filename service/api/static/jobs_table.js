@@ -8,7 +8,8 @@
   const body = table.tBodies[0];
   const template = document.getElementById("job-row");
   const insertNew = table.dataset.insertNew === "true";
-  const limit = Number(new URLSearchParams(table.dataset.poll).get("limit")) || 50;
+  const source = new URL(table.dataset.source, window.location.href);
+  const limit = Number(source.searchParams.get("limit")) || 50;
   const TERMINAL = new Set(["succeeded", "diverged", "failed", "cancelled"]);
   const STATUS = /^[a-z]+$/;
 
@@ -36,23 +37,28 @@
       badge.className = "badge badge-" + job.status;
     }
     const bar = cell(row, "progress");
+    // A leaderboard row has no iterations: the bar already holds them.
+    const iterations = job.iterations ?? (bar ? bar.max : "?");
     if (bar) {
-      bar.max = job.iterations;
+      bar.max = iterations;
       bar.value = job.steps_done;
     }
-    setText(row, "steps", `${job.steps_done}/${job.iterations}`);
+    setText(row, "steps", `${job.steps_done}/${iterations}`);
+    setText(row, "final_loss", trainq.formatLoss(job.final_loss));
+    setText(row, "min_loss", trainq.formatLoss(job.min_loss));
+    if (!("stage" in job)) return; // a leaderboard row: the rest does not change
     setText(row, "name", job.name || "");
     setText(row, "stage", job.stage);
     setText(row, "optimizer", job.optimizer);
     setText(row, "lr", trainq.formatLoss(job.lr));
-    setText(row, "final_loss", trainq.formatLoss(job.final_loss));
     setText(row, "created_at", trainq.formatWhen(job.created_at));
   }
 
   async function refresh() {
-    const page = await trainq.fetchJson("/api/v1/jobs?" + table.dataset.poll);
+    const page = await trainq.fetchJson(source.pathname + source.search);
+    const jobs = page[table.dataset.list];
     // The API lists newest first; walking oldest first and prepending keeps that order.
-    for (const job of page.jobs.slice().reverse()) {
+    for (const job of jobs.slice().reverse()) {
       let row = body.querySelector(`tr[data-job-id="${Number(job.id)}"]`);
       if (!row && insertNew && template) {
         row = template.content.firstElementChild.cloneNode(true);
@@ -66,7 +72,7 @@
       if (empty) empty.hidden = body.rows.length > 0;
     }
     // A fixed set of rows (a sweep) needs no more polling once every job has ended.
-    return insertNew || !page.jobs.every((job) => TERMINAL.has(job.status));
+    return insertNew || !jobs.every((job) => TERMINAL.has(job.status));
   }
 
   trainq.poll(refresh, 1500);
