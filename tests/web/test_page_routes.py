@@ -100,11 +100,21 @@ def test_finished_job_page_hides_cancel(client: FlaskClient, session: so.Session
     assert '<dd data-field="final_loss">1.0</dd>' in page
 
 
-@pytest.mark.parametrize("path", ["/jobs/999999", "/sweeps/999999", "/compare?jobs=999999"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/jobs/999999",
+        "/sweeps/999999",
+        "/compare?jobs=999999",
+        "/jobs/99999999999999999999999",
+        "/sweeps/99999999999999999999999",
+    ],
+)
 def test_unknown_ids_get_an_html_404(client: FlaskClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 404
     assert "999999" in html(response) and "404" in response.get_data(as_text=True)
+    assert "<h1>404" in response.get_data(as_text=True)
 
 
 def test_unknown_url_is_html_for_browsers_and_json_otherwise(client: FlaskClient) -> None:
@@ -139,7 +149,15 @@ def test_compare_series_data_is_escaped_json(client: FlaskClient) -> None:
 
 @pytest.mark.parametrize(
     ("query", "status"),
-    [("", 200), ("jobs=", 200), ("jobs=abc", 400), ("jobs=1;drop", 400), ("jobs=-1", 400)],
+    [
+        ("", 200),
+        ("jobs=", 200),
+        ("jobs=abc", 400),
+        ("jobs=1;drop", 400),
+        ("jobs=-1", 400),
+        ("jobs=%C2%B2", 400),
+        ("jobs=1234567890123", 400),
+    ],
 )
 def test_compare_query_is_validated(client: FlaskClient, query: str, status: int) -> None:
     response = client.get(f"/compare?{query}")
