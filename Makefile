@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# The browser tests drive Debian's Chromium; Playwright never downloads a browser of its own.
+CHROMIUM := /usr/bin/chromium
 PYTEST_ARGS ?=
 
 .PHONY: install run test lint format bench clean netns-tools
@@ -15,6 +17,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(CHROMIUM):
+	apt-get update -qq
+	apt-get install -y --no-install-recommends chromium
+
 run: install
 	$(VENV)/bin/trainq up
 
@@ -25,7 +31,7 @@ netns-tools:
 		apt-get install -y -qq iproute2 || { apt-get update -qq && apt-get install -y -qq iproute2; }; \
 	fi
 
-test: install netns-tools
+test: install netns-tools $(CHROMIUM)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)

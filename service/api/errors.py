@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import sqlalchemy.exc
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from service.api.extensions import ApiError
@@ -20,6 +20,14 @@ def error_response(
     """The JSON body and status of one error."""
     body = {"error": {"code": code, "message": message, "field": field, **extra}}
     return jsonify(body), status
+
+
+def wants_html() -> bool:
+    """A browser asking for a page outside the API (an unknown URL) gets an HTML error."""
+    if request.path.startswith("/api/"):
+        return False
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
 
 
 def init_app(app: Flask) -> None:
@@ -38,6 +46,8 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):  # type: ignore[no-untyped-def]
         status = error.code or 500
+        if wants_html():
+            return render_template("error.html", error=error), status
         code = {413: "too_large", 404: "not_found", 405: "method_not_allowed"}.get(
             status, (error.name or "error").lower().replace(" ", "_")
         )

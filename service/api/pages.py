@@ -1,5 +1,159 @@
-"""Blueprint placeholder: filled in by its issue."""
+"""Server-rendered pages: dashboard, job, compare and sweep; their scripts poll the JSON API."""
 
-from flask import Blueprint
+from __future__ import annotations
 
+from datetime import datetime
+
+from flask import Blueprint, Response, abort, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from service.api.extensions import config, db_session
+from service.api.page_queries import (
+    factor_value,
+    leaderboard,
+    recent_jobs,
+    recent_sweeps,
+    sweep_progress,
+)
+from service.curve_labels import colour, curve_labels, differing_fields
+from service.jobs import get_job, job_to_dict
+from service.models import Job, Sweep
+
+# Templates and static files are the app's own (service/api/templates, service/api/static).
 bp = Blueprint("pages", __name__)
+
+RECENT_JOBS = 50
+RECENT_SWEEPS = 20
+MAX_COMPARE = 50
+LEADERBOARD_ROWS = 200
+MAX_ID = 2**63 - 1
+# Everything a page loads comes from this server; nothing inline may run.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+
+@bp.app_template_filter("num")
+def format_number(value: float | None) -> str:
+    """A number to four significant digits, as the pages' scripts write it."""
+    if value is None:
+        return "-"
+    return f"{value:.4g}".replace("e+0", "e+").replace("e-0", "e-")
+
+
+@bp.app_template_filter("when")
+def format_when(value: datetime | None) -> str:
+    """A UTC timestamp to the second."""
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+@bp.app_context_processor
+def page_globals() -> dict[str, object]:
+    """Whether the API asks for a token, so the header offers a field to paste one."""
+    return {"tokens_required": bool(config().api_tokens)}
+
+
+@bp.after_request
+def secure_headers(response: Response) -> Response:
+    """A strict content security policy on every page."""
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
+
+
+@bp.errorhandler(HTTPException)
+def page_error(error: HTTPException):  # type: ignore[no-untyped-def]
+    """Errors of the pages as HTML."""
+    return render_template("error.html", error=error), error.code or 500
+
+
+@bp.get("/")
+def dashboard():  # type: ignore[no-untyped-def]
+    """Recent jobs and sweeps, with live status."""
+    session = db_session()
+    return render_template(
+        "dashboard.html",
+        jobs=recent_jobs(session, RECENT_JOBS),
+        sweeps=recent_sweeps(session, RECENT_SWEEPS),
+        recent_jobs=RECENT_JOBS,
+    )
+
+
+def check_id(kind: str, value: int) -> None:
+    """404 for an id no row can have (past BIGINT: the database would refuse the query)."""
+    if value > MAX_ID:
+        abort(404, description=f"There is no {kind} {value}.")
+
+
+@bp.get("/jobs/<int:job_id>")
+def job_page(job_id: int):  # type: ignore[no-untyped-def]
+    """Every field of one job and its loss curve."""
+    check_id("job", job_id)
+    job = get_job(db_session(), job_id)
+    if job is None:
+        abort(404, description=f"There is no job {job_id}.")
+    return render_template("job.html", job=job, fields=job_to_dict(job))
+
+
+def compare_ids() -> list[int]:
+    """The job ids of `?jobs=1,2` or `?jobs=1&jobs=2`, in order, without repeats."""
+    ids: list[int] = []
+    for raw in request.args.getlist("jobs"):
+        for part in raw.replace(" ", ",").split(","):
+            if not part:
+                continue
+            if not (part.isascii() and part.isdigit()) or len(part) > 12:
+                abort(400, description=f"jobs: {part!r} is not a job id.")
+            if int(part) not in ids:
+                ids.append(int(part))
+    if len(ids) > MAX_COMPARE:
+        abort(400, description=f"jobs: at most {MAX_COMPARE} jobs on one page.")
+    return ids
+
+
+@bp.get("/compare")
+def compare_page():  # type: ignore[no-untyped-def]
+    """Chosen jobs' curves overlaid, the legend naming what differs between them."""
+    ids = compare_ids()
+    session = db_session()
+    jobs: list[Job] = []
+    for job_id in ids:
+        job = get_job(session, job_id)
+        if job is None:
+            abort(404, description=f"There is no job {job_id}.")
+        jobs.append(job)
+    series = [
+        {"id": job.id, "label": label, "color": colour(i), "status": job.status}
+        for i, (job, label) in enumerate(zip(jobs, curve_labels(jobs), strict=True))
+    ]
+    return render_template(
+        "compare.html",
+        jobs=jobs,
+        series=series,
+        differing=differing_fields(jobs),
+        ids=",".join(str(i) for i in ids),
+    )
+
+
+@bp.get("/sweeps/<int:sweep_id>")
+def sweep_page(sweep_id: int):  # type: ignore[no-untyped-def]
+    """A sweep's leaderboard, best final loss first."""
+    check_id("sweep", sweep_id)
+    session = db_session()
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None:
+        abort(404, description=f"There is no sweep {sweep_id}.")
+    jobs = leaderboard(session, sweep_id, LEADERBOARD_ROWS)
+    factors = list(sweep.varied or [])
+    return render_template(
+        "sweep.html",
+        sweep=sweep,
+        progress=sweep_progress(session, [sweep])[0],
+        jobs=jobs,
+        factors=factors,
+        factor_value=factor_value,
+        shown=LEADERBOARD_ROWS,
+        top_ids=",".join(str(job.id) for job in jobs[:10] if job.final_loss is not None),
+    )

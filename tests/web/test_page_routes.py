@@ -1,0 +1,238 @@
+"""The HTML routes through the Flask test client: status codes, content, escaping, errors."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import sqlalchemy.orm as so
+from flask.testing import FlaskClient
+
+from service.api import pages
+from service.jobs import job_to_dict
+from service.models import Job, Loss, Sweep
+from tests.conftest import make_test_app
+
+EVIL = "<script>alert('x')</script>"
+SMALL = {"stage": "tensors", "iterations": 20, "N": 4, "D_in": 8, "H": 4, "D_out": 2}
+
+
+def submit(client: FlaskClient, **fields: object) -> dict:
+    response = client.post("/api/v1/jobs", json={**SMALL, **fields})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def html(response) -> str:  # type: ignore[no-untyped-def]
+    assert response.mimetype == "text/html"
+    return response.get_data(as_text=True)
+
+
+def finish(session: so.Session, job_id: int, losses: list[float]) -> None:
+    """Write a finished history straight into the rows, as the worker would."""
+    job = session.get(Job, job_id)
+    assert job is not None
+    session.add_all(Loss(job_id=job_id, step=i, loss=v) for i, v in enumerate(losses))
+    job.status, job.steps_done, job.final_loss = "succeeded", len(losses), losses[-1]
+    job.min_loss = min(losses)
+    job.min_loss_step = losses.index(job.min_loss)
+    session.commit()
+
+
+def test_dashboard_lists_jobs_and_escapes_names(client: FlaskClient) -> None:
+    plain = submit(client, name="plain run")
+    evil = submit(client, name=EVIL)
+    response = client.get("/")
+    assert response.status_code == 200
+    page = html(response)
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
+    assert EVIL not in page
+    # Newest first, each row marked with its id for the live script.
+    rows = re.findall(r'<tr data-job-id="(\d+)"', page)
+    assert rows == [str(evil["id"]), str(plain["id"])]
+    assert 'class="badge badge-queued"' in page
+    assert 'id="jobs-empty" hidden' in page
+    assert "Content-Security-Policy" in response.headers
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+
+
+def test_dashboard_without_jobs_says_so(client: FlaskClient) -> None:
+    page = html(client.get("/"))
+    assert "No jobs yet" in page and 'id="jobs-empty" hidden' not in page
+    assert "No sweeps yet" in page
+
+
+def test_dashboard_shows_sweep_progress(client: FlaskClient, session: so.Session) -> None:
+    sweep = Sweep(name="lr <sweep>", seed=1, request={}, varied=["lr"], job_count=2)
+    session.add(sweep)
+    session.commit()
+    ids = [submit(client, lr=lr)["id"] for lr in (1e-6, 1e-5)]
+    for job_id in ids:
+        session.get(Job, job_id).sweep_id = sweep.id
+    session.commit()
+    finish(session, ids[0], [4.0, 2.5])
+    page = html(client.get("/"))
+    assert f'data-sweep-id="{sweep.id}"' in page
+    assert "lr &lt;sweep&gt;" in page
+    assert ">1/2<" in page and ">2.5<" in page
+
+
+def test_job_page_shows_every_field_escaped(client: FlaskClient, session: so.Session) -> None:
+    job = submit(client, name=EVIL, tags=["a<b", "c"])
+    response = client.get(f"/jobs/{job['id']}")
+    assert response.status_code == 200
+    page = html(response)
+    assert EVIL not in page and "&lt;script&gt;" in page
+    fields = re.findall(r'<dd data-field="([a-z_A-Z]+)"', page)
+    row = session.get(Job, job["id"])
+    assert row is not None
+    assert set(fields) == set(job_to_dict(row))
+    assert '<dd data-field="tags">a&lt;b, c</dd>' in page
+    assert '<dd data-field="lr">1e-06</dd>' in page
+    assert 'id="cancel"' in page and 'id="cancel" type="button" class="danger" hidden' not in page
+
+
+def test_finished_job_page_hides_cancel(client: FlaskClient, session: so.Session) -> None:
+    job = submit(client)
+    finish(session, job["id"], [9.0, 3.0, 1.0])
+    page = html(client.get(f"/jobs/{job['id']}"))
+    assert 'class="danger" hidden' in page
+    assert '<dd data-field="final_loss">1.0</dd>' in page
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/jobs/999999",
+        "/sweeps/999999",
+        "/compare?jobs=999999",
+        "/jobs/99999999999999999999999",
+        "/sweeps/99999999999999999999999",
+    ],
+)
+def test_unknown_ids_get_an_html_404(client: FlaskClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404
+    assert "999999" in html(response) and "404" in response.get_data(as_text=True)
+    assert "<h1>404" in response.get_data(as_text=True)
+
+
+def test_unknown_url_is_html_for_browsers_and_json_otherwise(client: FlaskClient) -> None:
+    browser = client.get("/nowhere", headers={"Accept": "text/html,*/*;q=0.8"})
+    assert browser.status_code == 404 and "<h1>404" in html(browser)
+    plain = client.get("/nowhere")
+    assert plain.status_code == 404 and plain.get_json()["error"]["code"] == "not_found"
+    api = client.get("/api/v1/jobs/999999", headers={"Accept": "text/html"})
+    assert api.status_code == 404 and api.get_json()["error"]["code"] == "not_found"
+
+
+def test_compare_labels_name_only_the_fields_that_differ(client: FlaskClient) -> None:
+    a = submit(client, lr=1e-6, seed=5, name="a")
+    b = submit(client, lr=1e-5, seed=5, name="a")
+    for query in (f"jobs={a['id']},{b['id']}", f"jobs={a['id']}&jobs={b['id']}"):
+        response = client.get(f"/compare?{query}")
+        assert response.status_code == 200
+        page = html(response)
+        labels = re.findall(r'<span class="label">([^<]*)</span>', page)
+        assert labels == ["lr=1e-06", "lr=1e-05"]
+        assert "They differ in: <strong>lr</strong>" in page
+
+
+def test_compare_series_data_is_escaped_json(client: FlaskClient) -> None:
+    a = submit(client, name=EVIL, seed=1)
+    b = submit(client, name="b", seed=1)
+    page = html(client.get(f"/compare?jobs={a['id']},{b['id']}"))
+    block = re.search(r'<script type="application/json" id="series">(.*?)</script>', page, re.S)
+    assert block is not None and "<script>" not in block.group(1)
+    assert "\\u003cscript\\u003e" in block.group(1)
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("", 200),
+        ("jobs=", 200),
+        ("jobs=abc", 400),
+        ("jobs=1;drop", 400),
+        ("jobs=-1", 400),
+        ("jobs=%C2%B2", 400),
+        ("jobs=1234567890123", 400),
+    ],
+)
+def test_compare_query_is_validated(client: FlaskClient, query: str, status: int) -> None:
+    response = client.get(f"/compare?{query}")
+    assert response.status_code == status
+    html(response)
+
+
+def test_compare_caps_the_number_of_jobs(client: FlaskClient) -> None:
+    ids = ",".join(str(i) for i in range(1, 52))
+    response = client.get(f"/compare?jobs={ids}")
+    assert response.status_code == 400 and "at most 50" in html(response)
+
+
+def test_sweep_leaderboard_is_sorted_by_final_loss(
+    client: FlaskClient, session: so.Session
+) -> None:
+    sweep = Sweep(name="grid", seed=3, request={}, varied=["lr", "optimizer"], job_count=3)
+    session.add(sweep)
+    session.commit()
+    ids = [submit(client, lr=lr, stage="optim")["id"] for lr in (1e-3, 1e-2, 1e-1)]
+    for job_id in ids:
+        session.get(Job, job_id).sweep_id = sweep.id
+    session.commit()
+    finish(session, ids[0], [5.0, 3.0])
+    finish(session, ids[2], [5.0, 0.5])  # ids[1] has not finished: it ranks last
+    response = client.get(f"/sweeps/{sweep.id}")
+    assert response.status_code == 200
+    page = html(response)
+    assert re.findall(r'<tr data-job-id="(\d+)"', page) == [
+        str(i) for i in (ids[2], ids[0], ids[1])
+    ]
+    assert '<th scope="col">lr</th><th scope="col">optimizer</th>' in page
+    assert "<td>0.1</td>" in page and "<td>sgd</td>" in page
+    assert f'/compare?jobs={ids[2]},{ids[0]}"' in page
+
+
+def test_pages_render_without_a_token_and_offer_the_field(
+    database_url: str, broker_url: str
+) -> None:
+    app = make_test_app(database_url, broker_url, api_tokens=("s3cret",))
+    try:
+        client = app.test_client()
+        page = client.get("/")
+        assert page.status_code == 200 and 'id="token-form"' in html(page)
+        assert client.get("/api/v1/jobs").status_code == 401
+        script = client.get("/static/api.js")
+        assert script.status_code == 200
+        script.close()
+    finally:
+        app.extensions["trainq.engine"].dispose()
+
+
+def test_no_token_field_when_the_api_is_open(client: FlaskClient) -> None:
+    assert 'id="token-form"' not in html(client.get("/"))
+
+
+@pytest.mark.parametrize("name", ["api.js", "chart.js", "jobs_table.js", "style.css"])
+def test_static_files_are_served_locally(client: FlaskClient, name: str) -> None:
+    response = client.get(f"/static/{name}")
+    assert response.status_code == 200 and len(response.data) > 500
+    response.close()
+
+
+def test_sweep_leaderboard_shows_the_best_rows_only(
+    client: FlaskClient, session: so.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pages, "LEADERBOARD_ROWS", 2)
+    sweep = Sweep(name="big", seed=3, request={}, varied=["lr"], job_count=3)
+    session.add(sweep)
+    session.commit()
+    ids = [submit(client, lr=lr)["id"] for lr in (1e-6, 2e-6, 3e-6)]
+    for job_id, final in zip(ids, (3.0, 1.0, 2.0), strict=True):
+        session.get(Job, job_id).sweep_id = sweep.id
+        session.commit()
+        finish(session, job_id, [9.0, final])
+    page = html(client.get(f"/sweeps/{sweep.id}"))
+    assert re.findall(r'<tr data-job-id="(\d+)"', page) == [str(ids[1]), str(ids[2])]
+    assert "The best 2 of 3 jobs" in page
