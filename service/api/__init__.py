@@ -5,8 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from service.config import Config
+
+
+class RowIdConverter(IntegerConverter):
+    """`<int:...>` in our routes: a row id, so ids past the database's integer range are 404s."""
+
+    def __init__(self, map, fixed_digits=0, min=None, max=2**31 - 1, signed=False):  # type: ignore[no-untyped-def]  # noqa: A002
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -20,6 +28,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     app.config.update(overrides)
+    # Before any rule is added: every <int:id> in a route becomes a bounded row id.
+    app.url_map.converters["int"] = RowIdConverter
 
     from service.api import errors, extensions, health, jobs, openapi, pages, results, sweeps
 

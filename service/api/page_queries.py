@@ -8,9 +8,9 @@ from typing import Any
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from service.api.sweeps import OUTCOME_RANK
 from service.jobs import SPEC_COLUMNS
 from service.models import TERMINAL_STATES, Job, Sweep
+from service.sweep_results import OUTCOME_RANK
 from service.sweeps import status_counts
 
 

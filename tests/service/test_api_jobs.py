@@ -254,3 +254,11 @@ def test_deleting_a_job_removes_its_rows(session: so.Session, client: FlaskClien
     session.commit()
     assert session.scalar(sa.select(sa.func.count()).select_from(Loss)) == 0
     assert session.scalar(sa.select(sa.func.count()).select_from(JobTag)) == 0
+
+
+@pytest.mark.parametrize("path", ["/api/v1/jobs/{}", "/api/v1/jobs/{}/losses", "/api/v1/sweeps/{}"])
+def test_ids_beyond_the_integer_range_are_404(client: FlaskClient, path: str) -> None:
+    response = client.get(path.format(10**22))
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
+    assert client.post(f"/api/v1/jobs/{2**31}/cancel").status_code == 404
