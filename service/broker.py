@@ -10,6 +10,7 @@ from kombu import Queue
 from service.config import Config
 
 TRAIN_TASK = "trainq.train_job"
+BATCH_TASK = "trainq.train_batch"
 QUEUES = ("cpu", "gpu")
 
 
@@ -54,3 +55,10 @@ def enqueue_jobs(app: Celery, jobs: list[tuple[int, str]]) -> None:
     with app.producer_or_acquire() as producer:
         for job_id, queue in jobs:
             app.send_task(TRAIN_TASK, args=[job_id], queue=queue, producer=producer)
+
+
+def enqueue_batches(app: Celery, batches: list[tuple[str, list[int]]]) -> None:
+    """Send one fused-training message per (queue, job ids), over one broker connection."""
+    with app.producer_or_acquire() as producer:
+        for queue, job_ids in batches:
+            app.send_task(BATCH_TASK, args=[list(job_ids)], queue=queue, producer=producer)

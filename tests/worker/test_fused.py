@@ -92,15 +92,13 @@ def test_cancelling_one_job_stops_only_that_job() -> None:
     specs = [spec(seed=s) for s in range(3)]
     histories: list[list[float]] = [[], [], []]
 
-    def keep(k: int):  # type: ignore[no-untyped-def]
-        def flush(first: int, chunk: list[float]) -> bool:
+    def flush(first: int, chunks: list[tuple[int, list[float]]]) -> list[int]:
+        for k, chunk in chunks:
             assert first == len(histories[k])
             histories[k].extend(chunk)
-            return not (k == 1 and len(histories[k]) >= 40)  # job 1 cancelled at step 40
+        return [1] if len(histories[1]) >= 40 else []  # job 1 cancelled at step 40
 
-        return flush
-
-    outcomes = train_fused(specs, torch.device("cpu"), [keep(k) for k in range(3)], flush_every=20)
+    outcomes = train_fused(specs, torch.device("cpu"), flush, flush_every=20)
     assert [o.stopped for o in outcomes] == [False, True, False]
     assert len(histories[1]) == 40 and outcomes[1].steps == 40
     assert [len(h) for h in (histories[0], histories[2])] == [150, 150]

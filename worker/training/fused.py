@@ -9,16 +9,20 @@ optimizer update is written once for all K (stacked_optim).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from worker.training.problem import make_problem
-from worker.training.recorder import Flush
 from worker.training.run import TrainResult
 from worker.training.spec import TrainSpec
 from worker.training.stacked_optim import StackedOptimizer
+
+# flush(first_step, [(job index, losses)]) stores one chunk of every running job (in one
+# transaction, say) and returns the indices of the jobs that must stop (cancelled).
+BatchFlush = Callable[[int, list[tuple[int, list[float]]]], Collection[int]]
 
 
 def fusion_key(spec: TrainSpec) -> tuple:
@@ -48,11 +52,11 @@ def _stack(specs: list[TrainSpec], device: torch.device) -> tuple[Tensor, ...]:
 def train_fused(
     specs: list[TrainSpec],
     device: torch.device,
-    flushes: list[Flush],
+    flush: BatchFlush,
     flush_every: int = 64,
     flush_seconds: float = 0.5,
 ) -> list[FusedOutcome]:
-    """Train K compatible specs together; flushes[k] gets job k's chunks, False stops job k."""
+    """Train K compatible specs together, handing every running job's chunk to flush."""
     if not specs or len({fusion_key(spec) for spec in specs}) != 1:
         raise ValueError("a fused batch needs one or more specs sharing fusion_key")
     x, y, w1, w2 = _stack(specs, device)
@@ -84,7 +88,7 @@ def train_fused(
             or done - chunk_start == flush_every
             or time.monotonic() - last_flush >= flush_seconds
         ):
-            keep = _flush(losses, chunk_start, done, running, flushes, outcomes)
+            keep = _flush(losses, chunk_start, done, running, flush, outcomes)
             chunk_start, last_flush = done, time.monotonic()
             if len(keep) < len(running):
                 if not keep:
@@ -104,26 +108,28 @@ def _flush(
     first: int,
     stop: int,
     running: list[int],
-    flushes: list[Flush],
+    flush: BatchFlush,
     outcomes: list[FusedOutcome],
 ) -> list[int]:
     """Hand each running job its chunk's finite prefix; the rows that go on training."""
     chunk = losses[: len(running), : stop - first].cpu()  # (K, steps)
     finite = torch.isfinite(chunk)
-    keep = []
+    handed = []
     for row, job in enumerate(running):
         values = chunk[row]
-        outcome = outcomes[job]
         if not bool(finite[row].all()):
             bad = int((~finite[row]).nonzero()[0])
-            outcome.diverged_at, values = first + bad, values[:bad]
+            outcomes[job].diverged_at, values = first + bad, values[:bad]
         if len(values):
-            outcome.steps = first + len(values)
-            if not flushes[job](first, values.tolist()):
-                outcome.stopped = True
-        if outcome.diverged_at is None and not outcome.stopped:
-            keep.append(row)
-    return keep
+            outcomes[job].steps = first + len(values)
+            handed.append((job, values.tolist()))
+    for job in flush(first, handed) if handed else ():
+        outcomes[job].stopped = True
+    return [
+        row
+        for row, job in enumerate(running)
+        if outcomes[job].diverged_at is None and not outcomes[job].stopped
+    ]
 
 
 def train_fused_to_lists(
@@ -132,8 +138,13 @@ def train_fused_to_lists(
     """Train specs fused without a database, each job's losses kept in memory."""
     device = torch.device("cpu") if device is None else device
     histories: list[list[float]] = [[] for _ in specs]
-    flushes = [lambda _first, chunk, h=h: h.extend(chunk) is None for h in histories]
-    outcomes = train_fused(specs, device, flushes, flush_every=flush_every, flush_seconds=60.0)
+
+    def keep(_first: int, chunks: list[tuple[int, list[float]]]) -> list[int]:
+        for job, chunk in chunks:
+            histories[job].extend(chunk)
+        return []
+
+    outcomes = train_fused(specs, device, keep, flush_every=flush_every, flush_seconds=60.0)
     return [
         TrainResult(losses=h, diverged_at=o.diverged_at)
         for h, o in zip(histories, outcomes, strict=True)
