@@ -13,7 +13,8 @@ import torch
 from service.db import session_scope
 from service.jobs import job_spec
 from service.models import Job, JobStatus
-from worker.recording import Claim, claim_job, finish_job, mark_started_on, record_chunk
+from worker.fused_recording import record_chunks
+from worker.recording import Claim, claim_job, finish_job, mark_started_on
 from worker.runner import describe_device, resolve_device
 from worker.state import session_factory, worker_config
 from worker.training import TrainSpec
@@ -84,13 +85,11 @@ def _run_stack(
         def write_chunks(first_step: int, chunks: list[tuple[int, list[float]]]) -> list[int]:
             # One transaction for every job's chunk of this flush.
             with session_scope(factory) as session:
-                return [
-                    k
-                    for k, losses in chunks
-                    if not record_chunk(
-                        session, claims[k], first_step, losses, config.lease_seconds
-                    )
-                ]
+                stop = record_chunks(
+                    session, [(claims[k], losses) for k, losses in chunks], first_step,
+                    config.lease_seconds,
+                )  # fmt: skip
+            return [k for k, claim in enumerate(claims) if claim in stop]
 
         outcomes = train_fused(
             specs,
