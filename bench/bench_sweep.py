@@ -126,11 +126,11 @@ def throughput(args: argparse.Namespace, cores: int) -> str:
 
 def fused_vs_unfused(args: argparse.Namespace) -> str:
     """The same small-dimension sweep through the service, one message per job vs fused."""
-    dims = {"N": 64, "D_in": args.fused_dim, "H": args.fused_dim, "D_out": 10}
+    dims = dict(zip(("N", "D_in", "H", "D_out"), map(int, args.fused_dims.split(",")), strict=True))
     extra = {"device": args.device}
     queue = "gpu" if args.device == "cuda" else "cpu"
     rows, unfused, fused = [], [], []
-    with EmbeddedService() as service:
+    with EmbeddedService(queues=("cpu", queue)) as service:
         warm = sweep_fields(4, dims, **extra)
         direct(service, warm, fused=False, queue=queue)
         direct(service, warm, fused=True, queue=queue)
@@ -145,8 +145,8 @@ def fused_vs_unfused(args: argparse.Namespace) -> str:
     ratio = median(unfused) / median(fused)
     goal = ">= 50x (GPU, default size)" if args.device == "cuda" else ">= 5x (CPU, D_in = H = 32)"
     return (
-        f"{args.fused_jobs} jobs (7 optimizers x 3 rates x seeds), N=64, D_in=H={args.fused_dim}, "
-        f"D_out=10, 500 iterations, device {args.device}; rows written and enqueued directly, "
+        f"{args.fused_jobs} jobs (7 optimizers x 3 rates x seeds), N, D_in, H, D_out = {dims}, "
+        f"500 iterations, device {args.device}; rows written and enqueued directly, "
         f"time to all terminal; {args.repeats} repeat(s), alternating.\n\n"
         + table(["run", "median s", "range s"], rows)
         + f"\n\nfused speed-up: **{ratio:.1f}x** (goal {goal})"
@@ -158,7 +158,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--plain-jobs", type=int, default=20)
     parser.add_argument("--fused-jobs", type=int, default=256)
-    parser.add_argument("--fused-dim", type=int, default=32)
+    parser.add_argument(
+        "--fused-dims", default="64,32,32,10", help="N,D_in,H,D_out of the fused comparison"
+    )
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--skip-throughput", action="store_true")

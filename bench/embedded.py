@@ -21,7 +21,13 @@ ROOT = Path(__file__).resolve().parents[1]
 class EmbeddedService:
     """`trainq up` started for one benchmark and stopped after it."""
 
-    def __init__(self, concurrency: int | None = None, extra_env: dict | None = None) -> None:
+    def __init__(
+        self,
+        concurrency: int | None = None,
+        extra_env: dict | None = None,
+        queues: tuple[str, ...] = ("cpu",),
+    ) -> None:
+        self.queues = queues
         self.var_dir = Path(tempfile.mkdtemp(prefix="trainq-bench-"))
         self.port = free_port()
         self.env = dict(os.environ)
@@ -49,7 +55,7 @@ class EmbeddedService:
         return f"redis://127.0.0.1:{self.env['TRAINQ_REDIS_PORT']}/0"
 
     def start(self, timeout: float = 120) -> EmbeddedService:
-        """Start trainq up and wait until the API answers with a live CPU worker."""
+        """Start trainq up and wait until the API answers with live workers on our queues."""
         log = open(self.var_dir / "up.log", "ab")  # noqa: SIM115 (kept open for the child)
         self.process = subprocess.Popen(
             self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
@@ -59,7 +65,8 @@ class EmbeddedService:
         while time.monotonic() < deadline:
             try:
                 health = self.http.get(f"{self.url}/health", timeout=2).json()
-                if health.get("workers", {}).get("cpu"):
+                workers = health.get("workers", {})
+                if all(workers.get(queue) for queue in self.queues):
                     return self
             except (requests.RequestException, ValueError):
                 pass

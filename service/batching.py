@@ -8,8 +8,9 @@ from collections.abc import Iterable
 from service.models import Job
 
 # Jobs per message: enough to amortise launches, few enough that a sweep's batches spread
-# over every worker process (the worker splits a message further to fit its device).
-MAX_BATCH = 64
+# over every CPU worker process; a GPU takes far more at once. The worker splits a message
+# further to fit its device's memory.
+MAX_BATCH = {"cpu": 64, "gpu": 256}
 
 
 def fusion_group(job: Job) -> tuple:
@@ -18,9 +19,9 @@ def fusion_group(job: Job) -> tuple:
             job.device, job.optimizer)  # fmt: skip
 
 
-def plan_batches(jobs: Iterable[Job], max_batch: int = MAX_BATCH) -> list[tuple[str, list[int]]]:
+def plan_batches(jobs: Iterable[Job], max_batch: int | None = None) -> list[tuple[str, list[int]]]:
     """(queue, job ids) batches of compatible jobs, each group split into near-equal batches."""
-    if max_batch < 1:
+    if max_batch is not None and max_batch < 1:
         raise ValueError("max_batch must be positive")
     groups: dict[tuple, list[int]] = defaultdict(list)
     for job in jobs:
@@ -28,7 +29,8 @@ def plan_batches(jobs: Iterable[Job], max_batch: int = MAX_BATCH) -> list[tuple[
     batches = []
     for key, ids in groups.items():
         ids.sort()
-        count = -(-len(ids) // max_batch)
+        limit = max_batch or MAX_BATCH.get(key[0], MAX_BATCH["cpu"])
+        count = -(-len(ids) // limit)
         # Near-equal sizes so no batch is a straggler holding one worker after the rest finish.
         bounds = [len(ids) * i // count for i in range(count + 1)]
         batches.extend((key[0], ids[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False))

@@ -51,3 +51,14 @@ def test_a_large_group_splits_into_near_equal_batches(
 def test_max_batch_must_be_positive(session: so.Session) -> None:
     with pytest.raises(ValueError, match="max_batch"):
         plan_batches(add_jobs(session, 1), max_batch=0)
+
+
+def test_gpu_batches_are_larger_than_cpu_batches(session: so.Session) -> None:
+    cpu = add_jobs(session, 100)
+    gpu = add_jobs(session, 100, device="cuda")
+    for job in gpu:
+        job.queue = "gpu"
+    session.commit()
+    sizes = {queue: sorted(len(ids) for q, ids in plan_batches(cpu + gpu) if q == queue)
+             for queue in ("cpu", "gpu")}  # fmt: skip
+    assert sizes == {"cpu": [50, 50], "gpu": [100]}
