@@ -44,7 +44,9 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
 
 def publish(title: str, started: str, body: str, record: bool = True) -> None:
     """Print the block and append it to RESULTS.md with the command that produced it."""
-    command = "python " + " ".join(shlex.quote(arg) for arg in sys.argv)
+    script = Path(sys.argv[0])
+    program = f"-m bench.{script.stem}" if script.parent == RESULTS.parent else str(script)
+    command = " ".join(["python", program, *map(shlex.quote, sys.argv[1:])])
     block = (
         f"\n## {title}\n\n`{command}` — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n"
         f"Machine: {started}\n\n{body}\n"
