@@ -11,6 +11,7 @@ status=0
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv || true
 echo "== GPU tests"
 timeout 150 "$PY" -m pytest tests/worker/test_fused.py tests/worker/test_stages.py -q -p no:cacheprovider -k "gpu or cuda" -rs || status=1
+timeout 120 "$PY" -m pytest tests/e2e -q -p no:cacheprovider -k "gpu or cuda" -rs || status=1
 echo "== fused vs unfused, 256 default-size jobs on the GPU"
 timeout 240 "$PY" -m bench.bench_sweep --skip-throughput --device cuda --fused-dims 64,1000,100,10 || status=1
 echo "== one job's latency on the GPU"
