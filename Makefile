@@ -44,5 +44,11 @@ format: install
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
+# The CPU benchmarks (several minutes); each appends its table to bench/RESULTS.md.
+bench: install
+	$(PY) -m bench.bench_sweep
+	$(PY) -m bench.bench_latency
+	$(PY) -m bench.bench_submit
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -10,6 +10,7 @@ from kombu import Queue
 from service.config import Config
 
 TRAIN_TASK = "trainq.train_job"
+BATCH_TASK = "trainq.train_batch"
 QUEUES = ("cpu", "gpu")
 
 
@@ -51,6 +52,14 @@ def make_celery(config: Config) -> Celery:
 
 def enqueue_jobs(app: Celery, jobs: list[tuple[int, str]]) -> None:
     """Send one training message per (job id, queue), over one broker connection."""
-    with app.producer_or_acquire() as producer:
+    # One Redis pipeline for all of them: a round trip per message made 1,000 cost ~1 s.
+    with app.producer_or_acquire() as producer, producer.batch():
         for job_id, queue in jobs:
             app.send_task(TRAIN_TASK, args=[job_id], queue=queue, producer=producer)
+
+
+def enqueue_batches(app: Celery, batches: list[tuple[str, list[int]]]) -> None:
+    """Send one fused-training message per (queue, job ids), over one broker connection."""
+    with app.producer_or_acquire() as producer, producer.batch():
+        for queue, job_ids in batches:
+            app.send_task(BATCH_TASK, args=[list(job_ids)], queue=queue, producer=producer)

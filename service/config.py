@@ -38,7 +38,8 @@ class Config:
     max_work: float = 5e13
     max_sweep_jobs: int = 10_000
     max_request_bytes: int = 1_000_000
-    flush_every: int = 64
+    # Rows per write: a 500-step job in 2 transactions, not 8; flush_seconds keeps it live.
+    flush_every: int = 256
     flush_seconds: float = 0.5
     lease_seconds: float = 120.0
     max_attempts: int = 3
@@ -67,7 +68,7 @@ class Config:
             "max_work": _float("TRAINQ_MAX_WORK", 5e13),
             "max_sweep_jobs": _int("TRAINQ_MAX_SWEEP_JOBS", 10_000),
             "max_request_bytes": _int("TRAINQ_MAX_REQUEST_BYTES", 1_000_000),
-            "flush_every": _int("TRAINQ_FLUSH_EVERY", 64),
+            "flush_every": _int("TRAINQ_FLUSH_EVERY", 256),
             "flush_seconds": _float("TRAINQ_FLUSH_SECONDS", 0.5),
             "lease_seconds": _float("TRAINQ_LEASE_SECONDS", 120.0),
             "max_attempts": _int("TRAINQ_MAX_ATTEMPTS", 3),

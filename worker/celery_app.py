@@ -34,3 +34,12 @@ def _configure_process(**_kwargs) -> None:  # type: ignore[no-untyped-def]
     from worker.state import reset_process_state
 
     reset_process_state()
+
+
+@signals.worker_init.connect
+def _preload_torch(**_kwargs) -> None:  # type: ignore[no-untyped-def]
+    """Import torch and what its first optimizer imports lazily, once, before the pool forks."""
+    import torch
+
+    # torch.optim's first Optimizer() imports torch._dynamo (~2 s): paid here, not by a job.
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)

@@ -1,0 +1,111 @@
+"""The embedded service (`trainq up`) as a subprocess, on free ports and a temporary var dir."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from service.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class EmbeddedService:
+    """`trainq up` started for one benchmark and stopped after it."""
+
+    def __init__(
+        self,
+        concurrency: int | None = None,
+        extra_env: dict | None = None,
+        queues: tuple[str, ...] = ("cpu",),
+    ) -> None:
+        self.queues = queues
+        self.var_dir = Path(tempfile.mkdtemp(prefix="trainq-bench-"))
+        self.port = free_port()
+        self.env = dict(os.environ)
+        self.env.update(
+            TRAINQ_VAR_DIR=str(self.var_dir),
+            TRAINQ_REDIS_PORT=str(free_port()),
+            PYTHONPATH=str(ROOT),
+            **(extra_env or {}),
+        )
+        self.argv = [sys.executable, "-m", "service.cli", "up", "--port", str(self.port)]
+        if concurrency:
+            self.argv += ["--concurrency", str(concurrency)]
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.http = requests.Session()
+
+    @property
+    def database_url(self) -> str:
+        """The service's SQLite database."""
+        return f"sqlite:///{self.var_dir / 'trainq.sqlite3'}"
+
+    @property
+    def broker_url(self) -> str:
+        """The service's embedded Redis."""
+        return f"redis://127.0.0.1:{self.env['TRAINQ_REDIS_PORT']}/0"
+
+    def start(self, timeout: float = 120) -> EmbeddedService:
+        """Start trainq up and wait until the API answers with live workers on our queues."""
+        log = open(self.var_dir / "up.log", "ab")  # noqa: SIM115 (kept open for the child)
+        self.process = subprocess.Popen(
+            self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                health = self.http.get(f"{self.url}/health", timeout=2).json()
+                workers = health.get("workers", {})
+                if all(workers.get(queue) for queue in self.queues):
+                    return self
+            except (requests.RequestException, ValueError):
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"trainq up did not become healthy; see {self.var_dir}/up.log")
+
+    def stop(self) -> None:
+        """Ctrl-C the supervisor and wait for it to stop everything."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.http.close()
+
+    def count_unfinished(self, job_ids: list[int]) -> int:
+        """Jobs of job_ids not yet terminal (read straight from SQLite, off the API's path)."""
+        with sqlite3.connect(self.var_dir / "trainq.sqlite3", timeout=30) as db:
+            low, high = min(job_ids), max(job_ids)
+            (count,) = db.execute(
+                "SELECT count(*) FROM jobs WHERE id BETWEEN ? AND ? AND status IN "
+                "('queued', 'running')",
+                (low, high),
+            ).fetchone()
+        return count
+
+    def wait_all(self, job_ids: list[int], timeout: float = 3600, poll: float = 0.05) -> float:
+        """Wait until every job is terminal; the monotonic time it was seen so."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.count_unfinished(job_ids) == 0:
+                return time.monotonic()
+            time.sleep(poll)
+        raise TimeoutError(f"jobs not finished in {timeout} s")
+
+    def __enter__(self) -> EmbeddedService:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,146 @@
+"""Fused training: every job of a stack trains as it would alone, and ends on its own."""
+
+import math
+
+import pytest
+import torch
+
+from worker.training import TrainSpec, train_to_list
+from worker.training.batch_size import bytes_per_job, fused_batch_size
+from worker.training.fused import train_fused, train_fused_to_lists
+from worker.training.spec import INIT_NAMES, OPTIMIZER_NAMES
+
+DIMS = {"N": 16, "D_in": 12, "H": 10, "D_out": 3}
+# Rates that train visibly in 150 steps without reaching float32's noise floor.
+RATES = {"sgd": 1e-3, "momentum": 2e-4, "nesterov": 2e-4, "rmsprop": 1e-3, "adagrad": 1e-2}
+RATES.update(adam=1e-3, adamw=1e-3)
+
+
+def spec(**fields) -> TrainSpec:
+    """A small optim-stage spec, overridden by fields."""
+    defaults = {"stage": "optim", "optimizer": "sgd", "init": "normal", "lr": 1e-3}
+    return TrainSpec(**{**defaults, "iterations": 150, "seed": 0, **DIMS, **fields})
+
+
+def assert_same_history(alone: list[float], fused: list[float]) -> None:
+    """The stage contract: rel diff <= 1e-4 over the first 100 steps, final within 5%."""
+    assert len(alone) == len(fused)
+    for step, (a, b) in enumerate(zip(alone[:100], fused[:100], strict=True)):
+        assert abs(a - b) <= 1e-4 * abs(a), (step, a, b)
+    assert math.isclose(alone[-1], fused[-1], rel_tol=0.05)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZER_NAMES)
+def test_each_fused_job_matches_the_job_alone_for_every_init(optimizer: str) -> None:
+    # Given one job per init, each with its own seed, stacked in one batch
+    specs = [
+        spec(optimizer=optimizer, init=init, lr=RATES[optimizer], seed=seed)
+        for seed, init in enumerate(INIT_NAMES)
+    ]
+    # When they train fused
+    results = train_fused_to_lists(specs, flush_every=32)
+    # Then each history is the one it has alone, and the nonzero inits really trained
+    for job, result in zip(specs, results, strict=True):
+        alone = train_to_list(job)
+        assert result.diverged_at is None
+        assert_same_history(alone.losses, result.losses)
+        if job.init != "zeros":
+            assert result.losses[-1] < 0.9 * result.losses[0]
+
+
+@pytest.mark.parametrize("stage", ["tensors", "autograd", "nn", "module"])
+def test_every_stage_fuses_to_its_own_history(stage: str) -> None:
+    optimizer = "adam" if stage == "module" else "sgd"
+    specs = [spec(stage=stage, optimizer=optimizer, seed=s) for s in (3, 4)]
+    for job, result in zip(specs, train_fused_to_lists(specs), strict=True):
+        assert_same_history(train_to_list(job).losses, result.losses)
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "rmsprop", "adam", "adamw"])
+def test_heterogeneous_rates_momenta_and_decay_in_one_batch(optimizer: str) -> None:
+    takes_momentum = optimizer in ("momentum", "rmsprop")
+    specs = [
+        spec(
+            optimizer=optimizer,
+            lr=RATES[optimizer] * scale,
+            seed=seed,
+            weight_decay=decay,
+            momentum=(0.5 + 0.2 * seed if takes_momentum else None),
+        )
+        for seed, (scale, decay) in enumerate([(1.0, None), (0.3, 0.1), (2.0, 0.0)])
+    ]
+    results = train_fused_to_lists(specs)
+    for job, result in zip(specs, results, strict=True):
+        assert_same_history(train_to_list(job).losses, result.losses)
+    # Different settings really give different histories.
+    assert len({round(r.losses[-1], 6) for r in results}) == 3
+
+
+def test_one_job_diverging_leaves_the_others_training() -> None:
+    specs = [spec(seed=1), spec(seed=2, lr=10.0), spec(seed=3)]
+    results = train_fused_to_lists(specs, flush_every=16)
+    alone = train_to_list(specs[1])
+    assert alone.diverged_at is not None
+    assert results[1].diverged_at == alone.diverged_at
+    assert results[1].losses == pytest.approx(alone.losses, rel=1e-4)
+    for i in (0, 2):
+        assert results[i].diverged_at is None and len(results[i].losses) == 150
+        assert_same_history(train_to_list(specs[i]).losses, results[i].losses)
+
+
+def test_cancelling_one_job_stops_only_that_job() -> None:
+    specs = [spec(seed=s) for s in range(3)]
+    histories: list[list[float]] = [[], [], []]
+
+    def flush(first: int, chunks: list[tuple[int, list[float]]]) -> list[int]:
+        for k, chunk in chunks:
+            assert first == len(histories[k])
+            histories[k].extend(chunk)
+        return [1] if len(histories[1]) >= 40 else []  # job 1 cancelled at step 40
+
+    outcomes = train_fused(specs, torch.device("cpu"), flush, flush_every=20)
+    assert [o.stopped for o in outcomes] == [False, True, False]
+    assert len(histories[1]) == 40 and outcomes[1].steps == 40
+    assert [len(h) for h in (histories[0], histories[2])] == [150, 150]
+    assert_same_history(train_to_list(specs[2]).losses, histories[2])
+
+
+def test_all_jobs_ending_early_stops_training() -> None:
+    specs = [spec(seed=s, lr=10.0) for s in range(2)]
+    results = train_fused_to_lists(specs, flush_every=8)
+    assert all(r.diverged_at is not None and r.diverged_at < 150 for r in results)
+
+
+def test_float64_fuses_to_its_own_history() -> None:
+    specs = [spec(dtype="float64", optimizer="adam", seed=s) for s in range(3)]
+    for job, result in zip(specs, train_fused_to_lists(specs), strict=True):
+        alone = train_to_list(job).losses
+        assert result.losses == pytest.approx(alone, rel=1e-9)
+
+
+def test_incompatible_specs_are_refused() -> None:
+    with pytest.raises(ValueError, match="fusion_key"):
+        train_fused_to_lists([spec(), spec(H=11)])
+    with pytest.raises(ValueError, match="fusion_key"):
+        train_fused_to_lists([spec(), spec(optimizer="adam")])
+
+
+def test_batch_size_follows_the_job_size() -> None:
+    small, large = spec(), spec(N=64, D_in=1000, H=100, D_out=10, optimizer="adam")
+    assert bytes_per_job(large) > 100 * bytes_per_job(small)
+    assert bytes_per_job(spec(dtype="float64")) == 2 * bytes_per_job(spec()) - 8 * 64
+    cpu = torch.device("cpu")
+    assert 1 <= fused_batch_size(large, cpu) < fused_batch_size(small, cpu) <= 1024
+    assert fused_batch_size(small, cpu, cap=7) == 7
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fused_on_gpu_matches_the_jobs_alone_on_gpu() -> None:
+    device = torch.device("cuda")
+    specs = [spec(optimizer="adam", seed=s, weight_decay=0.01 * s) for s in range(4)]
+    for job, result in zip(specs, train_fused_to_lists(specs, device=device), strict=True):
+        assert_same_history(train_to_list(job, device).losses, result.losses)
+    diverging = [spec(seed=1), spec(seed=2, lr=10.0)]
+    results = train_fused_to_lists(diverging, device=device)
+    assert results[0].diverged_at is None and results[1].diverged_at is not None
+    assert fused_batch_size(specs[0], device) > 1

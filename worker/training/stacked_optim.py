@@ -1,0 +1,123 @@
+"""One optimizer update for K stacked models, each with its own hyperparameters.
+
+torch.optim takes one learning rate per parameter group; here every hyperparameter is a (K, 1, 1)
+tensor so one kernel updates K jobs at once. The formulas are torch.optim's single-tensor ones.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from worker.training.optimizers import SGD_MOMENTUM
+from worker.training.spec import TrainSpec
+
+# torch.optim's defaults for what a job cannot set.
+RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-8
+ADAGRAD_EPS = 1e-10
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
+ADAMW_WEIGHT_DECAY = 1e-2
+# Per-parameter state tensors each optimizer keeps (for memory estimates).
+STATE_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "rmsprop": 2, "adagrad": 1}
+STATE_SLOTS.update(adam=2, adamw=2)
+
+
+def _column(values: list[float], like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """Per-job scalars as a (K, 1, 1) tensor broadcasting over each job's weights."""
+    return torch.tensor(values, dtype=dtype or like.dtype, device=like.device).view(-1, 1, 1)
+
+
+class StackedOptimizer:
+    """The update of one optimizer type applied to K models' stacked weights."""
+
+    def __init__(self, specs: list[TrainSpec], params: list[Tensor]) -> None:
+        names = {spec.optimizer for spec in specs}
+        if len(names) != 1:
+            raise ValueError(f"one optimizer type per batch, got {sorted(names)}")
+        self.name = names.pop()
+        like = params[0]  # each param is (K, in, out)
+        default_wd = ADAMW_WEIGHT_DECAY if self.name == "adamw" else 0.0
+        self.lr = _column([s.lr for s in specs], like)
+        self.weight_decay = _column(
+            [default_wd if s.weight_decay is None else s.weight_decay for s in specs], like
+        )
+        default_momentum = SGD_MOMENTUM if self.name in ("momentum", "nesterov") else 0.0
+        self.momentum = _column(
+            [default_momentum if s.momentum is None else s.momentum for s in specs], like
+        )
+        # Betas stay in float64 so the bias corrections round as torch's Python floats do.
+        self.beta1 = _column([ADAM_BETAS[0]] * len(specs), like, torch.float64)
+        self.beta2 = _column([ADAM_BETAS[1]] * len(specs), like, torch.float64)
+        self.eps = _column([ADAM_EPS if "adam" in self.name else RMSPROP_EPS] * len(specs), like)
+        if self.name == "adagrad":
+            self.eps.fill_(ADAGRAD_EPS)
+        slots = STATE_SLOTS[self.name]
+        self.state = [[torch.zeros_like(p) for _ in range(slots)] for p in params]
+        self.steps = 0
+
+    def keep(self, index: Tensor) -> None:
+        """Drop the models not in index (finished jobs) from the hyperparameters and state."""
+        for name in ("lr", "weight_decay", "momentum", "beta1", "beta2", "eps"):
+            setattr(self, name, getattr(self, name).index_select(0, index))
+        self.state = [[s.index_select(0, index) for s in slots] for slots in self.state]
+
+    @torch.no_grad()
+    def step(self, params: list[Tensor], grads: list[Tensor]) -> None:
+        """Update params in place from grads, as torch.optim's step would for each job."""
+        self.steps += 1
+        for param, grad, state in zip(params, grads, self.state, strict=True):
+            getattr(self, f"_{self.name}")(param, grad, state)
+
+    def _decayed(self, param: Tensor, grad: Tensor) -> Tensor:
+        # Coupled L2 decay, as every optimizer but AdamW applies it.
+        return grad + self.weight_decay * param
+
+    def _sgd(self, param: Tensor, grad: Tensor, state: list[Tensor]) -> None:
+        param.sub_(self.lr * self._decayed(param, grad))
+
+    def _momentum(self, param: Tensor, grad: Tensor, state: list[Tensor]) -> None:
+        d_p = self._decayed(param, grad)
+        # torch clones d_p into the buffer at step 1: momentum * 0 + d_p is exactly that.
+        buf = state[0].mul_(self.momentum).add_(d_p)
+        param.sub_(self.lr * buf)
+
+    def _nesterov(self, param: Tensor, grad: Tensor, state: list[Tensor]) -> None:
+        d_p = self._decayed(param, grad)
+        buf = state[0].mul_(self.momentum).add_(d_p)
+        param.sub_(self.lr * (d_p + self.momentum * buf))
+
+    def _rmsprop(self, param: Tensor, grad: Tensor, state: list[Tensor]) -> None:
+        square_avg, buf = state
+        g = self._decayed(param, grad)
+        square_avg.mul_(RMSPROP_ALPHA).addcmul_(g, g, value=1 - RMSPROP_ALPHA)
+        avg = square_avg.sqrt().add_(self.eps)
+        # With momentum 0 the buffer is just g / avg, torch's momentum-free update.
+        buf.mul_(self.momentum).add_(g / avg)
+        param.sub_(self.lr * buf)
+
+    def _adagrad(self, param: Tensor, grad: Tensor, state: list[Tensor]) -> None:
+        g = self._decayed(param, grad)
+        state_sum = state[0].addcmul_(g, g)
+        std = state_sum.sqrt().add_(self.eps)
+        param.sub_(self.lr * (g / std))
+
+    def _adam(
+        self, param: Tensor, grad: Tensor, state: list[Tensor], decoupled: bool = False
+    ) -> None:
+        exp_avg, exp_avg_sq = state
+        if decoupled:
+            param.mul_(1 - self.lr * self.weight_decay)
+            g = grad
+        else:
+            g = self._decayed(param, grad)
+        dtype = param.dtype
+        exp_avg.lerp_(g, (1 - self.beta1).to(dtype))
+        exp_avg_sq.mul_(self.beta2.to(dtype)).addcmul_(g, g * (1 - self.beta2).to(dtype))
+        bias_correction1 = 1 - self.beta1**self.steps
+        bias_correction2_sqrt = (1 - self.beta2**self.steps).sqrt().to(dtype)
+        step_size = (self.lr.double() / bias_correction1).to(dtype)
+        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
+        param.sub_(step_size * (exp_avg / denom))
+
+    def _adamw(self, param: Tensor, grad: Tensor, state: list[Tensor]) -> None:
+        self._adam(param, grad, state, decoupled=True)
