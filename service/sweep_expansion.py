@@ -17,7 +17,9 @@ from typing import Any
 from service.jobspec import MAX_SEED, JobRequest, SpecError
 
 JOB_FIELDS = tuple(JobRequest.model_fields)
-SWEEP_KEYS = ("name", "base", "grid", "random", "seed", "seeds", "repeats", "skip_invalid")
+SWEEP_KEYS = (
+    "name", "base", "grid", "random", "seed", "seeds", "repeats", "skip_invalid", "fused",
+)  # fmt: skip
 MAX_LEVELS = 10_000
 DISTRIBUTIONS = ("log_uniform", "uniform")
 
@@ -176,8 +178,9 @@ def check_request(request: Any) -> dict[str, Any]:
     _replicate_count(request)
     if request.get("seed") is not None:
         _check_seed("seed", request["seed"])
-    if not isinstance(request.get("skip_invalid", False), bool):
-        raise _fail("skip_invalid", "must be true or false")
+    for flag in ("skip_invalid", "fused"):
+        if not isinstance(request.get(flag, False), bool):
+            raise _fail(flag, "must be true or false")
     return request
 
 

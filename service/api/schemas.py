@@ -178,6 +178,11 @@ class SweepRequest(BaseModel):
     )
     seeds: list[int] | None = None
     repeats: int | None = None
+    seed: int | None = Field(None, description="the sweep's own seed (drawn when absent)")
+    skip_invalid: bool = Field(False, description="skip invalid combinations instead of a 422")
+    fused: bool = Field(
+        False, description="train compatible jobs together as one stacked model per message"
+    )
 
 
 class SweepOut(BaseModel):

@@ -12,7 +12,8 @@ from flask import Blueprint, jsonify, request, url_for
 from service.api.extensions import ApiError, celery_client, config, db_session
 from service.api.jobs import json_body
 from service.api.params import choice_arg, int_arg, list_arg
-from service.broker import enqueue_jobs
+from service.batching import plan_batches
+from service.broker import enqueue_batches, enqueue_jobs
 from service.factors import factor_table
 from service.jobs import queue_for
 from service.jobspec import Limits, SpecError, validate_job
@@ -117,7 +118,7 @@ def submit_sweep():  # type: ignore[no-untyped-def]
         if existing is None:
             raise
         return jsonify(_show(existing)), 200
-    _send(sweep.id, sent)
+    _send(sweep.id, sent, fused=body.get("fused", False))
     body_out = _show(sweep)
     body_out["skipped_reasons"] = skipped[:SKIPPED_SHOWN]
     response = jsonify(body_out)
@@ -125,15 +126,19 @@ def submit_sweep():  # type: ignore[no-untyped-def]
     return response, 201
 
 
-def _send(sweep_id: int, jobs: list[tuple[int, str]]) -> None:
+def _send(sweep_id: int, jobs: list[tuple[int, str]], *, fused: bool = False) -> None:
     """One enqueue over one connection, then one UPDATE; a broker failure leaves them to the
-    reconciler (enqueued_at stays null)."""
+    reconciler (enqueued_at stays null). Fused sweeps send one message per stack of jobs."""
+    session = db_session()
     try:
-        enqueue_jobs(celery_client(), jobs)
+        if fused:
+            rows = session.scalars(sa.select(Job).where(Job.sweep_id == sweep_id)).all()
+            enqueue_batches(celery_client(), plan_batches(rows))
+        else:
+            enqueue_jobs(celery_client(), jobs)
     except Exception as error:  # the broker is down: the rows are the truth, send later
         log.warning("broker unavailable, sweep %d left for the reconciler: %s", sweep_id, error)
         return
-    session = db_session()
     session.execute(
         sa.update(Job)
         .where(Job.sweep_id == sweep_id, Job.enqueued_at.is_(None))

@@ -159,3 +159,30 @@ def test_cli_sweep_shows_progress_then_leaderboard_and_factors(
     assert listed.exit_code == 0 and "cli-sweep" in listed.output
     detached = runner.invoke(main, ["sweep", str(path), "--detach"], env={"TRAINQ_URL": live_url})
     assert detached.exit_code == 0 and "leaderboard" not in detached.output
+
+
+def test_fused_sweep_matches_each_job_trained_alone(stack: Stack) -> None:
+    from worker.training import TrainSpec, train_to_list
+
+    body = {**GRID, "name": "fused", "fused": True}
+    sweep_id = stack.client.post("/api/v1/sweeps", json=body).get_json()["id"]
+    counts = wait_for_sweep(stack, sweep_id)["counts"]
+    assert counts["succeeded"] + counts["diverged"] == 12
+    with stack.sessions() as session:
+        jobs = session.scalars(sa.select(Job).where(Job.sweep_id == sweep_id)).all()
+        fields = {job.id: (job.status, job_spec_of(job)) for job in jobs}
+    for job_id, (status, spec) in fields.items():
+        stored = stack.losses(job_id)
+        alone = train_to_list(TrainSpec.from_fields(spec))
+        # Same outcome as the job trained alone, at the same step, with the same history.
+        assert status == ("diverged" if alone.diverged_at is not None else "succeeded")
+        assert stored["steps"] == list(range(len(alone.losses)))
+        for got, want in zip(stored["losses"], alone.losses, strict=True):
+            assert abs(got - want) <= 1e-4 * abs(want), (job_id, spec)
+
+
+def job_spec_of(job: Job) -> dict[str, Any]:
+    """A stored job's training fields."""
+    from service.jobs import job_spec
+
+    return job_spec(job)

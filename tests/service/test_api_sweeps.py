@@ -329,3 +329,27 @@ def test_sweep_accepted_while_the_broker_is_down_is_kept_for_the_reconciler(
         )
     assert unsent == 12
     engine.dispose()
+
+
+def test_fused_sweep_sends_one_message_per_compatible_stack(
+    client: FlaskClient, session: so.Session, broker_url: str
+) -> None:
+    body = {**GRID, "fused": True}
+    response = post(client, body)
+    assert response.status_code == 201, response.get_json()
+    jobs = session.scalars(sa.select(Job).where(Job.sweep_id == response.get_json()["id"])).all()
+    messages = queued_messages(broker_url)
+    assert {m["headers"]["task"] for m in messages} == {"trainq.train_batch"}
+    # sgd and adam cannot share a stack; within an optimizer every lr and seed can.
+    batches = [json.loads(m["headers"]["argsrepr"])[0] for m in messages]
+    assert sorted(len(b) for b in batches) == [6, 6]
+    by_id = {job.id: job for job in jobs}
+    assert sorted(i for b in batches for i in b) == sorted(by_id)
+    assert all(len({by_id[i].optimizer for i in batch}) == 1 for batch in batches)
+    assert all(job.enqueued_at is not None for job in jobs)
+
+
+def test_fused_must_be_a_boolean(client: FlaskClient) -> None:
+    response = post(client, {**GRID, "fused": "yes"})
+    assert response.status_code == 422
+    assert response.get_json()["error"]["field"] == "fused"
