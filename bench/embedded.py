@@ -104,6 +104,35 @@ class EmbeddedService:
             time.sleep(poll)
         raise TimeoutError(f"jobs not finished in {timeout} s")
 
+    def submit_sweep(self, request: dict) -> dict:
+        """POST /api/v1/sweeps; the created sweep."""
+        response = self.http.post(f"{self.url}/api/v1/sweeps", json=request, timeout=60)
+        if response.status_code != 201:
+            raise RuntimeError(f"POST /api/v1/sweeps: {response.status_code} {response.text}")
+        return response.json()
+
+    def sweep_progress(self, sweep_id: int) -> dict[str, int]:
+        """A sweep's jobs per status and steps recorded (read straight from SQLite)."""
+        with sqlite3.connect(self.var_dir / "trainq.sqlite3", timeout=30) as db:
+            rows = db.execute(
+                "SELECT status, count(*), coalesce(sum(steps_done), 0) FROM jobs "
+                "WHERE sweep_id = ? GROUP BY status",
+                (sweep_id,),
+            ).fetchall()
+        progress = {status: count for status, count, _ in rows}
+        progress["steps"] = sum(steps for _, _, steps in rows)
+        return progress
+
+    def wait_sweep(self, sweep_id: int, timeout: float = 3600, poll: float = 0.05) -> float:
+        """Wait until every job of the sweep is terminal; the monotonic time it was seen so."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            progress = self.sweep_progress(sweep_id)
+            if not progress.get("queued") and not progress.get("running"):
+                return time.monotonic()
+            time.sleep(poll)
+        raise TimeoutError(f"sweep {sweep_id} not finished in {timeout} s")
+
     def __enter__(self) -> EmbeddedService:
         return self.start()
 

@@ -2,29 +2,40 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 from typing import Any
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "adamw")
-# Rates each optimizer trains with at the default size (hand SGD diverges above ~1e-6 there).
-RATES = {"sgd": (1e-7, 3e-7, 1e-6), "momentum": (1e-8, 3e-8, 1e-7), "nesterov": (1e-8, 3e-8, 1e-7)}
-RATES.update({name: (1e-4, 3e-4, 1e-3) for name in ("rmsprop", "adagrad", "adam", "adamw")})
+# One learning-rate grid for every optimizer, low enough that none diverges at the default size
+# or at D_in = H = 32 (momentum and nesterov do from 3e-6): every job trains all its iterations,
+# so a sweep's work is its job count x iterations.
+RATES = (1e-8, 1e-7, 1e-6)
 DEFAULT_DIMS = {"N": 64, "D_in": 1000, "H": 100, "D_out": 10}
 
 
-def sweep_fields(count: int, dims: dict[str, int] | None = None, **base: Any) -> list[dict]:
-    """count jobs of stage optim over optimizer x lr x seeds, in that order, seeds last."""
-    dims = dims or DEFAULT_DIMS
-    jobs = []
-    for seed in itertools.count():
-        for optimizer in OPTIMIZERS:
-            for lr in RATES[optimizer]:
-                jobs.append({"stage": "optim", "optimizer": optimizer, "lr": lr, "seed": seed,
-                             "iterations": 500, **dims, **base})  # fmt: skip
-                if len(jobs) == count:
-                    return jobs
-    raise AssertionError("unreachable")
+def sweep_request(
+    count: int,
+    dims: dict[str, int] | None = None,
+    name: str = "bench",
+    optimizers: tuple[str, ...] = OPTIMIZERS,
+    rates: tuple[float, ...] = RATES,
+    **base: Any,
+) -> dict[str, Any]:
+    """A POST /api/v1/sweeps body: grid optimizer x lr x seeds, count rounded up to a whole grid."""
+    seeds = max(1, -(-count // (len(optimizers) * len(rates))))
+    return {
+        "name": name,
+        "base": {"stage": "optim", "iterations": 500, **(dims or DEFAULT_DIMS), **base},
+        "grid": {"optimizer": list(optimizers), "lr": list(rates)},
+        "seeds": list(range(seeds)),
+    }
+
+
+def sweep_fields(request: dict[str, Any]) -> list[dict]:
+    """The jobs the service expands the request to, for the runs outside the service."""
+    from service.sweep_expansion import expand
+
+    return expand(request).jobs
 
 
 def matrix_flops(fields: dict, steps: int) -> float:
