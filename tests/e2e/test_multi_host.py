@@ -152,11 +152,19 @@ def test_a_host_reaches_the_services_only_over_its_link(cluster: Cluster) -> Non
     assert not _can_connect(cluster, host, cluster.hosts[1].address, cluster.redis.port)
 
 
-def test_two_hosts_drain_one_batch_and_each_job_names_its_worker(cluster: Cluster) -> None:
+def test_two_hosts_drain_one_sweep_and_each_job_names_its_worker(cluster: Cluster) -> None:
     stack = cluster.stack
-    # Given twelve jobs submitted over the API
-    ids = [stack.submit(**JOB, seed=seed, name=f"lan-{seed}")["id"] for seed in range(12)]
+    # Given a twelve-job sweep submitted over the API
+    response = stack.client.post(
+        "/api/v1/sweeps",
+        json={"name": "lan", "base": JOB, "grid": {"lr": [1e-4, 1e-3, 1e-2]}, "repeats": 4},
+    )
+    assert response.status_code == 201, response.get_json()
+    sweep_id = response.get_json()["id"]
     # When both hosts' workers drain the queue
+    page = stack.client.get(f"/api/v1/jobs?sweep={sweep_id}&limit=100&sort=id").get_json()
+    ids = [job["id"] for job in page["jobs"]]
+    assert len(ids) == 12
     jobs = [stack.wait(job_id, timeout=180) for job_id in ids]
     # Then every job succeeded, on one of the two hosts, and both hosts took part
     assert [job["status"] for job in jobs] == ["succeeded"] * 12, jobs
