@@ -10,26 +10,18 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.choices import (  # re-exported: the API modules import them from here
+    DEVICES,
+    DTYPES,
+    HAND_WRITTEN_STAGES,
+    INITS,
+    MAX_SEED,
+    MOMENTUM_OPTIMIZERS,
+    OPTIMIZERS,
+    STAGES,
+)
 from service.config import Config
 
-STAGES = ("tensors", "autograd", "nn", "optim", "module")
-HAND_WRITTEN_STAGES = ("tensors", "autograd", "nn")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "adamw")
-MOMENTUM_OPTIMIZERS = ("momentum", "nesterov", "rmsprop")
-INITS = (
-    "normal",
-    "default",
-    "uniform",
-    "xavier_uniform",
-    "xavier_normal",
-    "kaiming_uniform",
-    "kaiming_normal",
-    "orthogonal",
-    "zeros",
-)
-DEVICES = ("auto", "cpu", "cuda")
-DTYPES = ("float32", "float64")
-MAX_SEED = 2**63 - 1
 DIMENSIONS = ("N", "D_in", "H", "D_out")
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -41,26 +33,11 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    stage: Literal["tensors", "autograd", "nn", "optim", "module"]
-    optimizer: (
-        Literal["sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "adamw"] | None
-    ) = None
+    stage: Literal[STAGES]
+    optimizer: Literal[OPTIMIZERS] | None = None
     momentum: Annotated[float, Field(ge=0, lt=1)] | None = None
     weight_decay: Annotated[float, Field(ge=0, le=10)] | None = None
-    init: (
-        Literal[
-            "normal",
-            "default",
-            "uniform",
-            "xavier_uniform",
-            "xavier_normal",
-            "kaiming_uniform",
-            "kaiming_normal",
-            "orthogonal",
-            "zeros",
-        ]
-        | None
-    ) = None
+    init: Literal[INITS] | None = None
     lr: Annotated[float, Field(gt=0, le=10)] | None = None
     iterations: Annotated[int, Field(ge=1, le=100_000)] = 500
     N: Annotated[int, Field(ge=1)] = 64
@@ -68,8 +45,8 @@ class JobRequest(BaseModel):
     H: Annotated[int, Field(ge=1)] = 100
     D_out: Annotated[int, Field(ge=1)] = 10
     seed: Annotated[int, Field(ge=0, le=MAX_SEED)] | None = None
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["float32", "float64"] = "float32"
+    device: Literal[DEVICES] = "auto"
+    dtype: Literal[DTYPES] = "float32"
     name: Name | None = None
     tags: Annotated[list[Tag], Field(max_length=32)] = Field(default_factory=list)
 

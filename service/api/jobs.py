@@ -13,7 +13,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from service.api.apidoc import Param, documented, int_param, path_id, str_param
 from service.api.extensions import ApiError, celery_client, config, db_session
-from service.api.params import choice_arg, float_arg, int_arg, list_arg
+from service.api.params import choice_arg, float_arg, idempotency_key, int_arg, list_arg
 from service.api.schemas import JobOut, JobPage, LossHistory
 from service.broker import enqueue_jobs
 from service.job_list import SORT_CHOICES, Cursor, CursorError, keyset_page, ordered
@@ -92,11 +92,7 @@ def not_found(job_id: int) -> ApiError:
 def submit_job():  # type: ignore[no-untyped-def]
     """Validate a job, write its row, then enqueue it."""
     session = db_session()
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 200:
-        raise ApiError(
-            422, "invalid_header", "Idempotency-Key: 1 to 200 characters", "Idempotency-Key"
-        )
+    key = idempotency_key()
     if key:
         existing = session.scalar(sa.select(Job).where(Job.idempotency_key == key))
         if existing is not None:

@@ -64,3 +64,13 @@ def list_arg(name: str, choices: tuple[str, ...] | None = None) -> list[str]:
                     name,
                 )
     return values
+
+
+def idempotency_key() -> str | None:
+    """The request's Idempotency-Key header: 1 to 200 characters, or absent."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 200:
+        raise ApiError(
+            422, "invalid_header", "Idempotency-Key: 1 to 200 characters", "Idempotency-Key"
+        )
+    return key or None

@@ -11,7 +11,7 @@ from flask import Blueprint, jsonify, request, url_for
 
 from service.api.extensions import ApiError, celery_client, config, db_session
 from service.api.jobs import json_body
-from service.api.params import choice_arg, int_arg, list_arg
+from service.api.params import choice_arg, idempotency_key, int_arg, list_arg
 from service.batching import plan_batches
 from service.broker import enqueue_batches, enqueue_jobs
 from service.factors import factor_table
@@ -71,11 +71,7 @@ def _validate_all(
 def submit_sweep():  # type: ignore[no-untyped-def]
     """Expand and validate every job, write them in one bulk insert, enqueue them in one go."""
     session = db_session()
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 200:
-        raise ApiError(
-            422, "invalid_header", "Idempotency-Key: 1 to 200 characters", "Idempotency-Key"
-        )
+    key = idempotency_key()
     if key:
         existing = session.scalar(sa.select(Sweep).where(Sweep.idempotency_key == key))
         if existing is not None:

@@ -4,23 +4,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Self
 
-STAGE_NAMES = ("tensors", "autograd", "nn", "optim", "module")
-OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "adamw")
-INIT_NAMES = (
-    "normal",
-    "default",
-    "uniform",
-    "xavier_uniform",
-    "xavier_normal",
-    "kaiming_uniform",
-    "kaiming_normal",
-    "orthogonal",
-    "zeros",
-)
-DTYPE_NAMES = ("float32", "float64")
-# The seed's first three programs write the plain SGD update by hand.
-HAND_WRITTEN_SGD_STAGES = ("tensors", "autograd", "nn")
-MAX_SEED = 2**63 - 1
+from service.choices import DTYPES as DTYPE_NAMES
+from service.choices import HAND_WRITTEN_STAGES as HAND_WRITTEN_SGD_STAGES
+from service.choices import INITS as INIT_NAMES
+from service.choices import MAX_SEED
+from service.choices import OPTIMIZERS as OPTIMIZER_NAMES
+from service.choices import STAGES as STAGE_NAMES
 
 
 @dataclass(frozen=True)
