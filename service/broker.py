@@ -27,6 +27,10 @@ def make_celery(config: Config) -> Celery:
         task_ignore_result=True,
         result_backend=None,
         task_acks_late=True,
+        # Runaway jobs: the soft limit raises in the task (recorded as failed), the hard one
+        # kills the pool process (recorded by worker.tasks.JobRequest).
+        task_soft_time_limit=config.job_soft_limit_seconds,
+        task_time_limit=config.job_hard_limit_seconds,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue="cpu",
@@ -34,7 +38,12 @@ def make_celery(config: Config) -> Celery:
         task_create_missing_queues=False,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
-        broker_transport_options={"visibility_timeout": visibility},
+        broker_transport_options={
+            "visibility_timeout": visibility,
+            # Look for overdue messages every few seconds (kombu's default is ~100 s).
+            "unacked_restore_interval": max(1, min(10, visibility // 4)),
+            "unacked_restore_throttle": 1,
+        },
         broker_heartbeat=None,
         worker_send_task_events=False,
         worker_hijack_root_logger=False,
