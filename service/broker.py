@@ -29,10 +29,14 @@ def make_celery(config: Config) -> Celery:
         task_acks_late=True,
         # Runaway jobs: the soft limit raises in the task (recorded as failed), the hard one
         # kills the pool process (recorded by worker.tasks.JobRequest).
-        task_soft_time_limit=config.job_soft_limit_seconds,
-        task_time_limit=config.job_hard_limit_seconds,
+        # (0 turns a limit off; the hard one is enforced at the later of the two.)
+        task_soft_time_limit=config.job_soft_limit_seconds or None,
+        task_time_limit=config.job_hard_limit_seconds or None,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # A pool process replacing a killed one may take a while to start on a busy machine;
+        # Celery's 4 s default kills it again and again in that case.
+        worker_proc_alive_timeout=60.0,
         task_default_queue="cpu",
         task_queues=tuple(Queue(name) for name in QUEUES),
         task_create_missing_queues=False,

@@ -28,6 +28,12 @@ def _refuse_gpu_queue_without_cuda(sender: str, instance, **_kwargs) -> None:  #
             raise SystemExit(3)
 
 
+@signals.worker_init.connect
+def _preload_training(**_kwargs) -> None:  # type: ignore[no-untyped-def]
+    """Import torch and the runner once, before forking, so a new pool process starts at once."""
+    import worker.runner  # noqa: F401
+
+
 @signals.worker_process_init.connect
 def _configure_process(**_kwargs) -> None:  # type: ignore[no-untyped-def]
     """Each pool process: its own torch threads and database engine (never shared over fork)."""

@@ -30,6 +30,14 @@ class Claim:
     resume_blob: bytes | None = None
     resume_layout: dict | None = None
 
+    def summary(self) -> tuple[float | None, int | None, float | None, int]:
+        """The history's summary so far, to restore when a write is rolled back."""
+        return self.best_loss, self.best_step, self.last_loss, self.steps
+
+    def restore(self, summary: tuple[float | None, int | None, float | None, int]) -> None:
+        """Go back to a summary taken before a write that did not commit."""
+        self.best_loss, self.best_step, self.last_loss, self.steps = summary
+
 
 def claim_job(
     session: so.Session, job_id: int, worker: str, lease_seconds: float, max_attempts: int = 3

@@ -101,7 +101,13 @@ def run_job(job_id: int, worker_name: str) -> str:
     crash_if_told(job.name)
 
     def write_chunk(first_step: int, losses: list[float]) -> bool:
-        return in_transaction(record_chunk, claim, first_step, losses, config.lease_seconds)
+        summary = claim.summary()
+        try:
+            return in_transaction(record_chunk, claim, first_step, losses, config.lease_seconds)
+        except BaseException:
+            # Rolled back (or interrupted by a time limit): the claim must not count those rows.
+            claim.restore(summary)
+            raise
 
     def write_checkpoint(step: int, blob: bytes, layout: dict) -> None:
         in_transaction(save_checkpoint, claim, step, blob, layout)
