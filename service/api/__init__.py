@@ -5,8 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from service.config import Config
+
+# Ids are 32-bit integer keys: a larger one in a URL matches no route (404), instead of
+# reaching PostgreSQL and failing there as out of range.
+MAX_ID = 2**31 - 1
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` in trainq's routes: a non-negative id that fits its column."""
+
+    def __init__(self, url_map, fixed_digits=0, min=None, max=MAX_ID, signed=False):  # type: ignore[no-untyped-def]
+        super().__init__(url_map, fixed_digits, min, max, signed)
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -20,6 +32,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     app.config.update(overrides)
+    app.url_map.converters["int"] = IdConverter
 
     from service.api import errors, extensions, health, jobs, openapi, pages, results, sweeps
 
