@@ -128,6 +128,14 @@ def record_chunk(
     session: so.Session, claim: Claim, first_step: int, losses: list[float], lease_seconds: float
 ) -> bool:
     """Store a chunk of losses and renew the lease; False when the job should stop."""
+    # The job row first, locked: an attempt that lost the job writes nothing into its record.
+    job = session.get(Job, claim.job_id, with_for_update=True, populate_existing=True)
+    if job is None or job.worker != claim.worker or job.attempts != claim.attempt:
+        claim.notes.append("lost the job to another attempt")
+        return False
+    if job.is_terminal:
+        claim.notes.append(f"the job already ended as {job.status}")
+        return False
     if losses:
         rows = [
             {"job_id": claim.job_id, "step": first_step + i, "loss": value}
@@ -139,10 +147,6 @@ def record_chunk(
                 claim.best_loss, claim.best_step = value, first_step + i
         claim.last_loss = losses[-1]
         claim.steps = first_step + len(losses)
-    job = session.get(Job, claim.job_id, with_for_update=True, populate_existing=True)
-    if job is None or job.worker != claim.worker or job.attempts != claim.attempt:
-        claim.notes.append("lost the job to another attempt")
-        return False
     job.steps_done = claim.steps
     job.final_loss = claim.last_loss
     job.min_loss, job.min_loss_step = claim.best_loss, claim.best_step
