@@ -23,7 +23,7 @@ test: install
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest --ignore=tests/faults $(PYTEST_ARGS)
 
-# The fault suite kills workers, Redis and PostgreSQL on purpose: ~15 minutes on 2 cores.
+# The fault suite kills workers, Redis and PostgreSQL on purpose: ~7 minutes on 2 cores.
 test-faults: install
 	$(PY) -m pytest tests/faults $(PYTEST_ARGS)
 
