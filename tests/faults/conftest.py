@@ -38,7 +38,7 @@ FIGURES = {
 WORKER_ENV = {
     "TRAINQ_TESTING": "1",
     "TRAINQ_TEST_CRASH_ON_JOB_NAME": "poison",
-    "TRAINQ_LEASE_SECONDS": "3",
+    "TRAINQ_LEASE_SECONDS": "5",
     "TRAINQ_FLUSH_SECONDS": "0.2",
     "TRAINQ_MAX_ATTEMPTS": "3",
     "TRAINQ_CHECKPOINT_EVERY": "1000",
@@ -67,7 +67,7 @@ class FaultEnv:
         self.config = Config.from_env(
             database_url=database_url,
             broker_url=redis.url,
-            lease_seconds=3.0,
+            lease_seconds=5.0,
             max_attempts=3,
             lost_message_seconds=2.0,
         )

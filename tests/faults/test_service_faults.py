@@ -97,7 +97,7 @@ def test_hard_time_limit_fails_a_job_that_ignores_the_soft_one(env: FaultEnv) ->
     env.fault()
     job = env.wait(job_id, lambda j: j["status"] not in ("queued", "running"), timeout=60)
     assert job["status"] == "failed" and "hard time limit" in job["error"], job
-    time.sleep(4)  # past the lease: the reconciler must not have re-sent it
+    time.sleep(6)  # past the lease: the reconciler must not have re-sent it
     assert env.job(job_id)["attempts"] == 1
     env.check()
 
