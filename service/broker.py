@@ -27,10 +27,8 @@ def make_celery(config: Config) -> Celery:
         task_ignore_result=True,
         result_backend=None,
         task_acks_late=True,
-        # Runaway jobs: the soft limit raises in the task (recorded as failed), the hard one
-        # kills the pool process (recorded by worker.tasks.JobRequest).
-        # (0 turns a limit off; the hard one is enforced at the later of the two.)
-        task_soft_time_limit=config.job_soft_limit_seconds or None,
+        # Runaway jobs: the runner stops at the soft limit between chunks (worker/runner.py);
+        # the hard one kills the pool process (recorded by worker.tasks.JobRequest). 0: off.
         task_time_limit=config.job_hard_limit_seconds or None,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

@@ -25,6 +25,8 @@ class Claim:
     last_loss: float | None = None
     steps: int = 0
     notes: list[str] = field(default_factory=list)
+    # Why the attempt must end as failed though training went well (e.g. a time limit).
+    failure: str | None = None
     # The checkpoint this attempt resumes from (None: from step 0).
     resume_step: int = 0
     resume_blob: bytes | None = None

@@ -11,7 +11,6 @@ from typing import TypeVar
 
 import sqlalchemy.exc
 import torch
-from celery.exceptions import SoftTimeLimitExceeded
 
 from service.config import Config
 from service.db import session_scope
@@ -100,14 +99,25 @@ def run_job(job_id: int, worker_name: str) -> str:
         return state
     crash_if_told(job.name)
 
+    # The soft time limit is checked here, between chunks: Celery's own raises at any point,
+    # in the middle of a database commit too, and leaves the connection and record unsure.
+    soft_limit = config.job_soft_limit_seconds
+    deadline = time.monotonic() + soft_limit if soft_limit > 0 else None
+
     def write_chunk(first_step: int, losses: list[float]) -> bool:
         summary = claim.summary()
         try:
-            return in_transaction(record_chunk, claim, first_step, losses, config.lease_seconds)
+            keep_going = in_transaction(
+                record_chunk, claim, first_step, losses, config.lease_seconds
+            )
         except BaseException:
-            # Rolled back (or interrupted by a time limit): the claim must not count those rows.
+            # Rolled back: the claim must not count those rows.
             claim.restore(summary)
             raise
+        if deadline is not None and time.monotonic() > deadline:
+            claim.failure = f"soft time limit exceeded: the job ran longer than {soft_limit:g} s"
+            return False
+        return keep_going
 
     def write_checkpoint(step: int, blob: bytes, layout: dict) -> None:
         in_transaction(save_checkpoint, claim, step, blob, layout)
@@ -141,6 +151,8 @@ def run_job(job_id: int, worker_name: str) -> str:
     except Exception as error:
         log.exception("job %s failed", job_id)
         return _finish(in_transaction, claim, JobStatus.FAILED, ran_on, error=_describe(error))
+    if claim.failure is not None:
+        return _finish(in_transaction, claim, JobStatus.FAILED, ran_on, error=claim.failure)
     if recorder.diverged_at is not None:
         return _finish(
             in_transaction, claim, JobStatus.DIVERGED, ran_on, diverged_at=recorder.diverged_at
@@ -151,9 +163,6 @@ def run_job(job_id: int, worker_name: str) -> str:
 
 
 def _describe(error: BaseException) -> str:
-    if isinstance(error, SoftTimeLimitExceeded):
-        limit = worker_config().job_soft_limit_seconds
-        return f"soft time limit exceeded: the job ran longer than {limit:g} s"
     return f"{type(error).__name__}: {error}"[:4000]
 
 
