@@ -17,6 +17,7 @@ class Expectation:
 
     status: str = JobStatus.SUCCEEDED
     # The uninterrupted run's losses (bitwise on the CPU); None: only the shape is checked.
+    # (The fault suite's env fills them in for every job that succeeded.)
     losses: list[float] | None = None
     max_attempts: int | None = None
 

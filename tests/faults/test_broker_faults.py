@@ -11,7 +11,7 @@ from service.db import session_scope
 from service.jobs import new_job
 from service.jobspec import Limits, validate_job
 from tests.faults.checker import Expectation
-from tests.faults.conftest import SMALL, FaultEnv, reference_losses
+from tests.faults.conftest import SMALL, FaultEnv
 
 
 @pytest.mark.parametrize("appendonly", [True, False], ids=["aof", "no-aof"])
@@ -22,9 +22,12 @@ def test_redis_killed_with_jobs_queued_and_running_then_restarted(
     env = make_env(appendonly=appendonly)
     env.worker(concurrency=1)
     env.start_reconciler()
-    ids = [env.submit(iterations=15_000)] + [env.submit(iterations=300) for _ in range(5)]
+    # (A heavier problem than the others: it must still train when Redis dies.)
+    ids = [env.submit(iterations=100_000, N=32, D_in=64, H=32, D_out=8)]
     env.wait(ids[0], lambda j: j["status"] == "running" and j["steps_done"] > 0)
+    ids += [env.submit(iterations=300) for _ in range(5)]
     time.sleep(1.5)  # Redis fsyncs its append-only file every second
+    assert [env.job(job_id)["status"] for job_id in ids] == ["running"] + ["queued"] * 5
     # When Redis is killed and comes back (without AOF: empty, every message gone)
     env.redis.kill()
     env.fault()
@@ -73,6 +76,4 @@ def test_crash_between_commit_and_enqueue_is_sent_by_the_reconciler(env: FaultEn
     env.start_reconciler()
     # Then each is sent once and runs once
     env.wait_all(timeout=90)
-    for job in jobs:
-        env.accepted[job.id].losses = reference_losses(env.job(job.id))
     env.check()
