@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 CHROMIUM := /usr/bin/chromium
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format bench clean netns-tools
+.PHONY: install run test test-faults lint format bench clean netns-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,11 @@ netns-tools:
 test: install netns-tools $(CHROMIUM)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --ignore=tests/faults $(PYTEST_ARGS)
+
+# The fault suite kills workers, Redis and PostgreSQL on purpose: ~7 minutes on 2 cores.
+test-faults: install
+	$(PY) -m pytest tests/faults $(PYTEST_ARGS)
 
 lint: install
 	$(PY) -m ruff check .

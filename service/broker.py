@@ -28,14 +28,25 @@ def make_celery(config: Config) -> Celery:
         task_ignore_result=True,
         result_backend=None,
         task_acks_late=True,
+        # Runaway jobs: the runner stops at the soft limit between chunks (worker/runner.py);
+        # the hard one kills the pool process (recorded by worker.tasks.JobRequest). 0: off.
+        task_time_limit=config.job_hard_limit_seconds or None,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # A pool process replacing a killed one may take a while to start on a busy machine;
+        # Celery's 4 s default kills it again and again in that case.
+        worker_proc_alive_timeout=60.0,
         task_default_queue="cpu",
         task_queues=tuple(Queue(name) for name in QUEUES),
         task_create_missing_queues=False,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
-        broker_transport_options={"visibility_timeout": visibility},
+        broker_transport_options={
+            "visibility_timeout": visibility,
+            # Look for overdue messages every few seconds (kombu's default is ~100 s).
+            "unacked_restore_interval": max(1, min(10, visibility // 4)),
+            "unacked_restore_throttle": 1,
+        },
         broker_heartbeat=None,
         worker_send_task_events=False,
         worker_hijack_root_logger=False,

@@ -44,6 +44,16 @@ class Config:
     lease_seconds: float = 120.0
     max_attempts: int = 3
     reconcile_seconds: float = 10.0
+    # A queued job whose message is in no queue this long after sending is sent again.
+    lost_message_seconds: float = 300.0
+    # Checkpoints of long jobs: every so many steps (0: off) or seconds, whichever comes first.
+    checkpoint_every: int = 0
+    checkpoint_seconds: float = 60.0
+    # Both below the broker's visibility timeout (12 h), so no message is redelivered mid-job.
+    job_soft_limit_seconds: float = 10 * 3600.0
+    job_hard_limit_seconds: float = 11 * 3600.0
+    # How long a worker keeps retrying a database that went away before failing the job.
+    db_retry_seconds: float = 120.0
     var_dir: Path = field(default_factory=_var_dir)
 
     @classmethod
@@ -73,6 +83,12 @@ class Config:
             "lease_seconds": _float("TRAINQ_LEASE_SECONDS", 120.0),
             "max_attempts": _int("TRAINQ_MAX_ATTEMPTS", 3),
             "reconcile_seconds": _float("TRAINQ_RECONCILE_SECONDS", 10.0),
+            "lost_message_seconds": _float("TRAINQ_LOST_MESSAGE_SECONDS", 300.0),
+            "checkpoint_every": _int("TRAINQ_CHECKPOINT_EVERY", 0),
+            "checkpoint_seconds": _float("TRAINQ_CHECKPOINT_SECONDS", 60.0),
+            "job_soft_limit_seconds": _float("TRAINQ_JOB_SOFT_LIMIT_SECONDS", 10 * 3600.0),
+            "job_hard_limit_seconds": _float("TRAINQ_JOB_HARD_LIMIT_SECONDS", 11 * 3600.0),
+            "db_retry_seconds": _float("TRAINQ_DB_RETRY_SECONDS", 120.0),
             "var_dir": var_dir,
         }
         known = {f.name for f in fields(cls)}

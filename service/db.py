@@ -31,7 +31,7 @@ def _tune_sqlite(engine: sa.Engine) -> None:
         # another writer got in between; writers take the lock up front and wait instead.
         # Readers stay deferred so they never hold up a writer (WAL gives them a snapshot).
         mode = connection.get_execution_options().get(BEGIN_OPTION, "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {'IMMEDIATE' if mode == 'IMMEDIATE' else 'DEFERRED'}")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN DEFERRED")
 
 
 BEGIN_OPTION = "trainq_begin"

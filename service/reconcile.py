@@ -1,10 +1,14 @@
-"""The reconciler: sends jobs whose message never left, and re-sends jobs whose worker vanished."""
+"""The reconciler: sends jobs whose message never left or was lost; re-sends lost workers' jobs.
+
+Safe to run in several places at once: a duplicate message is harmless, since a worker claims a
+job only when it is queued or its lease has run out, and a terminal job is never run again.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -15,6 +19,7 @@ from service.config import Config
 from service.db import session_scope
 from service.models import Job, JobStatus
 from service.models.base import utcnow
+from service.queued_messages import job_ids_in_broker
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +27,9 @@ log = logging.getLogger(__name__)
 def reconcile_once(
     factory: so.sessionmaker[so.Session], app: Celery, config: Config, grace_seconds: float = 5.0
 ) -> dict[str, int]:
-    """One pass; returns how many jobs it sent, re-sent and gave up on."""
+    """One pass; returns how many jobs it sent, re-sent, found lost and gave up on."""
     now = utcnow()
+    lost = find_lost_messages(factory, config, now)
     with session_scope(factory) as session:
         unsent = session.execute(
             sa.select(Job.id, Job.queue).where(
@@ -32,11 +38,23 @@ def reconcile_once(
                 Job.created_at < now - timedelta(seconds=grace_seconds),
             )
         ).all()
+        lost_before = now - timedelta(seconds=config.lost_message_seconds)
         expired = session.scalars(
-            sa.select(Job).where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now)
+            sa.select(Job)
+            .where(
+                Job.status == JobStatus.RUNNING,
+                Job.lease_expires_at < now,
+                # Once re-sent, wait for that message (or its loss) before sending another.
+                sa.or_(
+                    Job.enqueued_at.is_(None),
+                    Job.enqueued_at < Job.lease_expires_at,
+                    Job.enqueued_at < lost_before,
+                ),
+            )
+            .with_for_update(skip_locked=True)
         ).all()
         given_up = 0
-        resend: list[tuple[int, str]] = [(row.id, row.queue) for row in unsent]
+        resend: list[tuple[int, str]] = [(row.id, row.queue) for row in unsent] + lost
         for job in expired:
             if job.attempts >= config.max_attempts:
                 job.status, job.finished_at, job.lease_expires_at = JobStatus.FAILED, now, None
@@ -52,10 +70,35 @@ def reconcile_once(
                 .where(Job.id.in_([job_id for job_id, _ in resend]))
                 .values(enqueued_at=utcnow())
             )
-    counts = {"sent": len(unsent), "resent": len(resend) - len(unsent), "failed": given_up}
+    counts = {
+        "sent": len(unsent),
+        "lost": len(lost),
+        "resent": len(resend) - len(unsent) - len(lost),
+        "failed": given_up,
+    }
     if resend or given_up:
         log.info("reconciled: %s", counts)
     return counts
+
+
+def find_lost_messages(
+    factory: so.sessionmaker[so.Session], config: Config, now: datetime
+) -> list[tuple[int, str]]:
+    """Queued jobs sent long ago whose message is in no queue and unacknowledged by no worker.
+
+    Redis restarted without its append-only file, or was flushed: the rows are the truth.
+    """
+    with session_scope(factory) as session:
+        stale = session.execute(
+            sa.select(Job.id, Job.queue).where(
+                Job.status == JobStatus.QUEUED,
+                Job.enqueued_at < now - timedelta(seconds=config.lost_message_seconds),
+            )
+        ).all()
+    if not stale:
+        return []
+    present = job_ids_in_broker(config.broker_url, config.lost_message_seconds)
+    return [(row.id, row.queue) for row in stale if row.id not in present]
 
 
 def reconcile_forever(factory: so.sessionmaker[so.Session], app: Celery, config: Config) -> None:

@@ -28,18 +28,21 @@ def _refuse_gpu_queue_without_cuda(sender: str, instance, **_kwargs) -> None:  #
             raise SystemExit(3)
 
 
+@signals.worker_init.connect
+def _preload_training(**_kwargs) -> None:  # type: ignore[no-untyped-def]
+    """Import torch and the runners once, before forking, so a new pool process starts at once."""
+    import torch
+
+    import worker.fused_runner  # noqa: F401
+    import worker.runner  # noqa: F401
+
+    # torch.optim's first Optimizer() imports torch._dynamo (~2 s): paid here, not by a job.
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
+
 @signals.worker_process_init.connect
 def _configure_process(**_kwargs) -> None:  # type: ignore[no-untyped-def]
     """Each pool process: its own torch threads and database engine (never shared over fork)."""
     from worker.state import reset_process_state
 
     reset_process_state()
-
-
-@signals.worker_init.connect
-def _preload_torch(**_kwargs) -> None:  # type: ignore[no-untyped-def]
-    """Import torch and what its first optimizer imports lazily, once, before the pool forks."""
-    import torch
-
-    # torch.optim's first Optimizer() imports torch._dynamo (~2 s): paid here, not by a job.
-    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)

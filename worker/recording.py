@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from sqlalchemy.dialects import postgresql, sqlite
 
-from service.models import Job, JobStatus, Loss
+from service.models import Checkpoint, Job, JobStatus, Loss
 from service.models.base import utcnow
 
 
@@ -25,12 +25,26 @@ class Claim:
     last_loss: float | None = None
     steps: int = 0
     notes: list[str] = field(default_factory=list)
+    # Why the attempt must end as failed though training went well (e.g. a time limit).
+    failure: str | None = None
+    # The checkpoint this attempt resumes from (None: from step 0).
+    resume_step: int = 0
+    resume_blob: bytes | None = None
+    resume_layout: dict | None = None
+
+    def summary(self) -> tuple[float | None, int | None, float | None, int]:
+        """The history's summary so far, to restore when a write is rolled back."""
+        return self.best_loss, self.best_step, self.last_loss, self.steps
+
+    def restore(self, summary: tuple[float | None, int | None, float | None, int]) -> None:
+        """Go back to a summary taken before a write that did not commit."""
+        self.best_loss, self.best_step, self.last_loss, self.steps = summary
 
 
 def claim_job(
-    session: so.Session, job_id: int, worker: str, lease_seconds: float
+    session: so.Session, job_id: int, worker: str, lease_seconds: float, max_attempts: int = 3
 ) -> tuple[Claim | None, str]:
-    """Take a job for this worker, or say why not (gone, finished, cancelled, held elsewhere)."""
+    """Take a job for this worker, or say why not (gone, ended, cancelled, held, out of tries)."""
     job = session.get(Job, job_id, with_for_update=True)
     if job is None:
         return None, "missing"
@@ -42,17 +56,65 @@ def claim_job(
         return None, JobStatus.CANCELLED
     if job.status == JobStatus.RUNNING and job.lease_expires_at and job.lease_expires_at > now:
         return None, "held"
+    if job.attempts >= max_attempts:
+        # Every earlier attempt died with its worker (a job that ends its own attempt records
+        # a terminal state): a job that kills its worker must not take the queue down with it.
+        job.status, job.finished_at, job.lease_expires_at = JobStatus.FAILED, now, None
+        job.error = f"gave up after {job.attempts} attempts: the worker was lost each time"
+        return None, JobStatus.FAILED
     job.status = JobStatus.RUNNING
     job.attempts += 1
     job.worker = worker
     job.started_at = now
     job.lease_expires_at = now + timedelta(seconds=lease_seconds)
     job.error = None
-    # A restarted attempt trains from step 0 again: rows of an earlier attempt go.
-    session.execute(sa.delete(Loss).where(Loss.job_id == job_id))
-    job.steps_done = 0
-    job.final_loss = job.min_loss = job.min_loss_step = job.diverged_at = None
-    return Claim(job_id=job_id, attempt=job.attempts, worker=worker), JobStatus.RUNNING
+    claim = Claim(job_id=job_id, attempt=job.attempts, worker=worker)
+    checkpoint = session.get(Checkpoint, job_id)
+    if checkpoint is not None:
+        claim.resume_step = checkpoint.step
+        claim.resume_blob, claim.resume_layout = checkpoint.tensors, checkpoint.layout
+    # A restarted attempt trains again from its checkpoint (or step 0): later rows go.
+    session.execute(sa.delete(Loss).where(Loss.job_id == job_id, Loss.step >= claim.resume_step))
+    _summarise_kept_rows(session, claim)
+    job.steps_done = claim.steps
+    job.final_loss, job.min_loss, job.min_loss_step = (
+        claim.last_loss,
+        claim.best_loss,
+        claim.best_step,
+    )
+    job.diverged_at = None
+    return claim, JobStatus.RUNNING
+
+
+def _summarise_kept_rows(session: so.Session, claim: Claim) -> None:
+    """Carry the summary of the rows before the checkpoint into the new attempt."""
+    if claim.resume_step == 0:
+        return
+    best = session.execute(
+        sa.select(Loss.step, Loss.loss)
+        .where(Loss.job_id == claim.job_id)
+        .order_by(Loss.loss, Loss.step)
+        .limit(1)
+    ).first()
+    claim.best_step, claim.best_loss = (best.step, best.loss) if best else (None, None)
+    claim.last_loss = session.scalar(
+        sa.select(Loss.loss).where(Loss.job_id == claim.job_id, Loss.step == claim.resume_step - 1)
+    )
+    claim.steps = claim.resume_step
+
+
+def save_checkpoint(
+    session: so.Session, claim: Claim, step: int, blob: bytes, layout: dict
+) -> bool:
+    """Store the state to resume from at `step`, unless another attempt owns the job now."""
+    job = session.get(Job, claim.job_id, with_for_update=True, populate_existing=True)
+    if job is None or job.worker != claim.worker or job.attempts != claim.attempt:
+        return False
+    checkpoint = session.get(Checkpoint, claim.job_id) or Checkpoint(job_id=claim.job_id)
+    checkpoint.step, checkpoint.attempt, checkpoint.created_at = step, claim.attempt, utcnow()
+    checkpoint.tensors, checkpoint.layout = blob, layout
+    session.add(checkpoint)
+    return True
 
 
 def _insert_ignoring_duplicates(session: so.Session) -> sa.Insert:
@@ -68,6 +130,14 @@ def record_chunk(
     session: so.Session, claim: Claim, first_step: int, losses: list[float], lease_seconds: float
 ) -> bool:
     """Store a chunk of losses and renew the lease; False when the job should stop."""
+    # The job row first, locked: an attempt that lost the job writes nothing into its record.
+    job = session.get(Job, claim.job_id, with_for_update=True, populate_existing=True)
+    if job is None or job.worker != claim.worker or job.attempts != claim.attempt:
+        claim.notes.append("lost the job to another attempt")
+        return False
+    if job.is_terminal:
+        claim.notes.append(f"the job already ended as {job.status}")
+        return False
     if losses:
         rows = [
             {"job_id": claim.job_id, "step": first_step + i, "loss": value}
@@ -80,10 +150,6 @@ def record_chunk(
                 claim.best_loss, claim.best_step = value, first_step + i
         claim.last_loss = losses[-1]
         claim.steps = first_step + len(losses)
-    job = session.get(Job, claim.job_id, with_for_update=True, populate_existing=True)
-    if job is None or job.worker != claim.worker or job.attempts != claim.attempt:
-        claim.notes.append("lost the job to another attempt")
-        return False
     job.steps_done = claim.steps
     job.final_loss = claim.last_loss
     job.min_loss, job.min_loss_step = claim.best_loss, claim.best_step
@@ -107,6 +173,8 @@ def finish_job(
         return False
     if job.is_terminal:
         return False
+    # The record is complete: the state to resume from is no longer needed.
+    session.execute(sa.delete(Checkpoint).where(Checkpoint.job_id == claim.job_id))
     job.status = status
     job.finished_at = utcnow()
     job.lease_expires_at = None
@@ -127,3 +195,14 @@ def mark_started_on(session: so.Session, claim: Claim, ran_on: str, torch_versio
     job = session.get(Job, claim.job_id)
     if job is not None and job.attempts == claim.attempt:
         job.ran_on, job.torch_version = ran_on, torch_version
+
+
+def fail_job(session: so.Session, job_id: int, error: str) -> bool:
+    """End a job that is not yet terminal as failed with the reason (its attempt was killed)."""
+    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    if job is None or job.is_terminal:
+        return False
+    job.status, job.finished_at, job.lease_expires_at = JobStatus.FAILED, utcnow(), None
+    job.error = error
+    session.execute(sa.delete(Checkpoint).where(Checkpoint.job_id == job_id))
+    return True

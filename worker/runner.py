@@ -3,17 +3,58 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
+import sqlalchemy.exc
 import torch
 
+from service.config import Config
 from service.db import session_scope
 from service.jobs import job_spec
 from service.models import Job, JobStatus
-from worker.recording import Claim, claim_job, finish_job, mark_started_on, record_chunk
+from worker.recording import (
+    Claim,
+    claim_job,
+    finish_job,
+    mark_started_on,
+    record_chunk,
+    save_checkpoint,
+)
 from worker.state import session_factory, worker_config
 from worker.training import LossRecorder, TrainSpec, train
+from worker.training.checkpoints import Checkpointer, Snapshot
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def with_db_retries(config: Config, action: Callable[[], T]) -> T:
+    """Run a database action, retrying with backoff while the database is unreachable."""
+    deadline = time.monotonic() + config.db_retry_seconds
+    delay = 0.1
+    while True:
+        try:
+            return action()
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as error:
+            # A restarting server, a dropped connection or a busy SQLite file: all pass.
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("database unavailable, retrying in %.1f s: %s", delay, error)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def crash_if_told(job_name: str | None) -> None:
+    """Test hook: a job with the configured name kills its own worker process, every time."""
+    if os.environ.get("TRAINQ_TESTING") != "1":
+        return
+    poison = os.environ.get("TRAINQ_TEST_CRASH_ON_JOB_NAME")
+    if poison and job_name == poison:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def resolve_device(requested: str, queue: str) -> torch.device:
@@ -37,52 +78,98 @@ def run_job(job_id: int, worker_name: str) -> str:
     """Train one job end to end and return the status it ended in (or why it was skipped)."""
     config = worker_config()
     factory = session_factory()
-    with session_scope(factory) as session:
-        claim, state = claim_job(session, job_id, worker_name, config.lease_seconds)
+
+    def in_transaction(action: Callable[..., T], *args: object) -> T:
+        def attempt() -> T:
+            with session_scope(factory) as session:
+                return action(session, *args)
+
+        return with_db_retries(config, attempt)
+
+    def claim_and_read(session):  # type: ignore[no-untyped-def]
+        claim, state = claim_job(
+            session, job_id, worker_name, config.lease_seconds, config.max_attempts
+        )
         job = session.get(Job, job_id) if claim else None
-        fields = job_spec(job) if job else None
-        queue = job.queue if job else "cpu"
+        return claim, state, job_spec(job) if job else None, job.queue if job else "cpu", job
+
+    claim, state, fields, queue, job = in_transaction(claim_and_read)
     if claim is None or fields is None:
         log.info("job %s not run: %s", job_id, state)
         return state
+    crash_if_told(job.name)
+
+    # The soft time limit is checked here, between chunks: Celery's own raises at any point,
+    # in the middle of a database commit too, and leaves the connection and record unsure.
+    soft_limit = config.job_soft_limit_seconds
+    deadline = time.monotonic() + soft_limit if soft_limit > 0 else None
 
     def write_chunk(first_step: int, losses: list[float]) -> bool:
-        with session_scope(factory) as session:
-            return record_chunk(session, claim, first_step, losses, config.lease_seconds)
+        summary = claim.summary()
+        try:
+            keep_going = in_transaction(
+                record_chunk, claim, first_step, losses, config.lease_seconds
+            )
+        except BaseException:
+            # Rolled back: the claim must not count those rows.
+            claim.restore(summary)
+            raise
+        if deadline is not None and time.monotonic() > deadline:
+            claim.failure = f"soft time limit exceeded: the job ran longer than {soft_limit:g} s"
+            return False
+        return keep_going
+
+    def write_checkpoint(step: int, blob: bytes, layout: dict) -> None:
+        in_transaction(save_checkpoint, claim, step, blob, layout)
 
     ran_on = None
     try:
         spec = TrainSpec.from_fields(fields)
         device = resolve_device(fields["device"], queue)
         ran_on = describe_device(device)
-        with session_scope(factory) as session:
-            mark_started_on(session, claim, ran_on, torch.__version__)
+        in_transaction(mark_started_on, claim, ran_on, torch.__version__)
+        initial = None
+        if claim.resume_blob is not None:
+            log.info("job %s resumes from its checkpoint at step %d", job_id, claim.resume_step)
+            initial = Snapshot(claim.resume_step, claim.resume_blob, claim.resume_layout or {})
         recorder = LossRecorder(
             spec.iterations,
             device,
             write_chunk,
             flush_every=config.flush_every,
             flush_seconds=config.flush_seconds,
+            start_step=claim.resume_step,
+            checkpointer=Checkpointer(
+                write_checkpoint,
+                every=config.checkpoint_every,
+                seconds=config.checkpoint_seconds,
+                initial=initial,
+            ),
         )
         train(spec, device, recorder)
         recorder.close()
     except Exception as error:
         log.exception("job %s failed", job_id)
-        return _finish(factory, claim, JobStatus.FAILED, ran_on, error=_describe(error))
+        return _finish(in_transaction, claim, JobStatus.FAILED, ran_on, error=_describe(error))
+    if claim.failure is not None:
+        return _finish(in_transaction, claim, JobStatus.FAILED, ran_on, error=claim.failure)
     if recorder.diverged_at is not None:
-        return _finish(factory, claim, JobStatus.DIVERGED, ran_on, diverged_at=recorder.diverged_at)
+        return _finish(
+            in_transaction, claim, JobStatus.DIVERGED, ran_on, diverged_at=recorder.diverged_at
+        )
     if recorder.stopped:
-        return _finish(factory, claim, JobStatus.CANCELLED, ran_on)
-    return _finish(factory, claim, JobStatus.SUCCEEDED, ran_on)
+        return _finish(in_transaction, claim, JobStatus.CANCELLED, ran_on)
+    return _finish(in_transaction, claim, JobStatus.SUCCEEDED, ran_on)
 
 
 def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:4000]
 
 
-def _finish(factory, claim: Claim, status: str, ran_on: str | None, **outcome) -> str:  # type: ignore[no-untyped-def]
-    with session_scope(factory) as session:
-        written = finish_job(
+def _finish(in_transaction, claim: Claim, status: str, ran_on: str | None, **outcome) -> str:  # type: ignore[no-untyped-def]
+    def write(session):  # type: ignore[no-untyped-def]
+        return finish_job(
             session, claim, status, ran_on=ran_on, torch_version=torch.__version__, **outcome
         )
-    return str(status) if written else "superseded"
+
+    return str(status) if in_transaction(write) else "superseded"

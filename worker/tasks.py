@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
+from celery.worker.request import Request
 
 from service.broker import BATCH_TASK, TRAIN_TASK
 
+log = logging.getLogger(__name__)
 
-@shared_task(name=TRAIN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+
+class JobRequest(Request):
+    """A training request whose hard time limit also ends the job's record as failed."""
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        """Celery acks a hard-killed task: write the job's terminal state so nothing re-sends it."""
+        super().on_timeout(soft, timeout)
+        if soft:
+            return
+        from service.db import session_scope
+        from worker.recording import fail_job
+        from worker.state import session_factory
+
+        job_id = int(self.args[0])
+        reason = f"hard time limit exceeded: the job was killed after {timeout:g} s"
+        try:
+            with session_scope(session_factory()) as session:
+                fail_job(session, job_id, reason)
+        except Exception:  # the lease runs out and the reconciler's attempt cap ends it
+            log.exception("could not record the time limit of job %s", job_id)
+
+
+@shared_task(
+    name=TRAIN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, Request=JobRequest
+)
 def train_job(self, job_id: int) -> str:  # type: ignore[no-untyped-def]
     """Train one job and record its history; returns the job's final status."""
     from worker.runner import run_job

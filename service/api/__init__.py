@@ -9,12 +9,16 @@ from werkzeug.routing import IntegerConverter
 
 from service.config import Config
 
+# Ids are 32-bit integer keys: a larger one in a URL matches no route (404), instead of
+# reaching PostgreSQL and failing there as out of range.
+MAX_ID = 2**31 - 1
 
-class RowIdConverter(IntegerConverter):
-    """`<int:...>` in our routes: a row id, so ids past the database's integer range are 404s."""
 
-    def __init__(self, map, fixed_digits=0, min=None, max=2**31 - 1, signed=False):  # type: ignore[no-untyped-def]  # noqa: A002
-        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+class IdConverter(IntegerConverter):
+    """`<int:...>` in trainq's routes: a non-negative id that fits its column."""
+
+    def __init__(self, url_map, fixed_digits=0, min=None, max=MAX_ID, signed=False):  # type: ignore[no-untyped-def]
+        super().__init__(url_map, fixed_digits, min, max, signed)
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -28,8 +32,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     app.config.update(overrides)
-    # Before any rule is added: every <int:id> in a route becomes a bounded row id.
-    app.url_map.converters["int"] = RowIdConverter
+    # Before any rule is added: every <int:id> in a route becomes a bounded id.
+    app.url_map.converters["int"] = IdConverter
 
     from service.api import errors, extensions, health, jobs, openapi, pages, results, sweeps
 

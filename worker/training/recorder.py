@@ -6,6 +6,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from worker.training.checkpoints import Checkpointer
+
 # flush(first_step, losses) stores the chunk; returning False asks training to stop.
 Flush = Callable[[int, list[float]], bool]
 
@@ -21,8 +23,10 @@ class LossRecorder:
         flush_every: int = 64,
         flush_seconds: float = 0.5,
         start_step: int = 0,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self._flush = flush
+        self._checkpointer = checkpointer
         self._flush_every = flush_every
         self._flush_seconds = flush_seconds
         self._start_step = start_step
@@ -44,12 +48,29 @@ class LossRecorder:
         """Whether training should stop: cancelled or diverged."""
         return self.stopped or self.diverged_at is not None
 
+    def resume(
+        self, tensors: dict[str, Tensor], optimizer: torch.optim.Optimizer | None = None
+    ) -> int:
+        """Hand over the stage's state for checkpoints, loaded from one if resuming: first step."""
+        if self._checkpointer is None:
+            return self._start_step
+        start = self._checkpointer.attach(tensors, optimizer)
+        if start != self._start_step:
+            raise ValueError(f"checkpoint resumes at step {start}, recorder at {self._start_step}")
+        return start
+
     def record(self, step: int, loss: Tensor) -> bool:
         """Keep step's loss (a 0-dim tensor); False when training should stop."""
         if self.finished:
             return False
         if step != self._next_step:
             raise ValueError(f"expected step {self._next_step}, got {step}")
+        if self._checkpointer is not None and self._checkpointer.due(step):
+            # The state now is the one before step's update: store the steps before it, then it.
+            self._flush_pending()
+            if self.finished:
+                return False
+            self._checkpointer.save(step)
         self._losses[step - self._start_step].copy_(loss.detach())
         self._next_step = step + 1
         pending = self._next_step - self._flushed_to

@@ -20,7 +20,8 @@ def train(problem: Problem, spec: TrainSpec, recorder: LossRecorder) -> None:
     load_weights(model, model[0], model[2], problem)
     loss_fn = nn.MSELoss(reduction="sum")
     learning_rate = spec.lr
-    for it in range(spec.iterations):
+    start = recorder.resume(model.state_dict())
+    for it in range(start, spec.iterations):
         # Forward pass
         y_pred = model(x)  # (N, D_out)
         loss = loss_fn(y_pred, y)

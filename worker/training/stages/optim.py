@@ -22,7 +22,8 @@ def train(problem: Problem, spec: TrainSpec, recorder: LossRecorder) -> None:
     optimizer = make_optimizer(
         spec.optimizer, model.parameters(), spec.lr, spec.momentum, spec.weight_decay
     )
-    for it in range(spec.iterations):
+    start = recorder.resume(model.state_dict(), optimizer)
+    for it in range(start, spec.iterations):
         # Forward pass
         y_pred = model(x)  # (N, D_out)
         loss = loss_fn(y_pred, y)

@@ -1,0 +1,125 @@
+"""Workers that die, stop, hang on to messages or take poison: every accepted job ends once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import sqlalchemy as sa
+
+from service.broker import enqueue_jobs, make_celery
+from service.db import make_session_factory
+from service.models import Checkpoint, JobStatus
+from service.reconcile import reconcile_once
+from tests.faults.checker import Expectation
+from tests.faults.conftest import FaultEnv
+
+LONG = 20_000  # tensors steps of the small problem: a few seconds of training
+
+
+def mid_job(job: dict) -> bool:
+    return job["status"] == "running" and job["steps_done"] > 2500
+
+
+def test_sigkill_of_a_worker_child_mid_job_resumes_from_its_checkpoint(env: FaultEnv) -> None:
+    # Given a job training on a worker that checkpoints every 1000 steps
+    worker = env.worker(concurrency=1)
+    env.start_reconciler()
+    job_id = env.submit(iterations=LONG)
+    env.wait(job_id, mid_job)
+    # When its pool process is killed in mid-job
+    for pid in worker.children():
+        os.kill(pid, signal.SIGKILL)
+    env.fault()
+    # Then a second attempt resumes from the checkpoint and the history equals one whole run
+    job = env.wait(job_id, lambda j: j["status"] in ("succeeded", "failed"), timeout=120)
+    assert job["status"] == "succeeded" and job["attempts"] == 2, job
+    assert f"job {job_id} resumes from its checkpoint at step" in worker.log_tail(400)
+    env.check()
+    with env.sessions() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Checkpoint)) == 0
+
+
+def test_sigkill_of_the_worker_main_process(env: FaultEnv) -> None:
+    # Given a running job and others waiting
+    first = env.worker(concurrency=2)
+    env.start_reconciler()
+    ids = [env.submit(iterations=LONG)] + [env.submit(iterations=300) for _ in range(5)]
+    env.wait(ids[0], mid_job)
+    # When the worker's main process is killed (its pool processes are orphaned)
+    os.kill(first.process.pid, signal.SIGKILL)
+    env.fault()
+    # Then a new worker, with the reconciler, finishes every job exactly once into the record
+    env.worker(concurrency=2)
+    env.wait_all(timeout=150)
+    env.check()
+
+
+def test_sigterm_during_a_job_finishes_it_before_the_worker_exits(env: FaultEnv) -> None:
+    worker = env.worker(concurrency=1)
+    job_id = env.submit(iterations=LONG)
+    env.wait(job_id, mid_job)
+    # Warm shutdown: Celery stops taking messages and waits for the running task.
+    os.kill(worker.process.pid, signal.SIGTERM)
+    env.fault()
+    assert worker.process.wait(90) == 0
+    job = env.job(job_id)
+    assert job["status"] == "succeeded" and job["attempts"] == 1, job
+    env.check()
+
+
+def test_poison_job_fails_after_max_attempts_and_others_still_run(env: FaultEnv) -> None:
+    # Given a job whose every attempt kills its worker process, among ordinary jobs
+    env.worker(concurrency=2)
+    env.start_reconciler()
+    poison = env.submit(
+        Expectation(status=JobStatus.FAILED, max_attempts=3), name="poison", iterations=300
+    )
+    others = [env.submit(iterations=300) for _ in range(6)]
+    # Then the ordinary jobs finish, and the poison ends failed with the reason after 3 attempts
+    for job_id in others:
+        env.wait(job_id, lambda j: j["status"] == "succeeded", timeout=90)
+    job = env.wait(poison, lambda j: j["status"] == "failed", timeout=120)
+    env.fault(job["attempts"])
+    assert job["attempts"] == 3, job
+    assert "gave up after 3 attempts" in job["error"]
+    env.check()
+
+
+def test_a_job_outliving_the_visibility_timeout_runs_once(env: FaultEnv) -> None:
+    # Given a broker that hands an unacknowledged message out again after 2 s
+    worker = env.worker(concurrency=2, TRAINQ_VISIBILITY_TIMEOUT="2")
+    job_id = env.submit(Expectation(max_attempts=1), iterations=3 * LONG)
+    env.fault()
+    # Then the redelivered message finds the job held by a live lease and does not run it
+    env.wait(job_id, lambda j: j["status"] in ("succeeded", "failed"), timeout=150)
+    assert f"job {job_id} not run: held" in worker.log_tail(2000)
+    assert env.job(job_id)["attempts"] == 1
+    env.check()
+
+
+def test_duplicate_messages_and_concurrent_reconcilers_run_each_job_once(env: FaultEnv) -> None:
+    # Given every job sent three times over and four reconcilers racing on the same rows
+    ids = [env.submit(Expectation(max_attempts=1), iterations=400) for _ in range(6)]
+    celery = make_celery(env.config)
+    enqueue_jobs(celery, [(job_id, "cpu") for job_id in ids for _ in range(2)])
+    factory = make_session_factory(env.engine, writer=True)
+    threads = [
+        threading.Thread(target=reconcile_once, args=(factory, celery, env.config, 0.0))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    env.fault(len(ids) * 2)
+    # When workers take them all
+    worker = env.worker(concurrency=2)
+    env.wait_all(timeout=90)
+    time.sleep(1)  # let the last duplicates be delivered and refused
+    # Then each job ran once, and the extra deliveries were turned away
+    assert all(env.job(job_id)["attempts"] == 1 for job_id in ids)
+    assert worker.log_tail(2000).count("not run: succeeded") >= len(ids)
+    env.check()

@@ -1,0 +1,96 @@
+"""Claims, chunks and checkpoints in the database: one attempt owns the record at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from service.db import make_engine, make_session_factory, session_scope
+from service.jobs import new_job
+from service.jobspec import validate_job
+from service.models import Checkpoint, Job, JobStatus, Loss
+from worker.recording import claim_job, finish_job, record_chunk, save_checkpoint
+
+
+@pytest.fixture
+def factory(database_url: str) -> Iterator[so.sessionmaker[so.Session]]:
+    """Writer sessions on a fresh database, its engine disposed after."""
+    engine = make_engine(database_url)
+    yield make_session_factory(engine, writer=True)
+    engine.dispose()
+
+
+def make_job(factory: so.sessionmaker[so.Session]) -> int:
+    with session_scope(factory) as session:
+        job = new_job(validate_job({"stage": "nn", "iterations": 10}), "cpu")
+        session.add(job)
+    return job.id
+
+
+def steps(factory: so.sessionmaker[so.Session], job_id: int) -> list[int]:
+    with factory() as session:
+        return list(
+            session.scalars(sa.select(Loss.step).where(Loss.job_id == job_id).order_by(Loss.step))
+        )
+
+
+def test_an_attempt_that_lost_its_lease_writes_nothing(
+    factory: so.sessionmaker[so.Session],
+) -> None:
+    job_id = make_job(factory)
+    with session_scope(factory) as session:
+        first, _ = claim_job(session, job_id, "a", lease_seconds=-1)
+    with session_scope(factory) as session:
+        second, state = claim_job(session, job_id, "b", lease_seconds=60)
+    assert first and second and state == JobStatus.RUNNING and second.attempt == 2
+    # The first attempt wakes up and tries to write: refused, nothing stored.
+    with session_scope(factory) as session:
+        assert record_chunk(session, first, 0, [1.0, 2.0], 60) is False
+    assert steps(factory, job_id) == []
+    with session_scope(factory) as session:
+        assert record_chunk(session, second, 0, [3.0, 4.0], 60) is True
+        assert finish_job(session, first, JobStatus.SUCCEEDED) is False
+    assert steps(factory, job_id) == [0, 1]
+
+
+def test_a_restarted_attempt_keeps_rows_before_the_checkpoint(
+    factory: so.sessionmaker[so.Session],
+) -> None:
+    job_id = make_job(factory)
+    with session_scope(factory) as session:
+        claim, _ = claim_job(session, job_id, "a", lease_seconds=-1)
+    with session_scope(factory) as session:
+        record_chunk(session, claim, 0, [5.0, 1.0, 4.0, 3.0, 2.0], -1)
+        assert save_checkpoint(session, claim, 4, b"\x00" * 8, {"tensors": [], "extra": {}})
+        record_chunk(session, claim, 5, [0.5, 0.4], -1)
+    # The worker died; the next attempt resumes at step 4.
+    with session_scope(factory) as session:
+        again, _ = claim_job(session, job_id, "b", lease_seconds=60)
+        job = session.get(Job, job_id)
+        assert (job.steps_done, job.final_loss, job.min_loss, job.min_loss_step) == (4, 3.0, 1.0, 1)
+    assert again.resume_step == 4 and again.resume_blob == b"\x00" * 8
+    assert steps(factory, job_id) == [0, 1, 2, 3]
+    with session_scope(factory) as session:
+        assert finish_job(session, again, JobStatus.SUCCEEDED)
+    with factory() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Checkpoint)) == 0
+
+
+def test_claim_refuses_beyond_max_attempts_and_fails_the_job(
+    factory: so.sessionmaker[so.Session],
+) -> None:
+    job_id = make_job(factory)
+    for _ in range(2):
+        with session_scope(factory) as session:
+            claim, state = claim_job(session, job_id, "a", lease_seconds=-1, max_attempts=2)
+            assert claim is not None
+    with session_scope(factory) as session:
+        claim, state = claim_job(session, job_id, "a", lease_seconds=-1, max_attempts=2)
+    assert claim is None and state == JobStatus.FAILED
+    with factory() as session:
+        job = session.get(Job, job_id)
+        assert job.status == JobStatus.FAILED and job.attempts == 2
+        assert "gave up after 2 attempts" in job.error

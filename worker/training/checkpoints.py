@@ -1,0 +1,96 @@
+"""Checkpoints of a training run: save its state every so often, load it to resume."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from worker.training.snapshot import pack, unpack
+
+# save(step, blob, layout) stores the state training resumes from at `step`.
+Save = Callable[[int, bytes, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A stored checkpoint: training resumes at `step`."""
+
+    step: int
+    blob: bytes
+    layout: dict[str, Any]
+
+
+class Checkpointer:
+    """Saves a stage's tensors (and optimizer state) when due; loads a snapshot into them."""
+
+    def __init__(
+        self,
+        save: Save,
+        every: int = 0,
+        seconds: float = 0.0,
+        initial: Snapshot | None = None,
+    ) -> None:
+        self._save = save
+        self._every = every
+        self._seconds = seconds
+        self._initial = initial
+        self._last_step = initial.step if initial else 0
+        self._last_time = time.monotonic()
+        self._tensors: dict[str, Tensor] = {}
+        self._optimizer: torch.optim.Optimizer | None = None
+
+    def attach(self, tensors: dict[str, Tensor], optimizer: torch.optim.Optimizer | None) -> int:
+        """Track the stage's state; load the initial snapshot into it; the first step to run."""
+        self._tensors, self._optimizer = tensors, optimizer
+        if self._initial is None:
+            return 0
+        saved = unpack(self._initial.blob, self._initial.layout)
+        with torch.no_grad():
+            for name, tensor in tensors.items():
+                tensor.copy_(saved[f"model.{name}"])
+        if optimizer is not None and "optimizer" in self._initial.layout["extra"]:
+            optimizer.load_state_dict(_optimizer_state(saved, self._initial.layout["extra"]))
+        return self._initial.step
+
+    def due(self, step: int) -> bool:
+        """Whether a checkpoint should be taken before `step` trains."""
+        if step <= self._last_step or not self._tensors:
+            return False
+        by_steps = self._every > 0 and step - self._last_step >= self._every
+        by_time = self._seconds > 0 and time.monotonic() - self._last_time >= self._seconds
+        return by_steps or by_time
+
+    def save(self, step: int) -> None:
+        """Store the tracked state as the one to resume from at `step`."""
+        tensors = {f"model.{name}": t for name, t in self._tensors.items()}
+        extra: dict[str, Any] = {}
+        if self._optimizer is not None:
+            state = self._optimizer.state_dict()
+            extra["optimizer"] = {"param_groups": state["param_groups"], "state": {}}
+            for index, values in state["state"].items():
+                plain = extra["optimizer"]["state"].setdefault(str(index), {})
+                for key, value in values.items():
+                    if isinstance(value, Tensor):
+                        tensors[f"optimizer.{index}.{key}"] = value
+                    else:
+                        plain[key] = value
+        blob, layout = pack(tensors, extra)
+        self._save(step, blob, layout)
+        self._last_step, self._last_time = step, time.monotonic()
+
+
+def _optimizer_state(saved: dict[str, Tensor], extra: dict[str, Any]) -> dict[str, Any]:
+    """An optimizer state_dict rebuilt from the snapshot's tensors and JSON."""
+    state: dict[int, dict[str, Any]] = {
+        int(index): dict(plain) for index, plain in extra["optimizer"]["state"].items()
+    }
+    for name, tensor in saved.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = tensor
+    return {"state": state, "param_groups": extra["optimizer"]["param_groups"]}
