@@ -131,10 +131,11 @@ def test_job_page_updates_while_running_and_cancels(
     page.goto(f"{live_url}/jobs/{job_id}")
     curve = page.locator("svg.loss-chart path.curve")
     expect(curve).to_have_count(1)
-    first = int(curve.get_attribute("data-points") or 0)
-    # The curve grows without a reload while the job trains.
+    first = int(curve.get_attribute("data-last-step") or 0)
+    # The curve grows without a reload while the job trains (downsampled to at most 500
+    # points, so its last step is what must grow).
     page.wait_for_function(
-        "n => Number(document.querySelector('path.curve').dataset.points) > n", arg=first
+        "n => Number(document.querySelector('path.curve').dataset.lastStep) > n", arg=first
     )
     expect(page.locator(".section-head .badge")).to_have_text("running")
     page.locator("#cancel").click()
@@ -187,9 +188,10 @@ def test_compare_page_follows_a_running_job(stack: Stack, live_url: str, page: P
     page.goto(f"{live_url}/compare?jobs={done['id']},{running}")
     curve = page.locator("svg.loss-chart path.curve").nth(1)
     expect(curve).to_have_attribute("data-points", re.compile(r"[1-9]"))
-    first = int(curve.get_attribute("data-points") or 0)
+    # The curve is downsampled to at most 500 points: its last step is what must grow.
+    first = int(curve.get_attribute("data-last-step") or 0)
     page.wait_for_function(
-        "n => Number(document.querySelectorAll('path.curve')[1].dataset.points) > n", arg=first
+        "n => Number(document.querySelectorAll('path.curve')[1].dataset.lastStep) > n", arg=first
     )
     cancel_and_wait(stack, [running])
     row = page.locator(f'#summary tr[data-job-id="{running}"]')

@@ -195,6 +195,7 @@ const trainqChart = (() => {
       el("path", {
         d: pathData(s, sc), stroke: s.color, fill: "none", class: "curve",
         "data-points": s.steps.length,
+        "data-last-step": s.steps.length ? s.steps[s.steps.length - 1] : -1,
       }, curves);
     }
     hover(svg, series, sc, options.readout || null);
