@@ -24,8 +24,9 @@ from service.config import Config
 
 DIMENSIONS = ("N", "D_in", "H", "D_out")
 
-Name = Annotated[str, Field(min_length=1, max_length=200)]
-Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\s,]+$")]
+# Control characters (NUL above all: PostgreSQL cannot store it in text) are refused.
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\s,\x00-\x1f\x7f]+$")]
 
 
 class JobRequest(BaseModel):

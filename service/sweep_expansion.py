@@ -41,6 +41,8 @@ def _fail(where: str, message: str) -> SpecError:
 def _check_name(value: Any) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= 200:
         raise _fail("name", "a sweep needs a name of 1 to 200 characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise _fail("name", "control characters are not allowed")
     return value
 
 

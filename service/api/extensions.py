@@ -32,6 +32,7 @@ def init_app(app: Flask) -> None:
     app.extensions["trainq.celery"] = make_celery(config)
     app.teardown_appcontext(_close_session)
     app.before_request(_check_token)
+    app.before_request(_refuse_nul_in_query)
 
 
 def config() -> Config:
@@ -57,6 +58,13 @@ def _close_session(_exc: BaseException | None) -> None:
     session = g.pop("db_session", None)
     if session is not None:
         session.close()
+
+
+def _refuse_nul_in_query() -> None:
+    # No database stores a NUL in text (PostgreSQL refuses it outright): refuse it at the edge.
+    for name, values in request.args.lists():
+        if "\x00" in name or any("\x00" in value for value in values):
+            raise ApiError(422, "invalid_parameter", f"{name!r}: NUL bytes are not allowed", name)
 
 
 def _check_token() -> None:

@@ -91,7 +91,8 @@ def test_poison_job_fails_after_max_attempts_and_others_still_run(env: FaultEnv)
 def test_a_job_outliving_the_visibility_timeout_runs_once(env: FaultEnv) -> None:
     # Given a broker that hands an unacknowledged message out again after 2 s
     worker = env.worker(concurrency=2, TRAINQ_VISIBILITY_TIMEOUT="2")
-    job_id = env.submit(Expectation(max_attempts=1), iterations=3 * LONG)
+    # and a job that trains far longer than that (a fast machine must not finish it first)
+    job_id = env.submit(Expectation(max_attempts=1), iterations=5 * LONG)
     env.fault()
     # Then the redelivered message finds the job held by a live lease and does not run it
     env.wait(job_id, lambda j: j["status"] in ("succeeded", "failed"), timeout=150)

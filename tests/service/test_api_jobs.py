@@ -262,3 +262,23 @@ def test_ids_beyond_the_integer_range_are_404(client: FlaskClient, path: str) ->
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
     assert client.post(f"/api/v1/jobs/{2**31}/cancel").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "field"),
+    [
+        ("get", "/api/v1/jobs", {"query_string": {"tag": "\x00"}}, "tag"),
+        ("get", "/api/v1/jobs", {"query_string": {"name": "a\x00b"}}, "name"),
+        ("post", "/api/v1/jobs", {"json": {"stage": "nn", "name": "a\x00b"}}, "name"),
+        ("post", "/api/v1/jobs", {"json": {"stage": "nn", "tags": ["t\x00"]}}, "tags.0"),
+        ("post", "/api/v1/sweeps", {"json": {"name": "s\x00", "base": {"stage": "nn"}}}, "name"),
+    ],
+)
+def test_nul_bytes_are_refused_at_the_edge(
+    client: FlaskClient, session: so.Session, method: str, path: str, kwargs: dict, field: str
+) -> None:
+    # PostgreSQL cannot store NUL in text: it must be a 422, never a 500 from the database.
+    response = getattr(client, method)(path, **kwargs)
+    assert response.status_code == 422, response.get_json()
+    assert response.get_json()["error"]["field"] == field
+    assert session.scalar(sa.select(sa.func.count(Job.id))) == 0
