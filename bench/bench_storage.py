@@ -65,6 +65,8 @@ def jobs_and_sweeps(count: int) -> tuple[list[dict[str, Any]], list[dict[str, An
     jobs = job_rows(count, sweeps)
     for row in jobs:
         if row["sweep_id"] is not None:
+            # Every odd job is in a sweep, dealt round-robin: SWEEP_JOBS jobs per sweep.
+            row["sweep_id"] = 1 + (row["id"] // 2) % sweeps
             row["lr"] = LRS[(row["id"] // 2 // sweeps) % len(LRS)]
     sweep_rows = [
         {
@@ -137,7 +139,10 @@ def load_postgresql(url: str, jobs: list[dict], sweeps: list[dict], steps: int) 
         connection.exec_driver_sql(
             "INSERT INTO losses (job_id, step, loss) "
             "SELECT j, s, (mod(j, 1000) + 10)::float8 / (s + 1) + mod(j, 7) * 1e-3 "
-            f"FROM generate_series(1, {len(jobs)}) AS j, generate_series(0, {steps - 1}) AS s"
+            # LATERAL keeps jobs the outer loop: a job's rows lie together, as a worker's
+            # chunks do (a plain cross join put them step-major, one row per heap page).
+            f"FROM generate_series(1, {len(jobs)}) AS j"
+            f" CROSS JOIN LATERAL generate_series(0, {steps - 1} + 0 * j) AS s"
         )
         connection.exec_driver_sql(
             f"ALTER TABLE losses ADD CONSTRAINT {pkey} PRIMARY KEY (job_id, step)"

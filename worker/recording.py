@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from service.models import Job, JobStatus, Loss
 from service.models.base import utcnow
+from worker.loss_rows import insert_losses
 
 
 @dataclass
@@ -69,12 +70,7 @@ def record_chunk(
 ) -> bool:
     """Store a chunk of losses and renew the lease; False when the job should stop."""
     if losses:
-        rows = [
-            {"job_id": claim.job_id, "step": first_step + i, "loss": value}
-            for i, value in enumerate(losses)
-        ]
-        # Core executemany: the ORM's bulk path costs more per row than the database does.
-        session.connection().execute(_insert_ignoring_duplicates(session), rows)
+        insert_losses(session, claim.job_id, first_step, losses)
         for i, value in enumerate(losses):
             if claim.best_loss is None or value < claim.best_loss:
                 claim.best_loss, claim.best_step = value, first_step + i
