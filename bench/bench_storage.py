@@ -35,6 +35,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench.bench_queries import job_rows, list_queries
+from bench.packed_layout import compare_layouts
 from bench.report import machine, publish, table
 from service.api import create_app
 from service.config import Config
@@ -231,7 +232,9 @@ def read_histories(url: str, jobs: int, steps: int, count: int) -> list[float]:
     return times
 
 
-def run_backend(name: str, url: str, args: argparse.Namespace) -> tuple[list[list], str]:
+def run_backend(
+    name: str, url: str, args: argparse.Namespace
+) -> tuple[list[list], list[list], str]:
     """Load one database at scale and time every operation on it."""
     upgrade(url)
     jobs, sweeps = jobs_and_sweeps(args.jobs)
@@ -292,7 +295,21 @@ def run_backend(name: str, url: str, args: argparse.Namespace) -> tuple[list[lis
     add(f"sweep factors ({sweeps[0]['job_count']} jobs)",
         measure(args.repeat, get("/api/v1/sweeps/1/factors")), "")  # fmt: skip
     app.extensions["trainq.engine"].dispose()
-    return results, note
+    layouts = []
+    if not args.no_layouts:
+
+        def timings(count: int, run: Callable[[], object]) -> list[float]:
+            return measure(count, run)
+
+        for what, rows, packed in compare_layouts(
+            url, args.jobs, args.steps, args.chunk, args.repeat, timings
+        ):
+            rows_ms, packed_ms = statistics.median(rows), statistics.median(packed)
+            layouts.append(
+                [name, what, f"{rows_ms:.2f}", f"{packed_ms:.2f}", f"{rows_ms / packed_ms:.1f}x"]
+            )
+            print(f"[{name}] {what}: rows {rows_ms:.2f} ms, packed {packed_ms:.2f} ms", flush=True)
+    return results, layouts, note
 
 
 def main() -> None:
@@ -306,13 +323,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--no-record", action="store_true", help="print only")
+    parser.add_argument(
+        "--no-layouts", action="store_true", help="skip rows-vs-packed-chunks storage comparison"
+    )
     args = parser.parse_args()
     started = machine()
-    rows, notes = [], []
+    rows, layouts, notes = [], [], []
     with tempfile.TemporaryDirectory(prefix="trainq-storage-") as tmp:
         if "sqlite" in args.backends:
-            result, note = run_backend("sqlite", f"sqlite:///{tmp}/bench.sqlite3", args)
+            result, layout, note = run_backend("sqlite", f"sqlite:///{tmp}/bench.sqlite3", args)
             rows += result
+            layouts += layout
             notes.append(note)
         if "postgresql" in args.backends:
             from tests.support.postgres import PostgresServer
@@ -320,8 +341,10 @@ def main() -> None:
             server = PostgresServer(settings=PG_SETTINGS)
             server.start()
             try:
-                result, note = run_backend("postgresql", server.create_database("bench"), args)
+                url = server.create_database("bench")
+                result, layout, note = run_backend("postgresql", url, args)
                 rows += result
+                layouts += layout
                 notes.append(note)
             finally:
                 server.cleanup()
@@ -333,6 +356,13 @@ def main() -> None:
         + f"\n\nhistory write: {args.writes} new jobs; read: {args.reads} random jobs; HTTP"
         f" queries: Flask test client, {args.repeat} repeats after a warm-up."
     )
+    if layouts:
+        body += (
+            "\n\nStorage layer alone (bench/packed_layout.py), median ms: the losses table"
+            " (insert_losses, read_losses, read_grid) against a bench-only table of one"
+            f" little-endian float64 array per {args.chunk}-step chunk, on the same database.\n\n"
+            + table(["backend", "operation", "rows per step", "packed chunks", "ratio"], layouts)
+        )
     publish("Storage and queries at scale", started, body, record=not args.no_record)
 
 
