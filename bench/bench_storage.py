@@ -304,11 +304,13 @@ def run_backend(
         for what, rows, packed in compare_layouts(
             url, args.jobs, args.steps, args.chunk, args.repeat, timings
         ):
-            rows_ms, packed_ms = statistics.median(rows), statistics.median(packed)
+            rows_ms = statistics.median(rows)
+            packed_ms = statistics.median(packed) if packed else None
             layouts.append(
-                [name, what, f"{rows_ms:.2f}", f"{packed_ms:.2f}", f"{rows_ms / packed_ms:.1f}x"]
+                [name, what, f"{rows_ms:.2f}"]
+                + ([f"{packed_ms:.2f}", f"{rows_ms / packed_ms:.1f}x"] if packed_ms else ["-", ""])
             )
-            print(f"[{name}] {what}: rows {rows_ms:.2f} ms, packed {packed_ms:.2f} ms", flush=True)
+            print(f"[{name}] {what}: rows {rows_ms:.2f} ms, packed {packed_ms} ms", flush=True)
     return results, layouts, note
 
 

@@ -21,6 +21,7 @@ from service.db import make_engine, make_session_factory, session_scope
 from service.histories import read_grid
 from service.jobs import read_losses
 from worker.loss_rows import insert_losses
+from worker.recording import _insert_ignoring_duplicates
 
 TABLE = "bench_loss_chunks"
 
@@ -71,7 +72,7 @@ def _read_packed(connection: sa.Connection, job_ids: list[int], steps: int) -> n
 
 def compare_layouts(
     url: str, jobs: int, steps: int, chunk: int, repeat: int, measure: Callable
-) -> list[tuple[str, list[float], list[float]]]:
+) -> list[tuple[str, list[float], list[float] | None]]:
     """(operation, rows ms, packed ms) on one database that bench_storage has loaded."""
     engine = make_engine(url)
     start = time.perf_counter()
@@ -95,6 +96,18 @@ def compare_layouts(
                 insert_losses(session, job_id, offset[0] + first, values[first : first + chunk])
         offset[0] += steps
 
+    def write_executemany() -> None:
+        # The insert record_chunk used before worker/loss_rows.py: a Core executemany of dicts.
+        job_id = rng.randint(1, jobs)
+        for first in range(0, steps, chunk):
+            rows = [
+                {"job_id": job_id, "step": offset[0] + first + i, "loss": value}
+                for i, value in enumerate(values[first : first + chunk])
+            ]
+            with session_scope(factory) as session:
+                session.connection().execute(_insert_ignoring_duplicates(session), rows)
+        offset[0] += steps
+
     packed_insert = sa.text(f"INSERT INTO {TABLE} VALUES (:job_id, :first, :count, :data)")
     next_id = [last + 1]
 
@@ -110,7 +123,11 @@ def compare_layouts(
 
     writes = 10 * repeat
     results.append(
-        (f"store one history ({-(-steps // chunk)} chunk transactions)",
+        (f"store one history, {-(-steps // chunk)} chunks by executemany (the insert before)",
+         measure(writes, write_executemany), None)
+    )  # fmt: skip
+    results.append(
+        (f"store one history, {-(-steps // chunk)} chunks by insert_losses (now)",
          measure(writes, write_rows), measure(writes, write_packed))
     )  # fmt: skip
 
