@@ -53,6 +53,7 @@ bench: install
 	$(PY) -m bench.bench_sweep
 	$(PY) -m bench.bench_latency
 	$(PY) -m bench.bench_submit
+	$(PY) -m bench.bench_storage
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

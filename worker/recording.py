@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from service.models import Checkpoint, Job, JobStatus, Loss
 from service.models.base import utcnow
+from worker.loss_rows import insert_losses
 
 
 @dataclass
@@ -139,12 +140,7 @@ def record_chunk(
         claim.notes.append(f"the job already ended as {job.status}")
         return False
     if losses:
-        rows = [
-            {"job_id": claim.job_id, "step": first_step + i, "loss": value}
-            for i, value in enumerate(losses)
-        ]
-        # Core executemany: the ORM's bulk path costs more per row than the database does.
-        session.connection().execute(_insert_ignoring_duplicates(session), rows)
+        insert_losses(session, claim.job_id, first_step, losses)
         for i, value in enumerate(losses):
             if claim.best_loss is None or value < claim.best_loss:
                 claim.best_loss, claim.best_step = value, first_step + i
