@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +13,8 @@ matplotlib.use("Agg")  # before anything could import pyplot: no display on a se
 
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+from service.factors import outcomes  # noqa: E402
 
 DPI = 100
 # Fields that may tell two curves apart, in the order a legend names them.
@@ -100,30 +101,12 @@ def level_statistics(
 ) -> list[tuple[Any, float, float, int]]:
     """Per level of `by`: mean and std of the final log10 loss, and the job count.
 
-    A job that diverged (or ended with no finite loss) counts as the worst finite final loss
-    of the set, so a level that blows up is not flattered by leaving it out.
+    Jobs are scored as the factor table scores them (`service.factors.outcomes`): a diverged
+    job is the worst outcome, not missing data, so the panel and /factors agree.
     """
-    finals = [
-        math.log10(job["final_loss"])
-        for job in jobs
-        if job.get("final_loss") is not None
-        and math.isfinite(job["final_loss"])
-        and job["final_loss"] > 0
-        and job.get("status") != "diverged"
-    ]
-    worst = max(finals) if finals else None
+    scored, _ = outcomes(jobs)
     levels: dict[Any, list[float]] = {}
-    for job in jobs:
-        if job.get("status") not in ("succeeded", "diverged"):
-            continue
-        value = job.get("final_loss")
-        good = value is not None and math.isfinite(value) and value > 0
-        if job["status"] == "diverged" or not good:
-            if worst is None:
-                continue
-            score = worst
-        else:
-            score = math.log10(value)
+    for job, score in scored:
         levels.setdefault(job.get(by), []).append(score)
     rows = []
     for level in sorted(levels, key=lambda v: (v is None, str(type(v)), v)):
@@ -175,7 +158,7 @@ def sweep_figure(
     panel.set_xticks(positions, [f"{_short(s[0])}\n(n={s[3]})" for s in stats], fontsize="small")
     panel.set_xlabel(by)
     panel.set_ylabel("final log10 loss (mean ± std)")
-    panel.set_title("factor panel (diverged = worst)")
+    panel.set_title("factor panel (diverged = worst + 1 decade)")
     panel.grid(True, alpha=0.3)
     return figure
 

@@ -192,9 +192,11 @@ def test_level_statistics_count_diverged_as_worst() -> None:
         {"status": "diverged", "final_loss": None, "optimizer": "sgd"},
         {"status": "queued", "final_loss": None, "optimizer": "sgd"},
     ]
+    # The diverged sgd job scores one decade above the worst finite outcome (log10 1e1 = 1),
+    # as in /factors; the queued one is left out.
     assert level_statistics(jobs, "optimizer") == [
         ("adam", pytest.approx(-3.0), pytest.approx(1.0), 2),
-        ("sgd", pytest.approx(1.0), pytest.approx(0.0), 2),
+        ("sgd", pytest.approx(1.5), pytest.approx(0.5), 2),
     ]
 
 
