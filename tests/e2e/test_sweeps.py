@@ -96,7 +96,9 @@ def test_cancel_stops_running_jobs_and_queued_ones_never_start(stack: Stack) -> 
     # When the sweep is cancelled.
     response = stack.client.post(f"/api/v1/sweeps/{sweep_id}/cancel")
     assert response.status_code == 202
-    assert response.get_json()["counts"]["cancelled"] == 4
+    # The four queued jobs are cancelled by the request itself; a running one may already have
+    # seen the flag at its next flush by the time the response counts.
+    assert response.get_json()["counts"]["cancelled"] >= 4
     # Then everything ends promptly as cancelled; the queued ones never started.
     sweep = wait_for_sweep(stack, sweep_id, timeout=30)
     assert sweep["counts"]["cancelled"] == 6 and sweep["cancel_requested"]
