@@ -27,6 +27,13 @@ SweepLoader.add_implicit_resolver(
 )
 
 
+def _level_order(item: tuple[str, dict[str, Any]]) -> tuple[int, Any]:
+    value = item[1].get("value")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (0, value)
+    return (1, item[0])
+
+
 def follow(client: TrainqClient, sweep: dict[str, Any], poll: float) -> dict[str, Any]:
     """Show a progress bar of finished / total jobs until every job of the sweep has ended."""
     with click.progressbar(length=sweep["job_count"], label=f"sweep {sweep['id']}") as bar:
@@ -66,7 +73,9 @@ def print_factors(table: dict[str, Any], varied: list[str]) -> None:
     rows = []
     for effect in table["main_effects"]:
         name = effect["factor"]
-        for key, level in table["factors"][name]["levels"].items():
+        # JSON objects come back key-sorted as strings: order numeric levels by value again.
+        levels = sorted(table["factors"][name]["levels"].items(), key=_level_order)
+        for key, level in levels:
             rows.append(
                 {
                     "factor": name,

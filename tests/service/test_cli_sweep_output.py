@@ -1,0 +1,38 @@
+"""How `trainq sweep` prints a factor table (pure output, no server needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.cli.sweep_verbs import print_factors
+
+
+def test_numeric_levels_print_in_numeric_order(capsys: pytest.CaptureFixture[str]) -> None:
+    # As the API returns it: JSON object keys sorted as strings ("0.0001" < "0.01" < "1e-06").
+    level = {"n": 2, "mean": -1.0, "std": 0.5}
+    table = {
+        "used": 6,
+        "diverged": 0,
+        "diverged_value": None,
+        "excluded": {},
+        "main_effects": [{"factor": "lr", "share": 0.9}, {"factor": "optimizer", "share": 0.1}],
+        "factors": {
+            "lr": {
+                "levels": {
+                    "0.0001": {"value": 1e-4, **level},
+                    "0.01": {"value": 1e-2, **level},
+                    "1e-06": {"value": 1e-6, **level},
+                }
+            },
+            "optimizer": {
+                "levels": {"adam": {"value": "adam", **level}, "sgd": {"value": "sgd", **level}}
+            },
+        },
+        "best_config": None,
+        "best_lr": [],
+    }
+    print_factors(table, ["lr", "optimizer"])
+    lines = capsys.readouterr().out.splitlines()
+    lr_levels = [line.split()[2] for line in lines if line.startswith("lr ")]
+    assert lr_levels == ["1e-06", "0.0001", "0.01"]
+    assert [line.split()[2] for line in lines if line.startswith("optimizer ")] == ["adam", "sgd"]
