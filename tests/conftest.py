@@ -21,6 +21,7 @@ from service.config import Config
 from service.db import make_engine, make_session_factory
 from service.migrate import upgrade
 from service.redis_server import RedisServer, free_port
+from tests.support.live_server import serving
 from tests.support.postgres import PostgresServer
 from tests.support.processes import WorkerProcess
 
@@ -211,15 +212,5 @@ def count_rows(sessions: so.sessionmaker[so.Session], statement: sa.Select) -> i
 @pytest.fixture(scope="module")
 def live_url(stack: Stack) -> Iterator[str]:
     """The stack's API served over real HTTP on a loopback port (threaded WSGI server)."""
-    import threading
-
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", free_port(), stack.app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
+    with serving(stack.app) as url:
+        yield url

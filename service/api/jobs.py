@@ -13,7 +13,14 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from service.api.apidoc import Param, documented, int_param, path_id, str_param
 from service.api.extensions import ApiError, celery_client, config, db_session
-from service.api.params import choice_arg, float_arg, idempotency_key, int_arg, list_arg
+from service.api.params import (
+    choice_arg,
+    float_arg,
+    idempotency_key,
+    int_arg,
+    list_arg,
+    previous_submission,
+)
 from service.api.schemas import JobOut, JobPage, LossHistory
 from service.broker import enqueue_jobs
 from service.job_list import SORT_CHOICES, Cursor, CursorError, keyset_page, ordered
@@ -94,7 +101,7 @@ def submit_job():  # type: ignore[no-untyped-def]
     session = db_session()
     key = idempotency_key()
     if key:
-        existing = session.scalar(sa.select(Job).where(Job.idempotency_key == key))
+        existing = previous_submission(Job, key)
         if existing is not None:
             return jsonify(job_to_dict(existing)), 200
     cfg = config()
@@ -106,7 +113,7 @@ def submit_job():  # type: ignore[no-untyped-def]
     except sqlalchemy.exc.IntegrityError:
         # Another request with the same key won the race: answer with its job.
         session.rollback()
-        existing = session.scalar(sa.select(Job).where(Job.idempotency_key == key))
+        existing = previous_submission(Job, key)
         if existing is None:
             raise
         return jsonify(job_to_dict(existing)), 200

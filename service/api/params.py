@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
+import sqlalchemy as sa
 from flask import request
 
-from service.api.extensions import ApiError
+from service.api.extensions import ApiError, db_session
 
 
 def int_arg(
@@ -74,3 +75,10 @@ def idempotency_key() -> str | None:
             422, "invalid_header", "Idempotency-Key: 1 to 200 characters", "Idempotency-Key"
         )
     return key or None
+
+
+def previous_submission(model: type, key: str | None):  # type: ignore[no-untyped-def]
+    """The row an earlier request with this Idempotency-Key created, or None."""
+    if not key:
+        return None
+    return db_session().scalar(sa.select(model).where(model.idempotency_key == key))

@@ -11,7 +11,13 @@ from flask import Blueprint, jsonify, request, url_for
 
 from service.api.extensions import ApiError, celery_client, config, db_session
 from service.api.jobs import json_body
-from service.api.params import choice_arg, idempotency_key, int_arg, list_arg
+from service.api.params import (
+    choice_arg,
+    idempotency_key,
+    int_arg,
+    list_arg,
+    previous_submission,
+)
 from service.batching import plan_batches
 from service.broker import enqueue_batches, enqueue_jobs
 from service.factors import factor_table
@@ -73,7 +79,7 @@ def submit_sweep():  # type: ignore[no-untyped-def]
     session = db_session()
     key = idempotency_key()
     if key:
-        existing = session.scalar(sa.select(Sweep).where(Sweep.idempotency_key == key))
+        existing = previous_submission(Sweep, key)
         if existing is not None:
             return jsonify(_show(existing)), 200
     cfg = config()
@@ -110,7 +116,7 @@ def submit_sweep():  # type: ignore[no-untyped-def]
         session.commit()
     except sqlalchemy.exc.IntegrityError:
         session.rollback()
-        existing = session.scalar(sa.select(Sweep).where(Sweep.idempotency_key == key))
+        existing = previous_submission(Sweep, key)
         if existing is None:
             raise
         return jsonify(_show(existing)), 200

@@ -8,18 +8,9 @@ import click
 
 from service.cli.output import fmt, print_json, print_table
 from service.client import ApiFailure, TrainqClient
+from service.export import SUMMARY_FIELDS
 
-SUMMARY_COLUMNS = (
-    "job_id",
-    "steps",
-    "initial",
-    "final",
-    "min",
-    "min_step",
-    "step_below_1pct",
-    "step_below_0_1pct",
-    "auc_log10",
-)
+SUMMARY_COLUMNS = ("job_id", "steps", *SUMMARY_FIELDS)
 PLOT_KINDS = {".png": "png", ".svg": "svg"}
 
 

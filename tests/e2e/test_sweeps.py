@@ -4,20 +4,15 @@ cancel, and the `trainq sweep` CLI against a live HTTP server."""
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-from werkzeug.serving import make_server
 
 from service.cli import main
 from service.models import Job
-from service.redis_server import free_port
 from tests.conftest import Stack
 from tests.support.factors_by_hand import assert_factors_match, last_losses
 
@@ -108,17 +103,6 @@ def test_cancel_stops_running_jobs_and_queued_ones_never_start(stack: Stack) -> 
     assert len(ran) == 2
     assert all(0 < j.steps_done < 100_000 for j in ran)
     assert all(j.attempts == 0 and j.steps_done == 0 for j in jobs if j not in ran)
-
-
-@pytest.fixture
-def live_url(stack: Stack) -> Iterator[str]:
-    """The stack's API app served over real HTTP on a free port."""
-    server = make_server("127.0.0.1", free_port(), stack.app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
 
 
 def test_cli_sweep_shows_progress_then_leaderboard_and_factors(

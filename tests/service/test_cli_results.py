@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,23 +14,18 @@ from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
-from werkzeug.serving import make_server
 
 from service.cli import main
 from tests.service.results_data import add_job, decay, expected_pair, stored_history
+from tests.support.live_server import serving
 
 
 @pytest.fixture
 def served(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The app on a local port, TRAINQ_URL pointing at it."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    monkeypatch.setenv("TRAINQ_URL", url)
-    yield url
-    server.shutdown()
-    thread.join(timeout=10)
+    with serving(app) as url:
+        monkeypatch.setenv("TRAINQ_URL", url)
+        yield url
 
 
 def test_compare_prints_summaries_pairs_and_writes_plots(
