@@ -1,12 +1,13 @@
-"""Storage and queries at full scale: 100,000 jobs x 500 steps (50 M loss rows) per backend.
+"""Storage and queries at full scale: 100,000 jobs x 500 steps (50 M losses) per backend.
 
     python -m bench.bench_storage [--jobs 100000] [--steps 500] [--backends sqlite,postgresql]
                                   [--repeat 5] [--no-record]
 
-Every job gets a whole history, generated inside the database (SQLite: a recursive CTE in
-one transaction with `PRAGMA synchronous=OFF, journal_mode=OFF` for the bulk load only;
-PostgreSQL: generate_series with the primary key dropped and rebuilt after, and foreign-key
-triggers off for the load). Then, on that live-size database, through the real code paths:
+Every job gets a whole history in the worker's chunks (256 steps packed in one row, as
+revision 0006 stores them), generated with numpy (SQLite: one executemany with `PRAGMA
+synchronous=OFF, journal_mode=OFF` for the bulk load only; PostgreSQL: COPY with the primary
+key dropped and rebuilt after, and foreign-key triggers off for the load). Then, on that
+live-size database, through the real code paths:
 
 - history write: a new job claimed (claim_job), its 500 losses stored with record_chunk in the
   worker's chunks (flush_every, 256), each chunk its own transaction as run_job does;
@@ -27,16 +28,17 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
 from bench.bench_queries import job_rows, list_queries
-from bench.packed_layout import compare_layouts
 from bench.report import machine, publish, table
+from bench.rows_layout import compare_layouts
 from service.api import create_app
 from service.config import Config
 from service.db import make_engine, make_session_factory, session_scope
@@ -85,8 +87,21 @@ def jobs_and_sweeps(count: int) -> tuple[list[dict[str, Any]], list[dict[str, An
     return jobs, sweep_rows
 
 
-def load_sqlite(path: Path, jobs: list[dict], sweeps: list[dict], steps: int) -> None:
-    """Jobs by executemany, histories by a recursive CTE, in (job_id, step) order."""
+def history_chunks(jobs: int, steps: int, chunk: int) -> Iterator[tuple[int, int, int, bytes]]:
+    """(job_id, first_step, count, data) of every job's history, in the worker's chunks."""
+    step = np.arange(steps, dtype=np.float64)
+    for start in range(1, jobs + 1, 1000):
+        ids = np.arange(start, min(start + 1000, jobs + 1))
+        # A decay of its own per job: ((id mod 1000) + 10) / (step + 1), nudged by id mod 7.
+        values = ((ids % 1000 + 10)[:, None] / (step + 1)[None, :] + (ids % 7)[:, None] * 1e-3)
+        for row, job_id in enumerate(ids.tolist()):
+            for first in range(0, steps, chunk):
+                data = values[row, first : first + chunk].astype("<f8").tobytes()
+                yield job_id, first, len(data) // 8, data
+
+
+def load_sqlite(path: Path, jobs: list[dict], sweeps: list[dict], steps: int, chunk: int) -> None:
+    """Jobs and histories by executemany, in (job_id, first_step) order."""
     engine = sa.create_engine(f"sqlite:///{path}")
     with engine.begin() as connection:
         connection.execute(sa.insert(Sweep.__table__), sweeps)
@@ -101,13 +116,9 @@ def load_sqlite(path: Path, jobs: list[dict], sweeps: list[dict], steps: int) ->
     db.execute("PRAGMA synchronous=OFF")
     db.execute("PRAGMA cache_size=-1000000")
     db.execute("BEGIN")
-    # CROSS JOIN keeps jobs as the outer loop, so rows arrive in primary-key order (appends).
-    db.execute(
-        "WITH RECURSIVE s(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM s WHERE x < ?) "
-        "INSERT INTO losses (job_id, step, loss) "
-        "SELECT j.id, s.x, (j.id % 1000 + 10) * 1.0 / (s.x + 1) + (j.id % 7) * 1e-3 "
-        "FROM jobs AS j CROSS JOIN s ORDER BY j.id, s.x",
-        (steps - 1,),
+    db.executemany(
+        "INSERT INTO loss_chunks (job_id, first_step, count, data) VALUES (?, ?, ?, ?)",
+        history_chunks(len(jobs), steps, chunk),
     )
     db.execute("COMMIT")
     db.execute("PRAGMA journal_mode=WAL")
@@ -115,8 +126,8 @@ def load_sqlite(path: Path, jobs: list[dict], sweeps: list[dict], steps: int) ->
     db.close()
 
 
-def load_postgresql(url: str, jobs: list[dict], sweeps: list[dict], steps: int) -> None:
-    """Jobs by COPY, histories by generate_series with the primary key built after."""
+def load_postgresql(url: str, jobs: list[dict], sweeps: list[dict], steps: int, chunk: int) -> None:
+    """Jobs and histories by COPY, the histories' primary key built after."""
     engine = sa.create_engine(url)
     with engine.begin() as connection:
         connection.execute(sa.insert(Sweep.__table__), sweeps)
@@ -132,21 +143,14 @@ def load_postgresql(url: str, jobs: list[dict], sweeps: list[dict], steps: int) 
         connection.exec_driver_sql("SET synchronous_commit = off")
         # Foreign-key triggers off for the load only: every job_id below is a job's id.
         connection.exec_driver_sql("SET session_replication_role = replica")
-        pkey = connection.exec_driver_sql(
-            "SELECT conname FROM pg_constraint WHERE conrelid = 'losses'::regclass"
-            " AND contype = 'p'"
-        ).scalar_one()
-        connection.exec_driver_sql(f"ALTER TABLE losses DROP CONSTRAINT {pkey}")
+        connection.exec_driver_sql("ALTER TABLE loss_chunks DROP CONSTRAINT pk_loss_chunks")
+        raw = connection.connection.driver_connection
+        copying = "COPY loss_chunks (job_id, first_step, count, data) FROM STDIN"
+        with raw.cursor() as cursor, cursor.copy(copying) as copy:
+            for row in history_chunks(len(jobs), steps, chunk):
+                copy.write_row(row)
         connection.exec_driver_sql(
-            "INSERT INTO losses (job_id, step, loss) "
-            "SELECT j, s, (mod(j, 1000) + 10)::float8 / (s + 1) + mod(j, 7) * 1e-3 "
-            # LATERAL keeps jobs the outer loop: a job's rows lie together, as a worker's
-            # chunks do (a plain cross join put them step-major, one row per heap page).
-            f"FROM generate_series(1, {len(jobs)}) AS j"
-            f" CROSS JOIN LATERAL generate_series(0, {steps - 1} + 0 * j) AS s"
-        )
-        connection.exec_driver_sql(
-            f"ALTER TABLE losses ADD CONSTRAINT {pkey} PRIMARY KEY (job_id, step)"
+            "ALTER TABLE loss_chunks ADD CONSTRAINT pk_loss_chunks PRIMARY KEY (job_id, first_step)"
         )
         connection.exec_driver_sql("SET session_replication_role = origin")
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
@@ -240,16 +244,20 @@ def run_backend(
     jobs, sweeps = jobs_and_sweeps(args.jobs)
     start = time.perf_counter()
     if name == "sqlite":
-        load_sqlite(Path(make_engine(url).url.database), jobs, sweeps, args.steps)
+        load_sqlite(Path(make_engine(url).url.database), jobs, sweeps, args.steps, args.chunk)
     else:
-        load_postgresql(url, jobs, sweeps, args.steps)
+        load_postgresql(url, jobs, sweeps, args.steps, args.chunk)
     load_s = time.perf_counter() - start
     engine = make_engine(url)
     with engine.connect() as connection:
-        rows = connection.exec_driver_sql("SELECT count(*) FROM losses").scalar()
+        rows = connection.exec_driver_sql("SELECT sum(count) FROM loss_chunks").scalar()
+        chunk_rows = connection.exec_driver_sql("SELECT count(*) FROM loss_chunks").scalar()
     size = database_size(engine)
     engine.dispose()
-    note = f"{name}: {args.jobs:,} jobs, {rows:,} loss rows, {size}, loaded in {load_s:.0f} s"
+    note = (
+        f"{name}: {args.jobs:,} jobs, {rows:,} losses in {chunk_rows:,} chunks, {size},"
+        f" loaded in {load_s:.0f} s"
+    )
     print(note, flush=True)
 
     results: list[list] = []
@@ -304,13 +312,11 @@ def run_backend(
         for what, rows, packed in compare_layouts(
             url, args.jobs, args.steps, args.chunk, args.repeat, timings
         ):
-            rows_ms = statistics.median(rows)
-            packed_ms = statistics.median(packed) if packed else None
+            rows_ms, packed_ms = statistics.median(rows), statistics.median(packed)
             layouts.append(
-                [name, what, f"{rows_ms:.2f}"]
-                + ([f"{packed_ms:.2f}", f"{rows_ms / packed_ms:.1f}x"] if packed_ms else ["-", ""])
+                [name, what, f"{packed_ms:.2f}", f"{rows_ms:.2f}", f"{rows_ms / packed_ms:.1f}x"]
             )
-            print(f"[{name}] {what}: rows {rows_ms:.2f} ms, packed {packed_ms} ms", flush=True)
+            print(f"[{name}] {what}: packed {packed_ms:.2f} ms, rows {rows_ms:.2f} ms", flush=True)
     return results, layouts, note
 
 
@@ -360,10 +366,11 @@ def main() -> None:
     )
     if layouts:
         body += (
-            "\n\nStorage layer alone (bench/packed_layout.py), median ms: the losses table"
-            " (insert_losses, read_losses, read_grid) against a bench-only table of one"
-            f" little-endian float64 array per {args.chunk}-step chunk, on the same database.\n\n"
-            + table(["backend", "operation", "rows per step", "packed chunks", "ratio"], layouts)
+            "\n\nStorage layer alone (bench/rows_layout.py), median ms: the service's packed"
+            f" chunks (store_losses, read_losses, read_rows; {args.chunk}-step chunks) against a"
+            " bench-only table of one row per step, the layout before revision 0006, on the"
+            " same database.\n\n"
+            + table(["backend", "operation", "packed (now)", "rows/step", "rows/packed"], layouts)
         )
     publish("Storage and queries at scale", started, body, record=not args.no_record)
 

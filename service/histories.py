@@ -6,13 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from service.models import Loss
-
-# Ids per query: far under every driver's bound-parameter limit, few round trips for 1,000 jobs.
-CHUNK = 500
+from service.loss_store import read_chunks, unpack
 
 
 @dataclass(frozen=True)
@@ -32,23 +28,15 @@ class HistoryGrid:
 
 def read_rows(session: so.Session, job_ids: Sequence[int]) -> np.ndarray:
     """(rows, 3) float64 of job_id, step, loss for the jobs, in (job_id, step) order."""
-    parts = []
-    for start in range(0, len(job_ids), CHUNK):
-        chunk = list(job_ids[start : start + CHUNK])
-        query = (
-            sa.select(Loss.job_id, Loss.step, Loss.loss)
-            .where(Loss.job_id.in_(chunk))
-            .order_by(Loss.job_id, Loss.step)
-        )
-        # Plain tuples from the driver's cursor: building 500,000 Row objects, and numpy
-        # probing each of them, costs ten times the query itself. The columns need no
-        # result processing (integers and doubles).
-        result = session.connection().execute(query)
-        rows = result.cursor.fetchall()
-        result.close()
-        if rows:
-            parts.append(np.array(rows, dtype=np.float64))
-    return np.concatenate(parts) if parts else np.empty((0, 3))
+    ids, steps, losses = [], [], []
+    for job_id, first, data in read_chunks(session, job_ids):
+        values = unpack(data)
+        ids.append(np.full(len(values), job_id, dtype=np.float64))
+        steps.append(np.arange(first, first + len(values), dtype=np.float64))
+        losses.append(values)
+    if not losses:
+        return np.empty((0, 3))
+    return np.column_stack([np.concatenate(ids), np.concatenate(steps), np.concatenate(losses)])
 
 
 def read_grid(session: so.Session, job_ids: Sequence[int]) -> HistoryGrid:

@@ -9,7 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from service.models import Job, JobTag, Loss
+from service.loss_store import read_history
+from service.models import Job, JobTag
 
 # API field name -> column name, for the fields a job is submitted with.
 SPEC_COLUMNS = {
@@ -102,13 +103,8 @@ def read_losses(
     session: so.Session, job_id: int, start: int | None = None, stop: int | None = None
 ) -> tuple[list[int], list[float]]:
     """A job's stored history between start (inclusive) and stop (exclusive), in step order."""
-    query = sa.select(Loss.step, Loss.loss).where(Loss.job_id == job_id)
-    if start is not None:
-        query = query.where(Loss.step >= start)
-    if stop is not None:
-        query = query.where(Loss.step < stop)
-    rows = session.execute(query.order_by(Loss.step)).all()
-    return [row[0] for row in rows], [row[1] for row in rows]
+    steps, losses = read_history(session, job_id, start, stop)
+    return steps.tolist(), losses.tolist()
 
 
 def downsample(steps: Sequence[int], losses: Sequence[float], points: int) -> tuple[list, list]:

@@ -1,4 +1,4 @@
-"""record_chunk for a fused stack: every job's chunk of one flush in one insert and one select."""
+"""record_chunk for a fused stack: every job's chunk of one flush in one select and one insert."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from datetime import timedelta
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
+from service.loss_store import store_chunks
 from service.models import Job
 from service.models.base import utcnow
-from worker.recording import Claim, _insert_ignoring_duplicates
+from worker.recording import Claim
 
 
 def record_chunks(
@@ -41,22 +42,10 @@ def record_chunks(
             stop.append(claim)
         else:
             owned.append((claim, losses, job))
-    rows = [
-        {"job_id": claim.job_id, "step": first_step + i, "loss": value}
-        for claim, losses, _ in owned
-        for i, value in enumerate(losses)
-    ]
-    if rows:
-        # Core executemany: the ORM's bulk path costs more per row than the database does.
-        session.connection().execute(_insert_ignoring_duplicates(session), rows)
+    store_chunks(session, [(claim.job_id, first_step, losses) for claim, losses, _ in owned])
     lease = utcnow() + timedelta(seconds=lease_seconds)
     for claim, losses, job in owned:
-        if losses:
-            best = min(range(len(losses)), key=losses.__getitem__)
-            if claim.best_loss is None or losses[best] < claim.best_loss:
-                claim.best_loss, claim.best_step = losses[best], first_step + best
-            claim.last_loss = losses[-1]
-            claim.steps = first_step + len(losses)
+        claim.take(first_step, losses)
         job.steps_done = claim.steps
         job.final_loss = claim.last_loss
         job.min_loss, job.min_loss_step = claim.best_loss, claim.best_step

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from sqlalchemy.dialects import postgresql, sqlite
 
-from service.models import Checkpoint, Job, JobStatus, Loss
+from service.loss_store import cut_history, read_history, store_losses
+from service.models import Checkpoint, Job, JobStatus
 from service.models.base import utcnow
-from worker.loss_rows import insert_losses
 
 
 @dataclass
@@ -32,6 +32,15 @@ class Claim:
     resume_step: int = 0
     resume_blob: bytes | None = None
     resume_layout: dict | None = None
+
+    def take(self, first_step: int, losses: Sequence[float]) -> None:
+        """Fold a stored chunk into the summary: best (earliest on ties), last, steps done."""
+        for i, value in enumerate(losses):
+            if self.best_loss is None or value < self.best_loss:
+                self.best_loss, self.best_step = value, first_step + i
+        if len(losses):
+            self.last_loss = float(losses[-1])
+            self.steps = first_step + len(losses)
 
     def summary(self) -> tuple[float | None, int | None, float | None, int]:
         """The history's summary so far, to restore when a write is rolled back."""
@@ -74,8 +83,8 @@ def claim_job(
     if checkpoint is not None:
         claim.resume_step = checkpoint.step
         claim.resume_blob, claim.resume_layout = checkpoint.tensors, checkpoint.layout
-    # A restarted attempt trains again from its checkpoint (or step 0): later rows go.
-    session.execute(sa.delete(Loss).where(Loss.job_id == job_id, Loss.step >= claim.resume_step))
+    # A restarted attempt trains again from its checkpoint (or step 0): later losses go.
+    cut_history(session, job_id, claim.resume_step)
     _summarise_kept_rows(session, claim)
     job.steps_done = claim.steps
     job.final_loss, job.min_loss, job.min_loss_step = (
@@ -88,19 +97,15 @@ def claim_job(
 
 
 def _summarise_kept_rows(session: so.Session, claim: Claim) -> None:
-    """Carry the summary of the rows before the checkpoint into the new attempt."""
+    """Carry the summary of the losses before the checkpoint into the new attempt."""
     if claim.resume_step == 0:
         return
-    best = session.execute(
-        sa.select(Loss.step, Loss.loss)
-        .where(Loss.job_id == claim.job_id)
-        .order_by(Loss.loss, Loss.step)
-        .limit(1)
-    ).first()
-    claim.best_step, claim.best_loss = (best.step, best.loss) if best else (None, None)
-    claim.last_loss = session.scalar(
-        sa.select(Loss.loss).where(Loss.job_id == claim.job_id, Loss.step == claim.resume_step - 1)
-    )
+    steps, losses = read_history(session, claim.job_id, 0, claim.resume_step)
+    for step, value in zip(steps.tolist(), losses.tolist(), strict=True):
+        if claim.best_loss is None or value < claim.best_loss:
+            claim.best_loss, claim.best_step = value, step
+    has_last = len(steps) and steps[-1] == claim.resume_step - 1
+    claim.last_loss = float(losses[-1]) if has_last else None
     claim.steps = claim.resume_step
 
 
@@ -118,15 +123,6 @@ def save_checkpoint(
     return True
 
 
-def _insert_ignoring_duplicates(session: so.Session) -> sa.Insert:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(Loss).on_conflict_do_nothing(index_elements=["job_id", "step"])
-    if dialect == "sqlite":
-        return sqlite.insert(Loss).on_conflict_do_nothing(index_elements=["job_id", "step"])
-    return sa.insert(Loss)
-
-
 def record_chunk(
     session: so.Session, claim: Claim, first_step: int, losses: list[float], lease_seconds: float
 ) -> bool:
@@ -139,13 +135,8 @@ def record_chunk(
     if job.is_terminal:
         claim.notes.append(f"the job already ended as {job.status}")
         return False
-    if losses:
-        insert_losses(session, claim.job_id, first_step, losses)
-        for i, value in enumerate(losses):
-            if claim.best_loss is None or value < claim.best_loss:
-                claim.best_loss, claim.best_step = value, first_step + i
-        claim.last_loss = losses[-1]
-        claim.steps = first_step + len(losses)
+    store_losses(session, claim.job_id, first_step, losses)
+    claim.take(first_step, losses)
     job.steps_done = claim.steps
     job.final_loss = claim.last_loss
     job.min_loss, job.min_loss_step = claim.best_loss, claim.best_step

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.db import make_session_factory
-from service.models import Checkpoint, Job, JobTag, Loss
+from service.loss_store import store_losses
+from service.models import Checkpoint, Job, JobTag, LossChunk
 from tests.faults.conftest import FIGURES
 
 FUZZ = settings(
@@ -89,7 +90,7 @@ def fuzz_client(app: Flask) -> FlaskClient:
     client = app.test_client()
     job_id = client.post("/api/v1/jobs", json={"stage": "nn", "iterations": 5}).get_json()["id"]
     with factory() as session, session.begin():
-        session.add_all([Loss(job_id=job_id, step=s, loss=1.0 / (s + 1)) for s in range(5)])
+        store_losses(session, job_id, 0, [1.0 / (s + 1) for s in range(5)])
     return client
 
 
@@ -99,7 +100,7 @@ def row_counts(app: Flask) -> tuple[int, ...]:
     with factory() as session:
         counts = tuple(
             session.scalar(sa.select(sa.func.count()).select_from(model)) or 0
-            for model in (Job, Loss, JobTag, Checkpoint)
+            for model in (Job, LossChunk, JobTag, Checkpoint)
         )
         states = tuple(session.execute(sa.select(Job.id, Job.status, Job.cancel_requested)))
     return counts + (hash(states),)

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask.testing import FlaskClient
 
-from service.models import Job, Loss, Sweep
+from service.loss_store import store_losses
+from service.models import Job, Sweep
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -34,10 +35,7 @@ def add_job(
     job_id = response.get_json()["id"]
     values: dict[str, Any] = {"status": status, "sweep_id": sweep_id}
     if losses:
-        session.execute(
-            sa.insert(Loss),
-            [{"job_id": job_id, "step": s, "loss": v} for s, v in enumerate(losses)],
-        )
+        store_losses(session, job_id, 0, losses)
         finite = [v for v in losses if math.isfinite(v)]
         values.update(
             steps_done=len(losses),
@@ -66,14 +64,6 @@ def add_sweep(session: so.Session, varied: list[str]) -> int:
 def decay(start: float, rate: float, steps: int, wiggle: float = 0.0) -> list[float]:
     """A loss curve falling geometrically, with an optional periodic bump."""
     return [start * rate**k * (1 + wiggle * math.sin(k)) for k in range(steps)]
-
-
-def stored_history(session: so.Session, job_id: int) -> tuple[list[int], list[float]]:
-    """The job's rows, read back independently of the code under test."""
-    rows = session.execute(
-        sa.select(Loss.step, Loss.loss).where(Loss.job_id == job_id).order_by(Loss.step)
-    ).all()
-    return [r[0] for r in rows], [r[1] for r in rows]
 
 
 def expected_summary(steps: list[int], losses: list[float]) -> dict[str, Any]:

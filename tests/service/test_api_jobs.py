@@ -10,7 +10,8 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask.testing import FlaskClient
 
-from service.models import Job, JobTag, Loss
+from service.loss_store import store_losses
+from service.models import Job, JobTag, LossChunk
 from tests.conftest import make_test_app
 
 
@@ -164,7 +165,7 @@ def test_bad_list_parameters_are_422(client: FlaskClient, params: dict, field: s
 def test_losses_window_downsample_and_csv(client: FlaskClient, session: so.Session) -> None:
     job_id = client.post("/api/v1/jobs", json={"stage": "nn"}).get_json()["id"]
     values = [1000.0 / (step + 1) for step in range(500)]
-    session.add_all(Loss(job_id=job_id, step=s, loss=v) for s, v in enumerate(values))
+    store_losses(session, job_id, 0, values)
     session.commit()
     whole = client.get(f"/api/v1/jobs/{job_id}/losses").get_json()
     assert whole["steps"] == list(range(500)) and whole["losses"] == values
@@ -248,11 +249,11 @@ def test_submission_with_broker_down_is_kept_for_the_reconciler(
 
 def test_deleting_a_job_removes_its_rows(session: so.Session, client: FlaskClient) -> None:
     job_id = client.post("/api/v1/jobs", json={"stage": "nn", "tags": ["t"]}).get_json()["id"]
-    session.add(Loss(job_id=job_id, step=0, loss=1.0))
+    store_losses(session, job_id, 0, [1.0])
     session.commit()
     session.delete(session.get(Job, job_id))
     session.commit()
-    assert session.scalar(sa.select(sa.func.count()).select_from(Loss)) == 0
+    assert session.scalar(sa.select(sa.func.count()).select_from(LossChunk)) == 0
     assert session.scalar(sa.select(sa.func.count()).select_from(JobTag)) == 0
 
 

@@ -20,8 +20,8 @@ from tests.service.results_data import (
     decay,
     expected_pair,
     expected_summary,
-    stored_history,
 )
+from tests.support.loss_chunks import stored_history
 
 
 def three_jobs(client: FlaskClient, session: so.Session) -> list[int]:

@@ -16,8 +16,9 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from service.cli import main
-from tests.service.results_data import add_job, decay, expected_pair, stored_history
+from tests.service.results_data import add_job, decay, expected_pair
 from tests.support.live_server import serving
+from tests.support.loss_chunks import stored_history
 
 
 @pytest.fixture

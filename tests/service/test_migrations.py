@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+import sqlalchemy.orm as so
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from service.migrate import heads, upgrade
-from service.models import Base
+from service.jobs import new_job
+from service.jobspec import validate_job
+from service.migrate import alembic_config, heads, upgrade
+from service.models import Base, LossChunk
 from tests.conftest import BACKENDS, DatabaseFactory
+from tests.support.loss_chunks import stored_rows
 
 
 def test_single_head() -> None:
@@ -29,7 +34,12 @@ def test_upgrade_empty_database_matches_models(backend: str, databases: Database
             ).scalar()
         assert diff == []
         assert version == heads()[0]
-        assert set(sa.inspect(engine).get_table_names()) >= {"jobs", "losses", "sweeps", "job_tags"}
+        assert set(sa.inspect(engine).get_table_names()) >= {
+            "jobs",
+            "loss_chunks",
+            "sweeps",
+            "job_tags",
+        }
     finally:
         engine.dispose()
 
@@ -41,4 +51,40 @@ def test_upgrade_is_idempotent(backend: str, databases: DatabaseFactory) -> None
     engine = sa.create_engine(url)
     with engine.connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar() == 1
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_0006_packs_loss_rows_into_chunks_and_back(
+    backend: str, databases: DatabaseFactory
+) -> None:
+    url = databases.create(backend, migrate=False)
+    upgrade(url, "0005")
+    engine = sa.create_engine(url)
+    # Two jobs: 600 steps (three chunks of at most 256) and one with a hole in its steps.
+    rows = [(1, s, 1000.0 / (s + 1)) for s in range(600)]
+    rows += [(2, s, float(-s)) for s in (0, 1, 2, 5, 6)]
+    # The jobs table is the same at 0005 and at head: the model writes its rows.
+    with so.Session(engine) as session, session.begin():
+        session.add_all(new_job(validate_job({"stage": "nn"}), "cpu") for _ in range(2))
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("INSERT INTO losses (job_id, step, loss) VALUES (:j, :s, :v)"),
+            [{"j": j, "s": s, "v": v} for j, s, v in rows],
+        )
+    upgrade(url)
+    with so.Session(engine) as session:
+        assert stored_rows(session) == rows
+        spans = session.execute(
+            sa.select(LossChunk.job_id, LossChunk.first_step, LossChunk.count).order_by(
+                LossChunk.job_id, LossChunk.first_step
+            )
+        ).all()
+    expected = [(1, 0, 256), (1, 256, 256), (1, 512, 88), (2, 0, 3), (2, 5, 2)]
+    assert [tuple(s) for s in spans] == expected
+    command.downgrade(alembic_config(url), "0005")
+    with engine.connect() as connection:
+        back = connection.execute(sa.text("SELECT job_id, step, loss FROM losses ORDER BY 1, 2"))
+        assert [tuple(row) for row in back] == rows
+        assert "loss_chunks" not in sa.inspect(connection).get_table_names()
     engine.dispose()

@@ -10,18 +10,14 @@ import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from service.models import Job, Loss
+from service.models import Job
+from tests.support.loss_chunks import stored_rows
 
 
 def last_losses(session: so.Session, job_ids: list[int]) -> dict[int, float]:
     """Each job's loss at its last stored step, read row by row."""
     last: dict[int, float] = {}
-    rows = session.execute(
-        sa.select(Loss.job_id, Loss.loss)
-        .where(Loss.job_id.in_(job_ids))
-        .order_by(Loss.job_id, Loss.step)
-    )
-    for job_id, loss in rows:
+    for job_id, _, loss in stored_rows(session, job_ids):
         last[job_id] = loss
     return last
 

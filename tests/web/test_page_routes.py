@@ -10,7 +10,8 @@ from flask.testing import FlaskClient
 
 from service.api import pages
 from service.jobs import job_to_dict
-from service.models import Job, Loss, Sweep
+from service.loss_store import store_losses
+from service.models import Job, Sweep
 from tests.conftest import make_test_app
 
 EVIL = "<script>alert('x')</script>"
@@ -29,10 +30,10 @@ def html(response) -> str:  # type: ignore[no-untyped-def]
 
 
 def finish(session: so.Session, job_id: int, losses: list[float]) -> None:
-    """Write a finished history straight into the rows, as the worker would."""
+    """Write a finished history straight into the store, as the worker would."""
     job = session.get(Job, job_id)
     assert job is not None
-    session.add_all(Loss(job_id=job_id, step=i, loss=v) for i, v in enumerate(losses))
+    store_losses(session, job_id, 0, losses)
     job.status, job.steps_done, job.final_loss = "succeeded", len(losses), losses[-1]
     job.min_loss = min(losses)
     job.min_loss_step = losses.index(job.min_loss)

@@ -11,7 +11,8 @@ import sqlalchemy.orm as so
 from service.db import make_engine, make_session_factory, session_scope
 from service.jobs import new_job
 from service.jobspec import validate_job
-from service.models import Checkpoint, Job, JobStatus, Loss
+from service.models import Checkpoint, Job, JobStatus
+from tests.support.loss_chunks import stored_steps
 from worker.recording import claim_job, finish_job, record_chunk, save_checkpoint
 
 
@@ -32,9 +33,7 @@ def make_job(factory: so.sessionmaker[so.Session]) -> int:
 
 def steps(factory: so.sessionmaker[so.Session], job_id: int) -> list[int]:
     with factory() as session:
-        return list(
-            session.scalars(sa.select(Loss.step).where(Loss.job_id == job_id).order_by(Loss.step))
-        )
+        return stored_steps(session, job_id)
 
 
 def test_an_attempt_that_lost_its_lease_writes_nothing(
