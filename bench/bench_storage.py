@@ -93,7 +93,7 @@ def history_chunks(jobs: int, steps: int, chunk: int) -> Iterator[tuple[int, int
     for start in range(1, jobs + 1, 1000):
         ids = np.arange(start, min(start + 1000, jobs + 1))
         # A decay of its own per job: ((id mod 1000) + 10) / (step + 1), nudged by id mod 7.
-        values = ((ids % 1000 + 10)[:, None] / (step + 1)[None, :] + (ids % 7)[:, None] * 1e-3)
+        values = (ids % 1000 + 10)[:, None] / (step + 1)[None, :] + (ids % 7)[:, None] * 1e-3
         for row, job_id in enumerate(ids.tolist()):
             for first in range(0, steps, chunk):
                 data = values[row, first : first + chunk].astype("<f8").tobytes()
