@@ -52,6 +52,7 @@ format: install
 bench: install
 	$(PY) -m bench.bench_sweep
 	$(PY) -m bench.bench_latency
+	$(PY) -m bench.bench_optimizers
 	$(PY) -m bench.bench_submit
 	$(PY) -m bench.bench_storage
 

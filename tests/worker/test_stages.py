@@ -411,6 +411,38 @@ def test_make_optimizer_defaults_and_options():
         make_optimizer("adam", params, 0.1, momentum=0.9)
 
 
+@pytest.mark.parametrize(
+    "name", ["sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "adamw"]
+)
+def test_optimizers_use_torchs_fused_kernel_and_follow_the_loop_implementation(name):
+    """Fused where torch has a kernel; the same trajectory as torch's per-operation loop."""
+
+    def trajectory(fused: bool) -> torch.Tensor:
+        torch.manual_seed(3)
+        x, y = torch.randn(64, 50), torch.randn(64, 10)
+        model = nn.Sequential(
+            nn.Linear(50, 20, bias=False), nn.ReLU(), nn.Linear(20, 10, bias=False)
+        )
+        optimizer = make_optimizer(name, model.parameters(), 1e-3, weight_decay=0.01)
+        if not fused:  # torch's default on the CPU: one operation at a time over each tensor
+            for group in optimizer.param_groups:
+                group.update(foreach=False, **({"fused": False} if "fused" in group else {}))
+        losses = []
+        for _ in range(200):
+            loss = (model(x) - y).pow(2).sum()
+            losses.append(loss.detach())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return torch.stack(losses)
+
+    built = make_optimizer(name, [nn.Parameter(torch.zeros(2))], 0.1)
+    assert built.defaults.get("fused") is (None if name in ("sgd", "rmsprop") else True)
+    fused, loop = trajectory(True), trajectory(False)
+    assert fused[-1] < 0.9 * fused[0]
+    torch.testing.assert_close(fused, loop, rtol=1e-4, atol=0)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize(
     ("stage", "optimizer", "lr"),
