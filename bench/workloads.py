@@ -72,6 +72,31 @@ def one_core_matmul_rate(fields: dict, seconds: float = 1.0) -> float:
         torch.set_num_threads(threads)
 
 
+def _matmul_rate_after(barrier: Any, fields: dict, seconds: float) -> float:
+    """one_core_matmul_rate in a pool process, started with the others at the barrier."""
+    import torch
+
+    torch.set_num_threads(1)
+    one_core_matmul_rate(fields, seconds=0.2)  # torch loaded and warm before the start
+    barrier.wait()
+    return one_core_matmul_rate(fields, seconds)
+
+
+def all_cores_matmul_rate(fields: dict, cores: int, seconds: float = 2.0) -> float:
+    """FLOP/s of the job's matrix products with one single-thread process per core at once.
+
+    Where cores share caches, memory bandwidth or a clock budget, this is below cores x the
+    one-core rate: it is the most any set of one-thread workers can get from the machine.
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(cores) as pool:
+        barrier = manager.Barrier(cores)
+        rates = pool.starmap(_matmul_rate_after, [(barrier, fields, seconds)] * cores)
+    return sum(rates)
+
+
 def train_alone(fields: dict) -> int:
     """Train one job in this process (1 thread) without queue or database; steps stored."""
     import torch
