@@ -5,7 +5,7 @@ Revises: 0005
 Create Date: 2026-11-27 12:10:00
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import sqlalchemy as sa
@@ -18,8 +18,10 @@ depends_on: str | Sequence[str] | None = None
 
 # The worker's default flush (256 steps): packed rows look like the ones it writes.
 STEPS_PER_CHUNK = 256
-# Jobs whose histories move per select and insert: 250,000 rows in memory at 500 steps a job.
-JOBS_PER_BATCH = 500
+# Rows of the old table read per query, chunks written per insert: memory stays bounded
+# whatever the number and the length of the histories.
+ROWS_PER_PAGE = 100_000
+CHUNKS_PER_PAGE = 1_000
 
 losses = sa.table(
     "losses", sa.column("job_id", sa.Integer), sa.column("step", sa.Integer),
@@ -31,14 +33,26 @@ loss_chunks = sa.table(
 )  # fmt: skip
 
 
-def _job_id_batches(connection: sa.Connection, table: sa.TableClause) -> Iterator[list[int]]:
-    ids = connection.execute(sa.select(table.c.job_id).distinct().order_by(table.c.job_id))
-    batch = [row[0] for row in ids]
-    for start in range(0, len(batch), JOBS_PER_BATCH):
-        yield batch[start : start + JOBS_PER_BATCH]
+def _pages(
+    connection: sa.Connection, table: sa.TableClause, key: str, columns: list[str], size: int
+) -> Iterator[list[sa.Row]]:
+    """Every row of `table` in (job_id, key) order, `size` rows a query, by keyset."""
+    job_id, ordered = table.c.job_id, table.c[key]
+    after: tuple[int, int] | None = None
+    while True:
+        query = sa.select(job_id, ordered, *(table.c[name] for name in columns))
+        if after is not None:
+            query = query.where(
+                sa.or_(job_id > after[0], sa.and_(job_id == after[0], ordered > after[1]))
+            )
+        rows = connection.execute(query.order_by(job_id, ordered).limit(size)).all()
+        if not rows:
+            return
+        yield rows
+        after = (rows[-1][0], rows[-1][1])
 
 
-def _packed(rows: Sequence[tuple[int, int, float]]) -> Iterator[dict]:
+def _packed(rows: Iterable[tuple[int, int, float]]) -> Iterator[dict]:
     """Chunk rows of runs of consecutive steps, rows given in (job_id, step) order."""
     run: list[float] = []
     job = first = None
@@ -76,15 +90,15 @@ def upgrade() -> None:
         # row itself rather than in the TOAST table (one heap and one index write, not three).
         op.execute("ALTER TABLE loss_chunks ALTER COLUMN data SET STORAGE EXTERNAL")
         op.execute("ALTER TABLE loss_chunks SET (toast_tuple_target = 8160)")
-    for ids in _job_id_batches(connection, losses):
-        rows = connection.execute(
-            sa.select(losses.c.job_id, losses.c.step, losses.c.loss)
-            .where(losses.c.job_id.in_(ids))
-            .order_by(losses.c.job_id, losses.c.step)
-        ).all()
-        chunks = list(_packed(rows))
-        if chunks:
-            connection.execute(loss_chunks.insert(), chunks)
+    pages = _pages(connection, losses, "step", ["loss"], ROWS_PER_PAGE)
+    batch: list[dict] = []
+    for chunk in _packed(row for page in pages for row in page):
+        batch.append(chunk)
+        if len(batch) == CHUNKS_PER_PAGE:
+            connection.execute(loss_chunks.insert(), batch)
+            batch = []
+    if batch:
+        connection.execute(loss_chunks.insert(), batch)
     op.drop_table("losses")
 
 
@@ -101,17 +115,11 @@ def downgrade() -> None:
         sqlite_with_rowid=False,
     )
     connection = op.get_bind()
-    for ids in _job_id_batches(connection, loss_chunks):
-        chunks = connection.execute(
-            sa.select(loss_chunks.c.job_id, loss_chunks.c.first_step, loss_chunks.c.data)
-            .where(loss_chunks.c.job_id.in_(ids))
-            .order_by(loss_chunks.c.job_id, loss_chunks.c.first_step)
-        ).all()
+    for page in _pages(connection, loss_chunks, "first_step", ["data"], CHUNKS_PER_PAGE):
         rows = [
             {"job_id": job_id, "step": first + i, "loss": value}
-            for job_id, first, data in chunks
+            for job_id, first, data in page
             for i, value in enumerate(np.frombuffer(data, dtype="<f8").tolist())
         ]
-        if rows:
-            connection.execute(losses.insert(), rows)
+        connection.execute(losses.insert(), rows)
     op.drop_table("loss_chunks")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from types import ModuleType
+
 import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -11,7 +14,7 @@ from alembic.migration import MigrationContext
 
 from service.jobs import new_job
 from service.jobspec import validate_job
-from service.migrate import alembic_config, heads, upgrade
+from service.migrate import ROOT, alembic_config, heads, upgrade
 from service.models import Base, LossChunk
 from tests.conftest import BACKENDS, DatabaseFactory
 from tests.support.loss_chunks import stored_rows
@@ -72,9 +75,26 @@ def test_0006_packs_loss_rows_into_chunks_and_back(
             sa.text("INSERT INTO losses (job_id, step, loss) VALUES (:j, :s, :v)"),
             [{"j": j, "s": s, "v": v} for j, s, v in rows],
         )
+    # Pages of 7 rows (the migration reads 100,000 a query) pack the same chunks: a run of
+    # steps goes on across a page boundary.
+    revision = migration_module("0006_packed_loss_chunks.py")
+    with engine.connect() as connection:
+        pages = revision._pages(connection, revision.losses, "step", ["loss"], 7)
+        small_pages = [
+            (c["job_id"], c["first_step"], c["data"])
+            for c in revision._packed(row for page in pages for row in page)
+        ]
     upgrade(url)
     with so.Session(engine) as session:
         assert stored_rows(session) == rows
+        assert (
+            session.execute(
+                sa.select(LossChunk.job_id, LossChunk.first_step, LossChunk.data).order_by(
+                    LossChunk.job_id, LossChunk.first_step
+                )
+            ).all()
+            == small_pages
+        )
         spans = session.execute(
             sa.select(LossChunk.job_id, LossChunk.first_step, LossChunk.count).order_by(
                 LossChunk.job_id, LossChunk.first_step
@@ -88,3 +108,14 @@ def test_0006_packs_loss_rows_into_chunks_and_back(
         assert [tuple(row) for row in back] == rows
         assert "loss_chunks" not in sa.inspect(connection).get_table_names()
     engine.dispose()
+
+
+def migration_module(filename: str) -> ModuleType:
+    """A revision's module loaded from its file, to call its helpers outside Alembic."""
+    spec = importlib.util.spec_from_file_location(
+        "revision", ROOT / "migrations/versions" / filename
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
