@@ -6,8 +6,8 @@ indexes, and offset paging next to cursor paging at the same depth.
 
     python bench/bench_queries.py [--jobs 100000] [--compared 1000] [--steps 500] [--repeat 5]
 
-Only the compared jobs get histories (1,000 x 500 = 500,000 loss rows); the other jobs have
-summary columns but no loss rows: 50 M loss rows would take far longer than the queries.
+Only the compared jobs get histories (1,000 x 500 = 500,000 losses, in 256-step chunks); the
+other jobs have summary columns only (bench_storage gives every job a history).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import sqlalchemy as sa  # noqa: E402
 from service.api import create_app  # noqa: E402
 from service.config import Config  # noqa: E402
 from service.job_list import Cursor  # noqa: E402
+from service.loss_store import pack  # noqa: E402
 from service.migrate import upgrade  # noqa: E402
 from service.models import Job, Sweep  # noqa: E402
 
@@ -38,6 +39,8 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "adam
 INITS = ("normal", "default", "uniform", "xavier_uniform", "kaiming_normal")
 STAGES = ("tensors", "autograd", "nn", "optim", "module")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+# Steps per stored chunk, as the worker flushes by default.
+CHUNK = 256
 INDEXES_0005 = {
     "ix_jobs_created_at_id": ("created_at", "id"),
     "ix_jobs_final_loss_id": ("final_loss", "id"),
@@ -105,15 +108,16 @@ def job_rows(count: int, sweeps: int, seed: int = 0) -> list[dict[str, Any]]:
     return rows
 
 
-def loss_rows(job_ids: list[int], steps: int) -> list[tuple[int, int, float]]:
-    """Geometric decays with a little noise, one rate per job."""
+def loss_chunks(job_ids: list[int], steps: int) -> list[tuple[int, int, int, bytes]]:
+    """Geometric decays with a little noise, one rate per job, packed in 256-step chunks."""
     rng = random.Random(1)
     rows = []
     for job_id in job_ids:
         rate, start = rng.uniform(0.95, 0.999), 10 ** rng.uniform(2, 4)
-        rows += [
-            (job_id, s, start * rate**s * (1 + 0.05 * math.sin(s + job_id))) for s in range(steps)
-        ]
+        values = [start * rate**s * (1 + 0.05 * math.sin(s + job_id)) for s in range(steps)]
+        for first in range(0, steps, CHUNK):
+            part = values[first : first + CHUNK]
+            rows.append((job_id, first, len(part), pack(part)))
     return rows
 
 
@@ -123,7 +127,7 @@ def fill(url: str, args: argparse.Namespace) -> list[int]:
     jobs = job_rows(args.jobs, args.sweeps)
     finished = [r["id"] for r in jobs if r["status"] == "succeeded"]
     compared = random.Random(2).sample(finished, args.compared)
-    losses = loss_rows(compared, args.steps)
+    chunks = loss_chunks(compared, args.steps)
     sweeps = [
         {
             "id": k,
@@ -147,15 +151,17 @@ def fill(url: str, args: argparse.Namespace) -> list[int]:
                 with cursor.copy(f"COPY jobs ({', '.join(columns)}) FROM STDIN") as copy:
                     for row in jobs:
                         copy.write_row([row[c] for c in columns])
-                with cursor.copy("COPY losses (job_id, step, loss) FROM STDIN") as copy:
-                    for row in losses:
+                copying = "COPY loss_chunks (job_id, first_step, count, data) FROM STDIN"
+                with cursor.copy(copying) as copy:
+                    for row in chunks:
                         copy.write_row(row)
             connection.execute(sa.text("SELECT setval('jobs_id_seq', :n)"), {"n": args.jobs})
         else:
             for start in range(0, len(jobs), 20_000):
                 connection.execute(sa.insert(Job.__table__), jobs[start : start + 20_000])
             connection.exec_driver_sql(
-                "INSERT INTO losses (job_id, step, loss) VALUES (?, ?, ?)", losses
+                "INSERT INTO loss_chunks (job_id, first_step, count, data) VALUES (?, ?, ?, ?)",
+                chunks,
             )
     with engine.begin() as connection:
         connection.exec_driver_sql("ANALYZE")
