@@ -23,7 +23,7 @@ from service.api.params import (
 )
 from service.api.schemas import JobOut, JobPage, LossHistory
 from service.broker import enqueue_jobs
-from service.job_list import SORT_CHOICES, Cursor, CursorError, keyset_page, ordered
+from service.job_list import SORT_CHOICES, Cursor, CursorError, keyset_page, offset_page
 from service.jobs import (
     downsample,
     get_job,
@@ -174,7 +174,7 @@ def list_jobs():  # type: ignore[no-untyped-def]
     total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
     next_cursor = None
     if offset:
-        jobs = list(session.scalars(ordered(query, sort).limit(limit).offset(offset)))
+        jobs = offset_page(session, query, sort, limit, offset)
     else:
         jobs, following = keyset_page(session, query, sort, limit, cursor)
         next_cursor = following.encode() if following else None

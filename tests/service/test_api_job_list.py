@@ -72,6 +72,17 @@ def walk(client: FlaskClient, limit: int, **params: Any) -> list[int]:
             return ids
 
 
+def walk_offsets(client: FlaskClient, limit: int, end: int, **params: Any) -> list[int]:
+    """Every id on the pages at offsets 0, limit, 2 x limit, ... up to `end` (past the last)."""
+    ids = []
+    for offset in range(0, end, limit):
+        query = {**params, "limit": limit, "offset": offset}
+        response = client.get("/api/v1/jobs", query_string=query)
+        assert response.status_code == 200, response.get_json()
+        ids += [job["id"] for job in response.get_json()["jobs"]]
+    return ids
+
+
 SORT_KEYS = {"final_loss": "final_loss", "duration": "duration", "created": "created", "lr": "lr"}
 
 
@@ -91,11 +102,9 @@ def test_cursor_walk_visits_every_row_once(
         want = expected_order([r for r in rows if keep(r)], key, descending)
         for limit in (1, 4, 50):
             assert walk(client, limit, sort=sort, **filters) == want
-    # Offset pages keep working and agree with the cursor order.
-    first = client.get("/api/v1/jobs", query_string={"sort": sort, "limit": 7, "offset": 7})
-    assert [j["id"] for j in first.get_json()["jobs"]] == expected_order(rows, key, descending)[
-        7:14
-    ]
+        # Offset pages agree with the cursor order, across the NULL keys' start too.
+        for limit in (1, 4, 7):
+            assert walk_offsets(client, limit, len(want) + 3, sort=sort, **filters) == want
 
 
 def test_duration_is_finished_minus_started(client: FlaskClient, session: so.Session) -> None:
