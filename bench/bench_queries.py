@@ -27,10 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
+import sqlalchemy.orm as so  # noqa: E402
 
 from service.api import create_app  # noqa: E402
 from service.config import Config  # noqa: E402
-from service.job_list import Cursor  # noqa: E402
+from service.job_list import Cursor, offset_page  # noqa: E402
 from service.loss_store import pack  # noqa: E402
 from service.migrate import upgrade  # noqa: E402
 from service.models import Job, Sweep  # noqa: E402
@@ -219,6 +220,39 @@ def list_queries(client: Any, url_prefix: str, deep: int) -> list[tuple[str, str
     return queries
 
 
+def offset_pages(
+    name: str, engine: sa.Engine, deep: int, repeat: int
+) -> list[tuple[str, str, float, float, str]]:
+    """The deep offset page as offset_page reads it, beside one OFFSET over whole rows."""
+    query = sa.select(Job).where(Job.status == "succeeded")
+
+    def whole_rows(session: so.Session) -> list[int]:
+        # The list's query before offset_page: NULL keys last by a CASE, OFFSET over rows.
+        nulls_last = sa.case((Job.final_loss.is_(None), 1), else_=0)
+        page = query.order_by(nulls_last, Job.final_loss, Job.id).limit(50).offset(deep)
+        return [job.id for job in session.scalars(page)]
+
+    def ids_first(session: so.Session) -> list[int]:
+        return [job.id for job in offset_page(session, query, "final_loss", 50, deep)]
+
+    factory = so.sessionmaker(engine)
+    with factory() as session:
+        assert whole_rows(session) == ids_first(session)
+    results = []
+    for label, read in (("ids first (offset_page, now)", ids_first),
+                        ("OFFSET over whole rows (before)", whole_rows)):  # fmt: skip
+        times = []
+        for _ in range(repeat + 1):
+            with factory() as session:
+                start = time.perf_counter()
+                read(session)
+                times.append((time.perf_counter() - start) * 1000)
+        times = times[1:]  # the first warms the cache
+        label = f"offset page at row {deep:,}, status=succeeded sort=final_loss: {label}"
+        results.append((name, label, statistics.median(times), min(times), "session"))
+    return results
+
+
 def run_backend(
     name: str, url: str, args: argparse.Namespace
 ) -> list[tuple[str, str, float, float, str]]:
@@ -249,6 +283,7 @@ def run_backend(
         median, best, response = timed(client, query, args.repeat)
         results.append((name, label, median, best, f"total {response.get_json()['total']:,}"))
     engine = app.extensions["trainq.engine"]
+    results += offset_pages(name, engine, args.deep, args.repeat)
     with engine.begin() as connection:
         for index in INDEXES_0005:
             connection.execute(sa.text(f"DROP INDEX {index}"))
