@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -35,12 +35,16 @@ class Claim:
 
     def take(self, first_step: int, losses: Sequence[float]) -> None:
         """Fold a stored chunk into the summary: best (earliest on ties), last, steps done."""
-        for i, value in enumerate(losses):
-            if self.best_loss is None or value < self.best_loss:
-                self.best_loss, self.best_step = value, first_step + i
+        self.take_best(range(first_step, first_step + len(losses)), losses)
         if len(losses):
             self.last_loss = float(losses[-1])
             self.steps = first_step + len(losses)
+
+    def take_best(self, steps: Iterable[int], losses: Iterable[float]) -> None:
+        """Keep the lowest loss seen and its step (the earliest of equal ones)."""
+        for step, value in zip(steps, losses, strict=True):
+            if self.best_loss is None or value < self.best_loss:
+                self.best_loss, self.best_step = value, step
 
     def summary(self) -> tuple[float | None, int | None, float | None, int]:
         """The history's summary so far, to restore when a write is rolled back."""
@@ -101,9 +105,7 @@ def _summarise_kept_rows(session: so.Session, claim: Claim) -> None:
     if claim.resume_step == 0:
         return
     steps, losses = read_history(session, claim.job_id, 0, claim.resume_step)
-    for step, value in zip(steps.tolist(), losses.tolist(), strict=True):
-        if claim.best_loss is None or value < claim.best_loss:
-            claim.best_loss, claim.best_step = value, step
+    claim.take_best(steps.tolist(), losses.tolist())
     has_last = len(steps) and steps[-1] == claim.resume_step - 1
     claim.last_loss = float(losses[-1]) if has_last else None
     claim.steps = claim.resume_step
