@@ -141,6 +141,8 @@ def cut_history(session: so.Session, job_id: int, stop: int) -> None:
     session.execute(
         sa.delete(LossChunk).where(LossChunk.job_id == job_id, LossChunk.first_step >= stop)
     )
+    if stop == 0:
+        return  # every claim without a checkpoint: no chunk can start before step 0
     straddling = session.execute(
         sa.select(LossChunk.first_step, LossChunk.data).where(
             LossChunk.job_id == job_id,
