@@ -36,7 +36,7 @@ from service.broker import BATCH_TASK, TRAIN_TASK
 from service.config import Config
 from service.migrate import upgrade
 from service.models import Job
-from service.redis_server import RedisServer, free_port
+from service.ops.redis_server import RedisServer, free_port
 
 QUEUE = "cpu"
 HEADERS = ["backend", "fused", "messages", "total ms", "total range s", "insert ms", "send ms",

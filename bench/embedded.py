@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from service.redis_server import free_port
+from service.ops.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

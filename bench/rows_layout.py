@@ -20,9 +20,9 @@ import sqlalchemy.orm as so
 from sqlalchemy.dialects import postgresql, sqlite
 
 from service.db import make_engine, make_session_factory, session_scope
-from service.histories import read_rows
 from service.jobs import read_losses
 from service.loss_store import store_losses
+from service.results.histories import read_rows
 
 TABLE = "bench_losses"
 rows_table = sa.table(

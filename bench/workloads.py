@@ -33,7 +33,7 @@ def sweep_request(
 
 def sweep_fields(request: dict[str, Any]) -> list[dict]:
     """The jobs the service expands the request to, for the runs outside the service."""
-    from service.sweep_expansion import expand
+    from service.sweeps.expansion import expand
 
     return expand(request).jobs
 

@@ -20,7 +20,7 @@ from service.api import create_app
 from service.config import Config
 from service.db import make_engine, make_session_factory
 from service.migrate import upgrade
-from service.redis_server import RedisServer, free_port
+from service.ops.redis_server import RedisServer, free_port
 from tests.support.live_server import serving
 from tests.support.postgres import PostgresServer
 from tests.support.processes import WorkerProcess

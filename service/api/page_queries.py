@@ -10,8 +10,8 @@ import sqlalchemy.orm as so
 
 from service.jobs import SPEC_COLUMNS
 from service.models import TERMINAL_STATES, Job, Sweep
-from service.sweep_results import OUTCOME_RANK
-from service.sweeps import status_counts
+from service.sweeps.leaderboard import OUTCOME_RANK
+from service.sweeps.store import status_counts
 
 
 @dataclass

@@ -15,9 +15,9 @@ from service.api.page_queries import (
     recent_sweeps,
     sweep_progress,
 )
-from service.curve_labels import colour, curve_labels, differing_fields
 from service.jobs import get_job, job_to_dict
 from service.models import Job, Sweep
+from service.results.curve_labels import colour, curve_labels, differing_fields
 
 # Templates and static files are the app's own (service/api/templates, service/api/static).
 bp = Blueprint("pages", __name__)

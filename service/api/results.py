@@ -13,18 +13,18 @@ from service.api.apidoc import Param, documented, int_param, path_id, str_param
 from service.api.extensions import ApiError, db_session
 from service.api.params import choice_arg, int_arg
 from service.api.schemas import CompareOut, ExportOut
-from service.compare import pair_count, pairwise_max_rel_diff, shared_axis, summarize
-from service.export import (
+from service.jobs import job_to_dict
+from service.models import Job, Sweep
+from service.results.compare import pair_count, pairwise_max_rel_diff, shared_axis, summarize
+from service.results.export import (
     export_csv_histories,
     export_csv_jobs,
     export_json,
     sweep_jobs,
     sweep_to_dict,
 )
-from service.histories import HistoryGrid, read_grid
-from service.jobs import job_to_dict
-from service.models import Job, Sweep
-from service.plots import LEGEND_FIELDS, Curve, curves_figure, render, sweep_figure
+from service.results.histories import HistoryGrid, read_grid
+from service.results.plots import LEGEND_FIELDS, Curve, curves_figure, render, sweep_figure
 
 bp = Blueprint("results", __name__)
 

@@ -18,16 +18,16 @@ from service.api.params import (
     list_arg,
     previous_submission,
 )
-from service.batching import plan_batches
 from service.broker import enqueue_batches, enqueue_jobs
-from service.factors import factor_table
 from service.jobs import queue_for
 from service.jobspec import Limits, SpecError, validate_job
 from service.models import Job, JobStatus, Sweep
 from service.models.base import utcnow
-from service.sweep_expansion import check_request, count_jobs, expand
-from service.sweep_results import SORTS, factor_fields, factor_rows, leaderboard
-from service.sweeps import cancel_sweep_jobs, insert_sweep_jobs, status_counts, sweep_to_dict
+from service.sweeps.batching import plan_batches
+from service.sweeps.expansion import check_request, count_jobs, expand
+from service.sweeps.factors import factor_table
+from service.sweeps.leaderboard import SORTS, factor_fields, factor_rows, leaderboard
+from service.sweeps.store import cancel_sweep_jobs, insert_sweep_jobs, status_counts, sweep_to_dict
 
 bp = Blueprint("sweeps", __name__)
 log = logging.getLogger(__name__)

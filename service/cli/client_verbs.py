@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
+from service.cli.client import ApiFailure, TrainqClient
 from service.cli.output import fmt, print_json, print_table
-from service.client import ApiFailure, TrainqClient
 
 JOB_COLUMNS = (
     "id",

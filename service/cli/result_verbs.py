@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
+from service.cli.client import ApiFailure, TrainqClient
 from service.cli.output import fmt, print_json, print_table
-from service.client import ApiFailure, TrainqClient
-from service.export import SUMMARY_FIELDS
+from service.results.export import SUMMARY_FIELDS
 
 SUMMARY_COLUMNS = ("job_id", "steps", *SUMMARY_FIELDS)
 PLOT_KINDS = {".png": "png", ".svg": "svg"}

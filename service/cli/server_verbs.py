@@ -16,7 +16,7 @@ from service.config import Config
 @click.option("--concurrency", type=int, help="CPU worker processes (default: one per core).")
 def up(host: str, port: int, concurrency: int | None) -> None:
     """Everything on this machine: Redis, SQLite under ./var, API, workers. Ctrl-C stops it."""
-    from service.supervisor import up as run_up
+    from service.ops.supervisor import up as run_up
 
     run_up(host, port, concurrency)
 
@@ -84,7 +84,7 @@ def reconcile(once: bool) -> None:
 
     from service.broker import make_celery
     from service.db import make_engine, make_session_factory
-    from service.reconcile import reconcile_forever, reconcile_once
+    from service.ops.reconcile import reconcile_forever, reconcile_once
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = Config.from_env()
@@ -102,7 +102,7 @@ def reconcile(once: bool) -> None:
 def probe(node: str | None, timeout: float) -> None:
     """Exit 0 when the database and broker answer (and the worker NODE does): a healthcheck."""
     from service.broker import make_celery
-    from service.probe import broker_error, database_error, node_name, worker_answers
+    from service.ops.probe import broker_error, database_error, node_name, worker_answers
 
     config = Config.from_env()
     app = make_celery(config)

@@ -10,8 +10,8 @@ from typing import Any
 import click
 import yaml
 
+from service.cli.client import ApiFailure, TrainqClient
 from service.cli.output import fmt, print_json, print_table
-from service.client import ApiFailure, TrainqClient
 
 SWEEP_COLUMNS = ("id", "name", "job_count", "finished", "done", "varied", "created_at")
 

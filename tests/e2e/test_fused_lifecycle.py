@@ -6,12 +6,12 @@ import math
 
 import sqlalchemy as sa
 
-from service.batching import plan_batches
 from service.broker import enqueue_batches, make_celery
 from service.config import Config
 from service.jobs import new_job
 from service.jobspec import validate_job
 from service.models import Job, LossChunk
+from service.sweeps.batching import plan_batches
 from tests.conftest import Stack, count_rows
 from worker.training import TrainSpec, train_to_list
 

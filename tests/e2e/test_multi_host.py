@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from service.db import make_engine, make_session_factory
 from service.migrate import upgrade
-from service.redis_server import RedisServer, free_port
+from service.ops.redis_server import RedisServer, free_port
 from tests.conftest import Stack, make_test_app
 from tests.support.netns import Host, netns_unavailable, private_hosts
 from tests.support.postgres import PostgresServer

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from service.redis_server import free_port
+from service.ops.redis_server import free_port
 from tests.support.processes import ROOT
 
 STAGES = ("tensors", "autograd", "nn", "optim", "module")

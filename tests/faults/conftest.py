@@ -17,8 +17,8 @@ from flask.testing import FlaskClient
 from service.broker import make_celery
 from service.config import Config
 from service.db import make_engine, make_session_factory
-from service.reconcile import reconcile_once
-from service.redis_server import RedisServer, free_port
+from service.ops.reconcile import reconcile_once
+from service.ops.redis_server import RedisServer, free_port
 from tests.conftest import TERMINAL, make_test_app
 from tests.faults.checker import Expectation, Report, check
 from tests.support.processes import WorkerProcess

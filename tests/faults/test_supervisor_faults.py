@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from service.redis_server import free_port
+from service.ops.redis_server import free_port
 from tests.faults.conftest import FIGURES, SMALL
 from tests.support.processes import ROOT
 

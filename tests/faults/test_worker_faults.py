@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from service.broker import enqueue_jobs, make_celery
 from service.db import make_session_factory
 from service.models import Checkpoint, JobStatus
-from service.reconcile import reconcile_once
+from service.ops.reconcile import reconcile_once
 from tests.faults.checker import Expectation
 from tests.faults.conftest import FaultEnv
 

@@ -9,11 +9,11 @@ import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from service.histories import read_grid, read_rows
 from service.jobs import new_job, read_losses
 from service.jobspec import validate_job
 from service.loss_store import cut_history, store_chunks, store_losses, uncovered
 from service.models import LossChunk
+from service.results.histories import read_grid, read_rows
 from tests.conftest import DatabaseFactory
 from tests.support.loss_chunks import stored_history, stored_rows, stored_steps
 from worker.recording import claim_job, record_chunk

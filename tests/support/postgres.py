@@ -20,7 +20,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
-from service.redis_server import free_port
+from service.ops.redis_server import free_port
 
 SUPERUSER = "postgres"
 # Settings that trade durability for speed: the cluster is disposable.

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from service.redis_server import RedisServer, find_redis_server, free_port
+from service.ops.redis_server import RedisServer, find_redis_server, free_port
 
 from .postgres import PostgresServer, find_pg_bindir
 

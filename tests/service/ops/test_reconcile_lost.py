@@ -13,8 +13,8 @@ from flask.testing import FlaskClient
 from service.config import Config
 from service.db import make_session_factory
 from service.models.base import utcnow
-from service.queued_messages import UNACKED_INDEX_KEY, UNACKED_KEY, job_id_of
-from service.reconcile import find_lost_messages
+from service.ops.queued_messages import UNACKED_INDEX_KEY, UNACKED_KEY, job_id_of
+from service.ops.reconcile import find_lost_messages
 
 
 def test_queued_messages_are_present_and_a_flushed_queue_is_lost(

@@ -19,7 +19,7 @@ from service.config import Config
 from service.db import session_scope
 from service.models import Job, JobStatus
 from service.models.base import utcnow
-from service.queued_messages import job_ids_in_broker
+from service.ops.queued_messages import job_ids_in_broker
 
 log = logging.getLogger(__name__)
 

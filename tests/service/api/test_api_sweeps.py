@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from service.models import Job, JobTag, Sweep
 from tests.conftest import make_test_app
-from tests.service.test_api_jobs import queued_messages
+from tests.service.api.test_api_jobs import queued_messages
 from tests.support.factors_by_hand import assert_factors_match
 from worker.recording import claim_job, finish_job, record_chunk
 
@@ -317,7 +317,7 @@ def test_factors_match_a_hand_computation_from_the_stored_histories(
 def test_sweep_accepted_while_the_broker_is_down_is_kept_for_the_reconciler(
     database_url: str,
 ) -> None:
-    from service.redis_server import free_port
+    from service.ops.redis_server import free_port
 
     app = make_test_app(database_url, f"redis://127.0.0.1:{free_port()}/0")
     response = post(app.test_client(), GRID)

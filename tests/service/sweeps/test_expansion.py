@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.jobspec import SpecError
-from service.sweep_expansion import check_request, count_jobs, expand
+from service.sweeps.expansion import check_request, count_jobs, expand
 
 
 def sweep(**parts: object) -> dict:

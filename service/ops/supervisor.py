@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.config import Config
-from service.redis_server import RedisServer
+from service.ops.redis_server import RedisServer
 
 log = logging.getLogger("trainq.up")
 EMBEDDED_REDIS_PORT = int(os.environ.get("TRAINQ_REDIS_PORT", "6390"))

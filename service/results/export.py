@@ -12,10 +12,10 @@ import numpy as np
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from service.compare import summarize
-from service.histories import read_grid
 from service.jobs import SPEC_COLUMNS, job_to_dict
 from service.models import Job, Sweep
+from service.results.compare import summarize
+from service.results.histories import read_grid
 
 # Jobs whose histories are read per query while streaming a sweep.
 BATCH = 200

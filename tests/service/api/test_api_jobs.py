@@ -222,7 +222,7 @@ def test_health_ok_with_database_and_broker(client: FlaskClient) -> None:
 
 
 def test_health_503_when_broker_is_down(database_url: str) -> None:
-    from service.redis_server import free_port
+    from service.ops.redis_server import free_port
 
     app = make_test_app(database_url, f"redis://127.0.0.1:{free_port()}/0")
     response = app.test_client().get("/health")
@@ -234,7 +234,7 @@ def test_health_503_when_broker_is_down(database_url: str) -> None:
 def test_submission_with_broker_down_is_kept_for_the_reconciler(
     database_url: str, session_factory_for=None
 ) -> None:
-    from service.redis_server import free_port
+    from service.ops.redis_server import free_port
 
     app = make_test_app(database_url, f"redis://127.0.0.1:{free_port()}/0")
     response = app.test_client().post("/api/v1/jobs", json={"stage": "nn"})

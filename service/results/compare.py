@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from service.histories import HistoryGrid
+from service.results.histories import HistoryGrid
 
 # Loss values at or below this are drawn and summed as this, so log10 stays finite.
 LOG_FLOOR = 1e-300

@@ -14,7 +14,7 @@ matplotlib.use("Agg")  # before anything could import pyplot: no display on a se
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from service.factors import outcomes  # noqa: E402
+from service.sweeps.factors import outcomes  # noqa: E402
 
 DPI = 100
 # Fields that may tell two curves apart, in the order a legend names them.

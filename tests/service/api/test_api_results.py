@@ -183,7 +183,7 @@ def test_sweep_plot_and_factor_panel(client: FlaskClient, session: so.Session) -
 
 
 def test_level_statistics_count_diverged_as_worst() -> None:
-    from service.plots import level_statistics
+    from service.results.plots import level_statistics
 
     jobs = [
         {"status": "succeeded", "final_loss": 1e-2, "optimizer": "adam"},
@@ -222,7 +222,7 @@ def test_job_export_json_and_csv(client: FlaskClient, session: so.Session) -> No
 
 
 def test_sweep_export_streams_every_job(client: FlaskClient, session: so.Session) -> None:
-    from service import export
+    from service.results import export
 
     sweep = add_sweep(session, ["lr"])
     curves = {}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.compare import pair_count, pairwise_max_rel_diff, shared_axis, summarize
-from service.histories import HistoryGrid
+from service.results.compare import pair_count, pairwise_max_rel_diff, shared_axis, summarize
+from service.results.histories import HistoryGrid
 
 
 def grid_of(*curves: list[float]) -> HistoryGrid:

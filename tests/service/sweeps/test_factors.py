@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from service.factors import factor_table
+from service.sweeps.factors import factor_table
 
 
 def job(status: str, loss: float | None, **fields: object) -> dict:

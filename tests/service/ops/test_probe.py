@@ -5,7 +5,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from service.cli import main
-from service.redis_server import free_port
+from service.ops.redis_server import free_port
 
 
 def probe(database_url: str, broker_url: str, *args: str) -> tuple[int, str, str]:

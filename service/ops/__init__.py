@@ -1,0 +1,1 @@
+"""Running the deployment: the `trainq up` supervisor, the reconciler, Redis, probes."""

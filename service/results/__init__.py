@@ -1,0 +1,1 @@
+"""Results: histories read as grids, comparisons, plots, curve labels and exports."""
