@@ -24,8 +24,22 @@ from service.ops.redis_server import RedisServer, free_port
 from tests.support.live_server import serving
 from tests.support.postgres import PostgresServer
 from tests.support.processes import WorkerProcess
+from worker.state import pin_torch_threads
 
 BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def worker_torch_threads() -> int:
+    """Reference runs in the test process use the workers' torch thread count.
+
+    Tests compare worker results with runs made here bit for bit, and float32 matmuls round
+    differently with 1 and 2 threads on some CPUs: the workers the tests start read the same
+    TRAINQ_TORCH_THREADS (default 1), so this process pins the same number.
+    """
+    threads = Config.from_env().torch_threads
+    pin_torch_threads(threads)
+    return threads
 
 
 @pytest.fixture(scope="session")

@@ -13,11 +13,21 @@ from service.db import make_engine, make_session_factory
 
 @lru_cache(maxsize=1)
 def _state(pid: int) -> tuple[Config, so.sessionmaker[so.Session]]:
+    config = Config.from_env()
+    pin_torch_threads(config.torch_threads)
+    return config, make_session_factory(make_engine(config.database_url), writer=True)
+
+
+def pin_torch_threads(threads: int) -> None:
+    """Give torch this many intra-op threads (at least one).
+
+    The bits of a float32 matmul depend on it: on some CPUs a (64, 1000) x (1000, 100) product
+    rounds differently with one thread and with two, so a result compared bit for bit with a
+    worker's must be computed with the worker's thread count.
+    """
     import torch
 
-    config = Config.from_env()
-    torch.set_num_threads(max(1, config.torch_threads))
-    return config, make_session_factory(make_engine(config.database_url), writer=True)
+    torch.set_num_threads(max(1, threads))
 
 
 def worker_config() -> Config:
