@@ -200,7 +200,7 @@ def write_histories(url: str, steps: int, chunk: int, count: int) -> dict[str, l
         losses = [1000 * 0.99**s * (1 + 0.01 * rng.random()) for s in range(steps)]
         t0 = time.perf_counter()
         with session_scope(factory) as session:
-            claim, _ = claim_job(session, job_id, "bench", 60.0)
+            claim, _ = claim_job(session, job_id, "bench", 60.0, max_attempts=3)
         t1 = time.perf_counter()
         for first in range(0, steps, chunk):
             with session_scope(factory) as session:

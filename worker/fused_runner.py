@@ -13,8 +13,7 @@ import torch
 from service.db import session_scope
 from service.jobs import job_spec
 from service.models import Job, JobStatus
-from worker.fused_recording import record_chunks
-from worker.recording import Claim, claim_job, finish_job, mark_started_on
+from worker.recording import Claim, claim_job, finish_job, mark_started_on, record_chunks
 from worker.runner import describe_device, resolve_device
 from worker.state import session_factory, worker_config
 from worker.training import TrainSpec
@@ -64,7 +63,9 @@ def _run_stack(
     claims: list[Claim] = []
     with session_scope(factory) as session:
         for job_id in job_ids:
-            claim, state = claim_job(session, job_id, worker_name, config.lease_seconds)
+            claim, state = claim_job(
+                session, job_id, worker_name, config.lease_seconds, config.max_attempts
+            )
             if claim is None:
                 log.info("job %s not run: %s", job_id, state)
                 results[job_id] = state

@@ -147,7 +147,6 @@ def run_job(job_id: int, worker_name: str) -> str:
             ),
         )
         train(spec, device, recorder)
-        recorder.close()
     except Exception as error:
         log.exception("job %s failed", job_id)
         return _finish(in_transaction, claim, JobStatus.FAILED, ran_on, error=_describe(error))

@@ -20,15 +20,15 @@ class JobRequest(Request):
         super().on_timeout(soft, timeout)
         if soft:
             return
+        from service import job_states
         from service.db import session_scope
-        from worker.recording import fail_job
         from worker.state import session_factory
 
         job_id = int(self.args[0])
         reason = f"hard time limit exceeded: the job was killed after {timeout:g} s"
         try:
             with session_scope(session_factory()) as session:
-                fail_job(session, job_id, reason)
+                job_states.fail(session, job_id, reason)
         except Exception:  # the lease runs out and the reconciler's attempt cap ends it
             log.exception("could not record the time limit of job %s", job_id)
 

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 from flask import Blueprint, Response, jsonify, request, url_for
 
+from service import job_states
 from service.api.apidoc import Param, documented, int_param, path_id, str_param
 from service.api.extensions import ApiError, celery_client, config, db_session
 from service.api.params import (
@@ -260,8 +261,6 @@ def cancel_job(job_id: int):  # type: ignore[no-untyped-def]
         if job.status == JobStatus.CANCELLED:
             return jsonify(job_to_dict(job))
         raise ApiError(409, "already_finished", f"job {job_id} already ended as {job.status}")
-    job.cancel_requested = True
-    if job.status == JobStatus.QUEUED:
-        job.status, job.finished_at = JobStatus.CANCELLED, utcnow()
+    job_states.cancel(session, job)
     session.commit()
     return jsonify(job_to_dict(job)), 202 if job.status == JobStatus.RUNNING else 200

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 from flask import Blueprint, jsonify, request, url_for
 
+from service import job_states
 from service.api.extensions import ApiError, celery_client, config, db_session
 from service.api.jobs import json_body
 from service.api.params import (
@@ -27,7 +28,7 @@ from service.sweeps.batching import plan_batches
 from service.sweeps.expansion import check_request, count_jobs, expand
 from service.sweeps.factors import factor_table
 from service.sweeps.leaderboard import SORTS, factor_fields, factor_rows, leaderboard
-from service.sweeps.store import cancel_sweep_jobs, insert_sweep_jobs, status_counts, sweep_to_dict
+from service.sweeps.store import insert_sweep_jobs, status_counts, sweep_to_dict
 
 bp = Blueprint("sweeps", __name__)
 log = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ def cancel_sweep(sweep_id: int):  # type: ignore[no-untyped-def]
     """Queued jobs are cancelled at once; running ones stop at their next flush."""
     sweep = _get_sweep(sweep_id, for_update=True)
     sweep.cancel_requested = True
-    cancel_sweep_jobs(db_session(), sweep_id)
+    job_states.cancel_sweep(db_session(), sweep_id)
     db_session().commit()
     body = _show(sweep)
     return jsonify(body), 202 if body["counts"]["running"] else 200

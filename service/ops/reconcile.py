@@ -14,6 +14,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from celery import Celery
 
+from service import job_states
 from service.broker import enqueue_jobs
 from service.config import Config
 from service.db import session_scope
@@ -57,8 +58,7 @@ def reconcile_once(
         resend: list[tuple[int, str]] = [(row.id, row.queue) for row in unsent] + lost
         for job in expired:
             if job.attempts >= config.max_attempts:
-                job.status, job.finished_at, job.lease_expires_at = JobStatus.FAILED, now, None
-                job.error = f"gave up after {job.attempts} attempts: the worker was lost each time"
+                job_states.give_up(session, job, now)
                 given_up += 1
             else:
                 resend.append((job.id, job.queue))

@@ -11,7 +11,7 @@ import sqlalchemy.orm as so
 
 from service.jobs import SPEC_COLUMNS
 from service.models import TERMINAL_STATES, Job, JobStatus, JobTag, Sweep
-from service.models.base import UTCDateTime, utcnow
+from service.models.base import utcnow
 
 
 def job_rows(
@@ -95,20 +95,3 @@ def sweep_to_dict(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
         "done": finished == sweep.job_count,
         "request": sweep.request,
     }
-
-
-def cancel_sweep_jobs(session: so.Session, sweep_id: int) -> None:
-    """Queued jobs become cancelled at once; running ones are asked to stop; one UPDATE."""
-    queued = Job.status == JobStatus.QUEUED.value
-    session.execute(
-        sa.update(Job)
-        .where(Job.sweep_id == sweep_id, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
-        .values(
-            cancel_requested=True,
-            status=sa.case((queued, JobStatus.CANCELLED.value), else_=Job.status),
-            finished_at=sa.case(
-                (queued, sa.literal(utcnow(), UTCDateTime())), else_=Job.finished_at
-            ),
-        )
-        .execution_options(synchronize_session=False)
-    )

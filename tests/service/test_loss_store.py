@@ -134,7 +134,7 @@ def test_cut_history_keeps_exactly_the_steps_before(session: so.Session, stop: i
 
 def test_record_chunk_keeps_the_summary_over_chunks(session: so.Session) -> None:
     job_id = add_job(session)
-    claim, state = claim_job(session, job_id, "w@host", 60)
+    claim, state = claim_job(session, job_id, "w@host", 60, max_attempts=3)
     assert claim is not None, state
     assert record_chunk(session, claim, 0, [4.0, 2.0, 3.0], 60)
     assert record_chunk(session, claim, 3, [1.0, 5.0], 60)

@@ -41,9 +41,9 @@ def test_an_attempt_that_lost_its_lease_writes_nothing(
 ) -> None:
     job_id = make_job(factory)
     with session_scope(factory) as session:
-        first, _ = claim_job(session, job_id, "a", lease_seconds=-1)
+        first, _ = claim_job(session, job_id, "a", lease_seconds=-1, max_attempts=3)
     with session_scope(factory) as session:
-        second, state = claim_job(session, job_id, "b", lease_seconds=60)
+        second, state = claim_job(session, job_id, "b", lease_seconds=60, max_attempts=3)
     assert first and second and state == JobStatus.RUNNING and second.attempt == 2
     # The first attempt wakes up and tries to write: refused, nothing stored.
     with session_scope(factory) as session:
@@ -60,14 +60,14 @@ def test_a_restarted_attempt_keeps_rows_before_the_checkpoint(
 ) -> None:
     job_id = make_job(factory)
     with session_scope(factory) as session:
-        claim, _ = claim_job(session, job_id, "a", lease_seconds=-1)
+        claim, _ = claim_job(session, job_id, "a", lease_seconds=-1, max_attempts=3)
     with session_scope(factory) as session:
         record_chunk(session, claim, 0, [5.0, 1.0, 4.0, 3.0, 2.0], -1)
         assert save_checkpoint(session, claim, 4, b"\x00" * 8, {"tensors": [], "extra": {}})
         record_chunk(session, claim, 5, [0.5, 0.4], -1)
     # The worker died; the next attempt resumes at step 4.
     with session_scope(factory) as session:
-        again, _ = claim_job(session, job_id, "b", lease_seconds=60)
+        again, _ = claim_job(session, job_id, "b", lease_seconds=60, max_attempts=3)
         job = session.get(Job, job_id)
         assert (job.steps_done, job.final_loss, job.min_loss, job.min_loss_step) == (4, 3.0, 1.0, 1)
     assert again.resume_step == 4 and again.resume_blob == b"\x00" * 8

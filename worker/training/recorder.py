@@ -39,19 +39,14 @@ class LossRecorder:
         self.stopped = False
 
     @property
-    def steps_recorded(self) -> int:
-        """The number of steps handed to flush, counting from step 0 (not from start_step)."""
-        return self._flushed_to if self.diverged_at is None else self.diverged_at
-
-    @property
     def finished(self) -> bool:
         """Whether training should stop: cancelled or diverged."""
         return self.stopped or self.diverged_at is not None
 
-    def resume(
+    def attach_state(
         self, tensors: dict[str, Tensor], optimizer: torch.optim.Optimizer | None = None
     ) -> int:
-        """Hand over the stage's state for checkpoints, loaded from one if resuming: first step."""
+        """Let checkpoints save this training state (loaded from one when resuming); first step."""
         if self._checkpointer is None:
             return self._start_step
         start = self._checkpointer.attach(tensors, optimizer)

@@ -226,7 +226,7 @@ def test_cancel_stops_queued_jobs_and_flags_running_ones(
     ids = session.scalars(sa.select(Job.id).where(Job.sweep_id == sweep["id"]).order_by(Job.id))
     ids = list(ids)
     # A worker has taken the first job and another finished the second.
-    claim, _ = claim_job(session, ids[0], "w@host", 60)
+    claim, _ = claim_job(session, ids[0], "w@host", 60, max_attempts=3)
     session.execute(sa.update(Job).where(Job.id == ids[1]).values(status="succeeded"))
     session.commit()
     response = client.post(f"/api/v1/sweeps/{sweep['id']}/cancel")
@@ -248,7 +248,7 @@ def test_cancel_stops_queued_jobs_and_flags_running_ones(
 
 def play_worker(session: so.Session, job_id: int, losses: list[float], status: str) -> None:
     """Record a job's history and outcome with the worker's own functions."""
-    claim, _ = claim_job(session, job_id, "w@host", 60)
+    claim, _ = claim_job(session, job_id, "w@host", 60, max_attempts=3)
     assert claim is not None
     if losses:
         record_chunk(session, claim, 0, losses, 60)

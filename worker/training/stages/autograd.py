@@ -13,7 +13,7 @@ def train(problem: Problem, spec: TrainSpec, recorder: LossRecorder) -> None:
     w1 = problem.w1.clone().requires_grad_()  # (D_in, H)
     w2 = problem.w2.clone().requires_grad_()  # (H, D_out)
     learning_rate = spec.lr
-    start = recorder.resume({"w1": w1, "w2": w2})
+    start = recorder.attach_state({"w1": w1, "w2": w2})
     for it in range(start, spec.iterations):
         # Forward pass
         y_pred = x.mm(w1).clamp(min=0).mm(w2)  # (N, D_out)

@@ -20,7 +20,7 @@ def train(problem: Problem, spec: TrainSpec, recorder: LossRecorder) -> None:
     load_weights(model, model[0], model[2], problem)
     loss_fn = nn.MSELoss(reduction="sum")
     learning_rate = spec.lr
-    start = recorder.resume(model.state_dict())
+    start = recorder.attach_state(model.state_dict())
     for it in range(start, spec.iterations):
         # Forward pass
         y_pred = model(x)  # (N, D_out)

@@ -22,7 +22,7 @@ def train(problem: Problem, spec: TrainSpec, recorder: LossRecorder) -> None:
     optimizer = make_optimizer(
         spec.optimizer, model.parameters(), spec.lr, spec.momentum, spec.weight_decay
     )
-    start = recorder.resume(model.state_dict(), optimizer)
+    start = recorder.attach_state(model.state_dict(), optimizer)
     for it in range(start, spec.iterations):
         # Forward pass
         y_pred = model(x)  # (N, D_out)

@@ -10,7 +10,7 @@ def train(problem: Problem, spec: TrainSpec, recorder: LossRecorder) -> None:
     x, y = problem.x, problem.y
     w1, w2 = problem.w1.clone(), problem.w2.clone()
     learning_rate = spec.lr
-    start = recorder.resume({"w1": w1, "w2": w2})
+    start = recorder.attach_state({"w1": w1, "w2": w2})
     for it in range(start, spec.iterations):
         # Forward pass
         h = x.mm(w1)  # (N, H)
