@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 import sqlalchemy.exc
@@ -24,9 +24,10 @@ from service.jobspec import Limits, SpecError, validate_job
 from service.models import Job, JobStatus, Sweep
 from service.models.base import utcnow
 from service.sweeps.batching import plan_batches
-from service.sweeps.expansion import check_request, count_jobs, expand
+from service.sweeps.expansion import count_jobs, expand
 from service.sweeps.factors import factor_table
 from service.sweeps.leaderboard import SORTS, factor_fields, factor_rows, leaderboard
+from service.sweeps.request import validate_sweep
 from service.sweeps.store import cancel_sweep_jobs, insert_sweep_jobs, status_counts, sweep_to_dict
 
 bp = Blueprint("sweeps", __name__)
@@ -83,8 +84,9 @@ def submit_sweep():  # type: ignore[no-untyped-def]
         if existing is not None:
             return jsonify(_show(existing)), 200
     cfg = config()
-    body = check_request(json_body())
-    total, blame = count_jobs(body)
+    body = json_body()
+    sweep_request = validate_sweep(body)
+    total, blame = count_jobs(sweep_request)
     if total > cfg.max_sweep_jobs:
         raise ApiError(
             422,
@@ -92,17 +94,18 @@ def submit_sweep():  # type: ignore[no-untyped-def]
             f"{blame}: the sweep expands to {total} jobs, over the cap of {cfg.max_sweep_jobs}",
             blame,
         )
-    expansion = expand(body)
+    expansion = expand(sweep_request)
     for job in expansion.jobs:
-        job.setdefault("name", body["name"])
+        job.setdefault("name", sweep_request.name)
     specs, skipped = _validate_all(
-        expansion.jobs, Limits.from_config(cfg), body.get("skip_invalid", False)
+        expansion.jobs, Limits.from_config(cfg), sweep_request.skip_invalid
     )
     if not specs:
         raise ApiError(422, "no_valid_jobs", "every combination of the sweep is invalid", "grid")
-    stored_request = {**body, "seed": expansion.seed}
+    # Stored as submitted (what GET /sweeps/{id} shows), with the seed that replays it.
+    stored_request = {**cast(dict[str, Any], body), "seed": expansion.seed}
     sweep = Sweep(
-        name=body["name"],
+        name=sweep_request.name,
         seed=expansion.seed,
         request=stored_request,
         varied=expansion.varied,
@@ -120,7 +123,7 @@ def submit_sweep():  # type: ignore[no-untyped-def]
         if existing is None:
             raise
         return jsonify(_show(existing)), 200
-    _send(sweep.id, sent, fused=body.get("fused", False))
+    _send(sweep.id, sent, fused=sweep_request.fused)
     body_out = _show(sweep)
     body_out["skipped_reasons"] = skipped[:SKIPPED_SHOWN]
     response = jsonify(body_out)
