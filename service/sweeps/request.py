@@ -84,7 +84,7 @@ class RandomSearch(BaseModel):
 
     def fields(self) -> dict[str, Distribution]:
         """Field -> what it is drawn from, whichever form the request used."""
-        return dict(self.space if self.space is not None else self.__pydantic_extra__ or {})
+        return dict(self.space if self.space is not None else self.model_extra or {})
 
     def path(self, name: str) -> str:
         """Where the request names this field, for an error."""
@@ -125,7 +125,7 @@ def _check_rules(request: SweepRequest) -> None:
     space: dict[str, Distribution] = {}
     if request.random is not None:
         space = request.random.fields()
-        if request.random.space is not None and request.random.__pydantic_extra__:
+        if request.random.space is not None and request.random.model_extra:
             raise _fail("random.space", "give the fields in space or beside n, not both")
         if not space:
             raise _fail("random.space", "name at least one field to draw")
