@@ -34,8 +34,9 @@ def sweep_request(
 def sweep_fields(request: dict[str, Any]) -> list[dict]:
     """The jobs the service expands the request to, for the runs outside the service."""
     from service.sweeps.expansion import expand
+    from service.sweeps.request import validate_sweep
 
-    return expand(request).jobs
+    return expand(validate_sweep(request)).jobs
 
 
 def matrix_flops(fields: dict, steps: int) -> float:

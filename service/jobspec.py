@@ -91,10 +91,12 @@ def tensor_elements(n: int, d_in: int, h: int, d_out: int) -> int:
     return n * d_in + 2 * n * d_out + 4 * (d_in * h + h * d_out) + 3 * n * h
 
 
-def _from_validation_error(error: pydantic.ValidationError) -> SpecError:
+def spec_error(error: pydantic.ValidationError) -> SpecError:
+    """A pydantic error as a SpecError: the first problem's path, and every problem in details."""
     details = []
     for item in error.errors(include_url=False):
-        loc = ".".join(str(part) for part in item["loc"]) or None
+        # A bad key of a mapping is named by its path, as a bad value is ("grid.bogus").
+        loc = ".".join(str(part) for part in item["loc"] if part != "[key]") or None
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown field"
@@ -151,7 +153,7 @@ def validate_job(
     try:
         request = JobRequest.model_validate(data)
     except pydantic.ValidationError as error:
-        raise _from_validation_error(error) from None
+        raise spec_error(error) from None
     spec = request.model_dump()
     is_module = spec["stage"] == "module"
     if spec["optimizer"] is None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Blueprint, current_app, jsonify
 
+from service.api.apidoc import documented
 from service.api.extensions import celery_client
+from service.api.schemas import Health
 
 bp = Blueprint("health", __name__)
 
@@ -39,6 +41,12 @@ def _workers_per_queue() -> dict[str, list[str]]:
 
 
 @bp.get("/health")
+@documented(
+    "200 when the database and broker answer, with live workers per queue; 503 otherwise",
+    tag="health",
+    responses={200: Health, 503: Health},
+    errors=(),
+)
 def health():  # type: ignore[no-untyped-def]
     """Whether the service can take and run jobs."""
     database, database_error = _database_ok()

@@ -8,62 +8,11 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, jsonify
 from pydantic import BaseModel
 
-from service.api.apidoc import EndpointDoc, Param, documented, path_id
-from service.api.schemas import (
-    ErrorBody,
-    Health,
-    SweepFactors,
-    SweepOut,
-    SweepPage,
-    SweepRequest,
-    SweepResults,
-)
+from service.api.apidoc import EndpointDoc, Param, documented
 
 bp = Blueprint("openapi", __name__)
 
 REF = "#/components/schemas/{model}"
-# Endpoints the spec defines whose views live elsewhere (health) or on another branch (sweeps):
-# documented here, keyed by (method, path), until their views carry their own docs.
-ELSEWHERE: dict[tuple[str, str], EndpointDoc] = {
-    ("get", "/health"): EndpointDoc(
-        "200 when the database and broker answer, with live workers per queue; 503 otherwise",
-        "health",
-        responses={200: Health, 503: Health},
-    ),
-    ("post", "/api/v1/sweeps"): EndpointDoc(
-        "Expand a grid and/or random search into jobs and enqueue them",
-        "sweeps",
-        request=SweepRequest,
-        responses={201: SweepOut, 400: ErrorBody, 422: ErrorBody},
-    ),
-    ("get", "/api/v1/sweeps"): EndpointDoc(
-        "Sweeps, newest first", "sweeps", responses={200: SweepPage}
-    ),
-    ("get", "/api/v1/sweeps/{sweep_id}"): EndpointDoc(
-        "The sweep with `counts`: status -> number of jobs",
-        "sweeps",
-        params=(path_id("sweep_id", "sweep"),),
-        responses={200: SweepOut, 404: ErrorBody},
-    ),
-    ("get", "/api/v1/sweeps/{sweep_id}/results"): EndpointDoc(
-        "The leaderboard: one row per job",
-        "sweeps",
-        params=(path_id("sweep_id", "sweep"),),
-        responses={200: SweepResults, 404: ErrorBody},
-    ),
-    ("get", "/api/v1/sweeps/{sweep_id}/factors"): EndpointDoc(
-        "Per factor and level, mean and spread of the final log10 loss; the best config",
-        "sweeps",
-        params=(path_id("sweep_id", "sweep"),),
-        responses={200: SweepFactors, 404: ErrorBody},
-    ),
-    ("post", "/api/v1/sweeps/{sweep_id}/cancel"): EndpointDoc(
-        "Cancel the sweep's jobs that have not ended",
-        "sweeps",
-        params=(path_id("sweep_id", "sweep"),),
-        responses={200: SweepOut, 404: ErrorBody},
-    ),
-}
 
 
 def openapi_path(rule: str) -> str:
@@ -120,18 +69,15 @@ def _operation(doc: EndpointDoc, schemas: Schemas) -> dict[str, Any]:
 
 
 def build_document(app: Flask) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every route the app serves, plus those documented elsewhere."""
+    """The OpenAPI 3.1 document of every route the app serves whose view carries a doc."""
     schemas = Schemas()
     paths: dict[str, dict[str, Any]] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         doc = getattr(app.view_functions[rule.endpoint], "apidoc", None)
+        if doc is None:  # an HTML page, outside the API
+            continue
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-            key = (method.lower(), openapi_path(rule.rule))
-            found = doc or ELSEWHERE.get(key)
-            if found is not None:
-                paths.setdefault(key[1], {})[key[0]] = _operation(found, schemas)
-    for (method, path), doc in ELSEWHERE.items():
-        paths.setdefault(path, {}).setdefault(method, _operation(doc, schemas))
+            paths.setdefault(openapi_path(rule.rule), {})[method.lower()] = _operation(doc, schemas)
     return {
         "openapi": "3.1.0",
         "info": {

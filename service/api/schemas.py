@@ -167,24 +167,6 @@ class ExportOut(Closed):
     jobs: list[JobExport]
 
 
-class SweepRequest(BaseModel):
-    """A sweep as the spec describes it: a grid and/or a random search over job fields."""
-
-    name: str
-    base: dict[str, Any] = Field(default_factory=dict, description="job fields shared by all")
-    grid: dict[str, list[Any]] | None = None
-    random: dict[str, Any] | None = Field(
-        None, description="{'n': int, 'space': {field: [values] | {'log_uniform': [lo, hi]}}}"
-    )
-    seeds: list[int] | None = None
-    repeats: int | None = None
-    seed: int | None = Field(None, description="the sweep's own seed (drawn when absent)")
-    skip_invalid: bool = Field(False, description="skip invalid combinations instead of a 422")
-    fused: bool = Field(
-        False, description="train compatible jobs together as one stacked model per message"
-    )
-
-
 class SweepOut(BaseModel):
     """A sweep with its job count and `counts`: status -> number of jobs."""
 

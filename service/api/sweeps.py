@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 import sqlalchemy.exc
 from flask import Blueprint, jsonify, request, url_for
 
 from service import job_states
+from service.api.apidoc import documented, int_param, path_id, str_param
 from service.api.extensions import ApiError, celery_client, config, db_session
 from service.api.jobs import json_body
 from service.api.params import (
@@ -19,15 +20,17 @@ from service.api.params import (
     list_arg,
     previous_submission,
 )
+from service.api.schemas import SweepFactors, SweepOut, SweepPage, SweepResults
 from service.broker import enqueue_batches, enqueue_jobs
 from service.jobs import queue_for
 from service.jobspec import Limits, SpecError, validate_job
 from service.models import Job, JobStatus, Sweep
 from service.models.base import utcnow
 from service.sweeps.batching import plan_batches
-from service.sweeps.expansion import check_request, count_jobs, expand
+from service.sweeps.expansion import count_jobs, expand
 from service.sweeps.factors import factor_table
 from service.sweeps.leaderboard import SORTS, factor_fields, factor_rows, leaderboard
+from service.sweeps.request import SweepRequest, validate_sweep
 from service.sweeps.store import insert_sweep_jobs, status_counts, sweep_to_dict
 
 bp = Blueprint("sweeps", __name__)
@@ -35,6 +38,8 @@ log = logging.getLogger(__name__)
 
 SKIPPED_SHOWN = 5
 STATUSES = tuple(s.value for s in JobStatus)
+SORT_KEYS = tuple(SORTS) + tuple(f"-{s}" for s in SORTS)
+SWEEP_ID = path_id("sweep_id", "sweep")
 
 
 def _not_found(sweep_id: int) -> ApiError:
@@ -75,6 +80,14 @@ def _validate_all(
 
 
 @bp.post("/sweeps")
+@documented(
+    "Expand a grid and/or random search into jobs, validate and enqueue them all"
+    " (Idempotency-Key: a retry returns the same sweep)",
+    tag="sweeps",
+    request=SweepRequest,
+    responses={201: SweepOut, 200: SweepOut},
+    errors=(400, 413, 422),
+)
 def submit_sweep():  # type: ignore[no-untyped-def]
     """Expand and validate every job, write them in one bulk insert, enqueue them in one go."""
     session = db_session()
@@ -84,8 +97,9 @@ def submit_sweep():  # type: ignore[no-untyped-def]
         if existing is not None:
             return jsonify(_show(existing)), 200
     cfg = config()
-    body = check_request(json_body())
-    total, blame = count_jobs(body)
+    body = json_body()
+    sweep_request = validate_sweep(body)
+    total, blame = count_jobs(sweep_request)
     if total > cfg.max_sweep_jobs:
         raise ApiError(
             422,
@@ -93,17 +107,18 @@ def submit_sweep():  # type: ignore[no-untyped-def]
             f"{blame}: the sweep expands to {total} jobs, over the cap of {cfg.max_sweep_jobs}",
             blame,
         )
-    expansion = expand(body)
+    expansion = expand(sweep_request)
     for job in expansion.jobs:
-        job.setdefault("name", body["name"])
+        job.setdefault("name", sweep_request.name)
     specs, skipped = _validate_all(
-        expansion.jobs, Limits.from_config(cfg), body.get("skip_invalid", False)
+        expansion.jobs, Limits.from_config(cfg), sweep_request.skip_invalid
     )
     if not specs:
         raise ApiError(422, "no_valid_jobs", "every combination of the sweep is invalid", "grid")
-    stored_request = {**body, "seed": expansion.seed}
+    # Stored as submitted (what GET /sweeps/{id} shows), with the seed that replays it.
+    stored_request = {**cast(dict[str, Any], body), "seed": expansion.seed}
     sweep = Sweep(
-        name=body["name"],
+        name=sweep_request.name,
         seed=expansion.seed,
         request=stored_request,
         varied=expansion.varied,
@@ -121,7 +136,7 @@ def submit_sweep():  # type: ignore[no-untyped-def]
         if existing is None:
             raise
         return jsonify(_show(existing)), 200
-    _send(sweep.id, sent, fused=body.get("fused", False))
+    _send(sweep.id, sent, fused=sweep_request.fused)
     body_out = _show(sweep)
     body_out["skipped_reasons"] = skipped[:SKIPPED_SHOWN]
     response = jsonify(body_out)
@@ -152,6 +167,16 @@ def _send(sweep_id: int, jobs: list[tuple[int, str]], *, fused: bool = False) ->
 
 
 @bp.get("/sweeps")
+@documented(
+    "Sweeps, newest first, each with its progress",
+    tag="sweeps",
+    params=(
+        str_param("name", "exact name"),
+        int_param("limit", "page size (default 50)", minimum=1, maximum=1000),
+        int_param("offset", "rows to skip", minimum=0),
+    ),
+    responses={200: SweepPage},
+)
 def list_sweeps():  # type: ignore[no-untyped-def]
     """Sweeps, newest first, each with its progress; paged."""
     limit = int_arg("limit", 50, low=1, high=1000)
@@ -183,12 +208,26 @@ def list_sweeps():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/sweeps/<int:sweep_id>")
+@documented(
+    "The sweep with `counts`: status -> number of jobs",
+    tag="sweeps",
+    params=(SWEEP_ID,),
+    responses={200: SweepOut},
+    errors=(404,),
+)
 def show_sweep(sweep_id: int):  # type: ignore[no-untyped-def]
     """One sweep with its job counts per status and whether every job has ended."""
     return jsonify(_show(_get_sweep(sweep_id)))
 
 
 @bp.post("/sweeps/<int:sweep_id>/cancel")
+@documented(
+    "Cancel the queued jobs now (200); running ones stop at their next flush (202)",
+    tag="sweeps",
+    params=(SWEEP_ID,),
+    responses={200: SweepOut, 202: SweepOut},
+    errors=(404,),
+)
 def cancel_sweep(sweep_id: int):  # type: ignore[no-untyped-def]
     """Queued jobs are cancelled at once; running ones stop at their next flush."""
     sweep = _get_sweep(sweep_id, for_update=True)
@@ -200,11 +239,23 @@ def cancel_sweep(sweep_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/sweeps/<int:sweep_id>/results")
+@documented(
+    "The leaderboard: one row per job",
+    tag="sweeps",
+    params=(
+        SWEEP_ID,
+        str_param("sort", "key, '-' for descending (default final_loss)", SORT_KEYS),
+        str_param("status", "comma-separated: " + ", ".join(STATUSES)),
+        int_param("limit", "page size (default 100)", minimum=1, maximum=10_000),
+        int_param("offset", "rows to skip", minimum=0),
+    ),
+    responses={200: SweepResults},
+    errors=(404, 422),
+)
 def sweep_results(sweep_id: int):  # type: ignore[no-untyped-def]
     """The leaderboard: one row per job; finished runs by loss first, diverged and failed last."""
     sweep = _get_sweep(sweep_id)
-    sorts = tuple(SORTS) + tuple(f"-{s}" for s in SORTS)
-    sort = choice_arg("sort", sorts, "final_loss") or "final_loss"
+    sort = choice_arg("sort", SORT_KEYS, "final_loss") or "final_loss"
     limit = int_arg("limit", 100, low=1, high=10_000) or 100
     offset = int_arg("offset", 0, low=0) or 0
     statuses = list_arg("status", STATUSES)
@@ -232,6 +283,13 @@ def sweep_results(sweep_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/sweeps/<int:sweep_id>/factors")
+@documented(
+    "Per factor and level, mean and spread of the final log10 loss; the best config",
+    tag="sweeps",
+    params=(SWEEP_ID,),
+    responses={200: SweepFactors},
+    errors=(404,),
+)
 def sweep_factors(sweep_id: int):  # type: ignore[no-untyped-def]
     """Per factor and level: the final log10 loss over everything else; main effects; best."""
     sweep = _get_sweep(sweep_id)

@@ -9,9 +9,12 @@ import pytest
 import sqlalchemy.orm as so
 from flask import Flask
 from flask.testing import FlaskClient
+from pydantic import BaseModel
 
 from service.api.openapi import openapi_path
 from service.jobspec import JobRequest
+from service.sweeps.request import SweepRequest
+from tests.service.api.test_api_sweeps import GRID
 from tests.service.results_data import add_job, decay
 
 
@@ -34,16 +37,24 @@ def test_every_route_is_documented(app: Flask, document: dict[str, Any]) -> None
             assert operation["summary"] and operation["responses"]
             in_path = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
             assert in_path == set(rule.arguments) - set(rule.defaults or {}), rule.rule
+    # And nothing else: every documented path is a route the app serves.
+    assert set(document["paths"]) <= {openapi_path(rule.rule) for rule in app.url_map.iter_rules()}
 
 
-def test_request_schema_is_the_validating_model(document: dict[str, Any]) -> None:
-    body = document["paths"]["/api/v1/jobs"]["post"]["requestBody"]
+@pytest.mark.parametrize(
+    ("path", "model"), [("/api/v1/jobs", JobRequest), ("/api/v1/sweeps", SweepRequest)]
+)
+def test_request_schema_is_the_validating_model(
+    document: dict[str, Any], path: str, model: type[BaseModel]
+) -> None:
+    body = document["paths"][path]["post"]["requestBody"]
     assert body["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/JobRequest"
+        "$ref": f"#/components/schemas/{model.__name__}"
     }
-    assert document["components"]["schemas"]["JobRequest"] == JobRequest.model_json_schema(
-        ref_template="#/components/schemas/{model}"
-    )
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in schema.pop("$defs", {}).items():
+        assert document["components"]["schemas"][name] == definition
+    assert document["components"]["schemas"][model.__name__] == schema
 
 
 def check(document: dict[str, Any], path: str, method: str, response: Any) -> None:
@@ -77,6 +88,41 @@ def test_real_responses_match_the_document(
     check(document, "/api/v1/jobs", "get", client.get("/api/v1/jobs?limit=0"))
     check(document, "/api/v1/jobs", "post", client.post("/api/v1/jobs", json={"stage": "x"}))
     check(document, "/api/v1/compare", "get", client.get(f"/api/v1/compare?jobs={a},424242"))
+
+
+def check_request(document: dict[str, Any], path: str, body: Any) -> None:
+    """Validate a request body against the document's schema for it."""
+    request_body = document["paths"][path]["post"]["requestBody"]
+    schema = request_body["content"]["application/json"]["schema"]
+    jsonschema.Draft202012Validator({**document, **schema}).validate(body)
+
+
+def test_real_sweep_requests_and_responses_match_the_document(
+    client: FlaskClient, document: dict[str, Any]
+) -> None:
+    short_random = {"name": "r", "base": {"stage": "optim"}, "random": {"n": 2, "lr": [0.1]}}
+    for body in (GRID, short_random):
+        check_request(document, "/api/v1/sweeps", body)
+        created = client.post("/api/v1/sweeps", json=body)
+        check(document, "/api/v1/sweeps", "post", created)
+    sweep = created.get_json()["id"]
+    check(document, "/api/v1/sweeps", "get", client.get("/api/v1/sweeps?limit=1"))
+    check(document, "/api/v1/sweeps/{sweep_id}", "get", client.get(f"/api/v1/sweeps/{sweep}"))
+    for view in ("results", "factors"):
+        path = f"/api/v1/sweeps/{{sweep_id}}/{view}"
+        check(document, path, "get", client.get(f"/api/v1/sweeps/{sweep}/{view}"))
+    cancelled = client.post(f"/api/v1/sweeps/{sweep}/cancel")
+    check(document, "/api/v1/sweeps/{sweep_id}/cancel", "post", cancelled)
+    # Errors; and an unknown key is refused by the document as by the server.
+    check(document, "/api/v1/sweeps/{sweep_id}", "get", client.get("/api/v1/sweeps/99999"))
+    bad_sort = client.get(f"/api/v1/sweeps/{sweep}/results?sort=colour")
+    check(document, "/api/v1/sweeps/{sweep_id}/results", "get", bad_sort)
+    unknown = {**GRID, "surprise": 1}
+    with pytest.raises(jsonschema.ValidationError):
+        check_request(document, "/api/v1/sweeps", unknown)
+    refused = client.post("/api/v1/sweeps", json=unknown)
+    assert refused.get_json()["error"]["field"] == "surprise"
+    check(document, "/api/v1/sweeps", "post", refused)
 
 
 def test_a_drifted_body_fails_validation(document: dict[str, Any]) -> None:
