@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -165,6 +164,4 @@ def validate_job(
     if spec["seed"] is None and draw_seed:
         spec["seed"] = secrets.randbelow(MAX_SEED + 1)
     _check_rules(spec, limits or Limits())
-    if not math.isfinite(spec["lr"]):
-        raise SpecError("lr", "lr: must be finite")
     return spec

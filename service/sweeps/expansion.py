@@ -11,7 +11,7 @@ import itertools
 import math
 import random
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from service.jobspec import MAX_SEED
@@ -25,7 +25,6 @@ class Expansion:
     seed: int
     jobs: list[dict[str, Any]]
     varied: list[str]
-    factor_order: list[str] = field(default_factory=list)
 
 
 def _draw(rng: random.Random, space: Distribution) -> Any:
@@ -90,7 +89,7 @@ def expand(request: SweepRequest) -> Expansion:
                 jobs.append(job)
     order = names + [n for n in sorted(space) if n not in names] + ["seed"]
     varied = [n for n in order if len({_level_key(job.get(n)) for job in jobs}) > 1]
-    return Expansion(seed=seed, jobs=jobs, varied=varied, factor_order=order)
+    return Expansion(seed=seed, jobs=jobs, varied=varied)
 
 
 def _level_key(value: Any) -> str:
