@@ -136,12 +136,12 @@ def list_jobs():  # type: ignore[no-untyped-def]
     statuses = list_arg("status", STATUSES)
     if statuses:
         query = query.where(Job.status.in_(statuses))
-    for name, choices, column in (
+    for param, choices, column in (
         ("stage", STAGES, Job.stage),
         ("optimizer", OPTIMIZERS, Job.optimizer),
         ("init", INITS, Job.init),
     ):
-        values = list_arg(name, choices)
+        values = list_arg(param, choices)
         if values:
             query = query.where(column.in_(values))
     lr_min, lr_max = float_arg("lr_min"), float_arg("lr_max")
