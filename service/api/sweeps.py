@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.exc
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, request, url_for
 
 from service.api.extensions import ApiError, celery_client, config, db_session
 from service.api.jobs import json_body
@@ -74,7 +74,7 @@ def _validate_all(
 
 
 @bp.post("/sweeps")
-def submit_sweep():  # type: ignore[no-untyped-def]
+def submit_sweep() -> tuple[Response, int]:
     """Expand and validate every job, write them in one bulk insert, enqueue them in one go."""
     session = db_session()
     key = idempotency_key()
@@ -151,7 +151,7 @@ def _send(sweep_id: int, jobs: list[tuple[int, str]], *, fused: bool = False) ->
 
 
 @bp.get("/sweeps")
-def list_sweeps():  # type: ignore[no-untyped-def]
+def list_sweeps() -> Response:
     """Sweeps, newest first, each with its progress; paged."""
     limit = int_arg("limit", 50, low=1, high=1000)
     offset = int_arg("offset", 0, low=0)
@@ -182,13 +182,13 @@ def list_sweeps():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/sweeps/<int:sweep_id>")
-def show_sweep(sweep_id: int):  # type: ignore[no-untyped-def]
+def show_sweep(sweep_id: int) -> Response:
     """One sweep with its job counts per status and whether every job has ended."""
     return jsonify(_show(_get_sweep(sweep_id)))
 
 
 @bp.post("/sweeps/<int:sweep_id>/cancel")
-def cancel_sweep(sweep_id: int):  # type: ignore[no-untyped-def]
+def cancel_sweep(sweep_id: int) -> tuple[Response, int]:
     """Queued jobs are cancelled at once; running ones stop at their next flush."""
     sweep = _get_sweep(sweep_id, for_update=True)
     sweep.cancel_requested = True
@@ -199,7 +199,7 @@ def cancel_sweep(sweep_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/sweeps/<int:sweep_id>/results")
-def sweep_results(sweep_id: int):  # type: ignore[no-untyped-def]
+def sweep_results(sweep_id: int) -> Response:
     """The leaderboard: one row per job; finished runs by loss first, diverged and failed last."""
     sweep = _get_sweep(sweep_id)
     sorts = tuple(SORTS) + tuple(f"-{s}" for s in SORTS)
@@ -231,7 +231,7 @@ def sweep_results(sweep_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/sweeps/<int:sweep_id>/factors")
-def sweep_factors(sweep_id: int):  # type: ignore[no-untyped-def]
+def sweep_factors(sweep_id: int) -> Response:
     """Per factor and level: the final log10 loss over everything else; main effects; best."""
     sweep = _get_sweep(sweep_id)
     rows = factor_rows(db_session(), sweep_id, sweep.varied)
