@@ -34,6 +34,7 @@ netns-tools:
 test: install netns-tools $(CHROMIUM)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 	$(PY) -m pytest --ignore=tests/faults $(PYTEST_ARGS)
 
 # The fault suite kills workers, Redis and PostgreSQL on purpose: ~7 minutes on 2 cores.
@@ -43,6 +44,7 @@ test-faults: install
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 format: install
 	$(PY) -m ruff format .
@@ -57,4 +59,4 @@ bench: install
 	$(PY) -m bench.bench_storage
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 
 def _var_dir() -> Path:
@@ -61,7 +62,8 @@ class Config:
         """Build the configuration from the environment, then apply explicit overrides."""
         var_dir = _var_dir()
         tokens = tuple(t for t in os.environ.get("TRAINQ_API_TOKENS", "").split(",") if t.strip())
-        values: dict[str, object] = {
+        # Any: each value has its own field's type, which no dict type can spell per key.
+        values: dict[str, Any] = {
             "database_url": os.environ.get(
                 "TRAINQ_DATABASE_URL", f"sqlite:///{var_dir / 'trainq.sqlite3'}"
             ),
@@ -96,4 +98,4 @@ class Config:
         if unknown:
             raise TypeError(f"unknown settings: {sorted(unknown)}")
         values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)

@@ -37,7 +37,7 @@ def _duration_sqlite(element: duration_seconds, compiler: Any, **kw: Any) -> str
 
 
 # Sort name -> the key expression; every order ends with the id so keys are unique.
-SORTS: dict[str, ColumnElement[Any]] = {
+SORTS: dict[str, so.QueryableAttribute[Any] | ColumnElement[Any]] = {
     "created": Job.created_at,
     "id": Job.id,
     "final_loss": Job.final_loss,

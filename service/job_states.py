@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeGuard
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -28,7 +29,7 @@ class Attempt:
     worker: str
 
 
-def owns(job: Job | None, attempt: Attempt) -> bool:
+def owns(job: Job | None, attempt: Attempt) -> TypeGuard[Job]:
     """The ownership rule: the row still names this attempt's worker and number."""
     return job is not None and job.worker == attempt.worker and job.attempts == attempt.attempt
 

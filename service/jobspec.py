@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.choices import (  # re-exported: the API modules import them from here
-    DEVICES,
-    DTYPES,
+from service.choices import (
     HAND_WRITTEN_STAGES,
-    INITS,
     MAX_SEED,
     MOMENTUM_OPTIMIZERS,
-    OPTIMIZERS,
-    STAGES,
+    DeviceName,
+    DtypeName,
+    InitName,
+    OptimizerName,
+    StageName,
 )
+
+# Re-exported: the API modules import these from here.
+from service.choices import INITS as INITS
+from service.choices import OPTIMIZERS as OPTIMIZERS
+from service.choices import STAGES as STAGES
 from service.config import Config
 
 DIMENSIONS = ("N", "D_in", "H", "D_out")
@@ -33,11 +38,11 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    stage: Literal[STAGES]
-    optimizer: Literal[OPTIMIZERS] | None = None
+    stage: StageName
+    optimizer: OptimizerName | None = None
     momentum: Annotated[float, Field(ge=0, lt=1)] | None = None
     weight_decay: Annotated[float, Field(ge=0, le=10)] | None = None
-    init: Literal[INITS] | None = None
+    init: InitName | None = None
     lr: Annotated[float, Field(gt=0, le=10)] | None = None
     iterations: Annotated[int, Field(ge=1, le=100_000)] = 500
     N: Annotated[int, Field(ge=1)] = 64
@@ -45,8 +50,8 @@ class JobRequest(BaseModel):
     H: Annotated[int, Field(ge=1)] = 100
     D_out: Annotated[int, Field(ge=1)] = 10
     seed: Annotated[int, Field(ge=0, le=MAX_SEED)] | None = None
-    device: Literal[DEVICES] = "auto"
-    dtype: Literal[DTYPES] = "float32"
+    device: DeviceName = "auto"
+    dtype: DtypeName = "float32"
     name: Name | None = None
     tags: Annotated[list[Tag], Field(max_length=32)] = Field(default_factory=list)
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from celery import signals
 
 from service.broker import make_celery
 from service.config import Config
+
+if TYPE_CHECKING:
+    from celery.apps.worker import Worker
 
 # Celery's command line needs an app object at import; it opens no connection until used.
 app = make_celery(Config.from_env())
@@ -17,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 @signals.celeryd_after_setup.connect
-def _refuse_gpu_queue_without_cuda(sender: str, instance, **_kwargs) -> None:  # type: ignore[no-untyped-def]
+def _refuse_gpu_queue_without_cuda(sender: str, instance: Worker, **_kwargs: object) -> None:
     """A worker that consumes the gpu queue must have CUDA, or it would fail every job."""
     queues = set(instance.app.amqp.queues.consume_from or ())
     if "gpu" in queues:
@@ -29,7 +33,7 @@ def _refuse_gpu_queue_without_cuda(sender: str, instance, **_kwargs) -> None:  #
 
 
 @signals.worker_init.connect
-def _preload_training(**_kwargs) -> None:  # type: ignore[no-untyped-def]
+def _preload_training(**_kwargs: object) -> None:
     """Import torch and the runners once, before forking, so a new pool process starts at once."""
     import torch
 
@@ -41,7 +45,7 @@ def _preload_training(**_kwargs) -> None:  # type: ignore[no-untyped-def]
 
 
 @signals.worker_process_init.connect
-def _configure_process(**_kwargs) -> None:  # type: ignore[no-untyped-def]
+def _configure_process(**_kwargs: object) -> None:
     """Each pool process: its own torch threads and database engine (never shared over fork)."""
     from worker.state import reset_process_state
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import defaultdict
+from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -103,6 +104,7 @@ def _run_stack(
         log.exception("fused batch %s failed", [c.job_id for c in claims])
         message = f"{type(error).__name__}: {error}"[:4000]
         outcomes = [FusedOutcome() for _ in claims]
+        statuses: list[tuple[JobStatus, dict[str, Any]]]
         statuses = [(JobStatus.FAILED, {"error": message})] * len(claims)
     else:
         statuses = [_status(outcome) for outcome in outcomes]
@@ -115,7 +117,7 @@ def _run_stack(
     return results
 
 
-def _status(outcome: FusedOutcome) -> tuple[str, dict]:
+def _status(outcome: FusedOutcome) -> tuple[JobStatus, dict[str, Any]]:
     if outcome.diverged_at is not None:
         return JobStatus.DIVERGED, {"diverged_at": outcome.diverged_at}
     if outcome.stopped:

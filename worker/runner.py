@@ -7,9 +7,10 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy.exc
+import sqlalchemy.orm as so
 import torch
 
 from service.config import Config
@@ -86,7 +87,9 @@ def run_job(job_id: int, worker_name: str) -> str:
 
         return with_db_retries(config, attempt)
 
-    def claim_and_read(session):  # type: ignore[no-untyped-def]
+    def claim_and_read(
+        session: so.Session,
+    ) -> tuple[Claim | None, str, dict[str, Any] | None, str, Job | None]:
         claim, state = claim_job(
             session, job_id, worker_name, config.lease_seconds, config.max_attempts
         )
@@ -94,7 +97,7 @@ def run_job(job_id: int, worker_name: str) -> str:
         return claim, state, job_spec(job) if job else None, job.queue if job else "cpu", job
 
     claim, state, fields, queue, job = in_transaction(claim_and_read)
-    if claim is None or fields is None:
+    if claim is None or fields is None or job is None:
         log.info("job %s not run: %s", job_id, state)
         return state
     crash_if_told(job.name)
@@ -165,8 +168,14 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:4000]
 
 
-def _finish(in_transaction, claim: Claim, status: str, ran_on: str | None, **outcome) -> str:  # type: ignore[no-untyped-def]
-    def write(session):  # type: ignore[no-untyped-def]
+def _finish(
+    in_transaction: Callable[[Callable[[so.Session], bool]], bool],
+    claim: Claim,
+    status: str,
+    ran_on: str | None,
+    **outcome: Any,
+) -> str:
+    def write(session: so.Session) -> bool:
         return finish_job(
             session, claim, status, ran_on=ran_on, torch_version=torch.__version__, **outcome
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import Task, shared_task
 from celery.worker.request import Request
 
 from service.broker import BATCH_TASK, TRAIN_TASK
@@ -36,7 +36,7 @@ class JobRequest(Request):
 @shared_task(
     name=TRAIN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, Request=JobRequest
 )
-def train_job(self, job_id: int) -> str:  # type: ignore[no-untyped-def]
+def train_job(self: Task, job_id: int) -> str:
     """Train one job and record its history; returns the job's final status."""
     from worker.runner import run_job
 
@@ -44,7 +44,7 @@ def train_job(self, job_id: int) -> str:  # type: ignore[no-untyped-def]
 
 
 @shared_task(name=BATCH_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
-def train_batch(self, job_ids: list[int]) -> dict[int, str]:  # type: ignore[no-untyped-def]
+def train_batch(self: Task, job_ids: list[int]) -> dict[int, str]:
     """Train compatible jobs fused, each recording its own history; returns each job's status."""
     from worker.fused_runner import run_batch
 

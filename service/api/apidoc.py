@@ -53,6 +53,7 @@ def documented(
     doc = EndpointDoc(summary, tag, tuple(params), request, answers)
 
     def attach(view: View) -> View:
+        # A function attribute, read back by build_document with getattr; mypy knows no such field.
         view.apidoc = doc  # type: ignore[attr-defined]
         return view
 

@@ -34,17 +34,17 @@ def init_app(app: Flask) -> None:
     """Register the JSON error handlers."""
 
     @app.errorhandler(ApiError)
-    def _api_error(error: ApiError):  # type: ignore[no-untyped-def]
+    def _api_error(error: ApiError) -> tuple[Response, int]:
         return error_response(error.status, error.code, error.message, error.field, **error.extra)
 
     @app.errorhandler(SpecError)
-    def _spec_error(error: SpecError):  # type: ignore[no-untyped-def]
+    def _spec_error(error: SpecError) -> tuple[Response, int]:
         return error_response(
             422, "invalid_field", error.message, error.field, details=error.details
         )
 
     @app.errorhandler(HTTPException)
-    def _http_error(error: HTTPException):  # type: ignore[no-untyped-def]
+    def _http_error(error: HTTPException) -> tuple[str | Response, int]:
         status = error.code or 500
         if wants_html():
             return render_template("error.html", error=error), status
@@ -54,6 +54,6 @@ def init_app(app: Flask) -> None:
         return error_response(status, code, error.description or error.name)
 
     @app.errorhandler(sqlalchemy.exc.OperationalError)
-    def _database_down(error: Exception):  # type: ignore[no-untyped-def]
+    def _database_down(error: Exception) -> tuple[Response, int]:
         log.warning("database unavailable: %s", error)
         return error_response(503, "database_unavailable", "the database is not answering")

@@ -16,7 +16,9 @@ from service.db import make_engine, make_session_factory
 class ApiError(Exception):
     """An error the API reports as {"error": {"code", "message", "field"}}."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None, **extra):  # type: ignore[no-untyped-def]
+    def __init__(
+        self, status: int, code: str, message: str, field: str | None = None, **extra: object
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
         self.extra = extra

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
 from service.api.apidoc import documented
 from service.api.extensions import celery_client
@@ -47,7 +47,7 @@ def _workers_per_queue() -> dict[str, list[str]]:
     responses={200: Health, 503: Health},
     errors=(),
 )
-def health():  # type: ignore[no-untyped-def]
+def health() -> tuple[Response, int]:
     """Whether the service can take and run jobs."""
     database, database_error = _database_ok()
     broker, broker_error = _broker_ok()

@@ -97,7 +97,7 @@ def not_found(job_id: int) -> ApiError:
     responses={201: JobOut, 200: JobOut},
     errors=(400, 413, 422),
 )
-def submit_job():  # type: ignore[no-untyped-def]
+def submit_job() -> tuple[Response, int]:
     """Validate a job, write its row, then enqueue it."""
     session = db_session()
     key = idempotency_key()
@@ -131,18 +131,18 @@ def submit_job():  # type: ignore[no-untyped-def]
     params=LIST_PARAMS,
     responses={200: JobPage},
 )
-def list_jobs():  # type: ignore[no-untyped-def]
+def list_jobs() -> Response:
     """Jobs filtered by status, stage, optimizer, init, lr range, sweep, tag and name; paged."""
     query = sa.select(Job)
     statuses = list_arg("status", STATUSES)
     if statuses:
         query = query.where(Job.status.in_(statuses))
-    for name, choices, column in (
+    for param, choices, column in (
         ("stage", STAGES, Job.stage),
         ("optimizer", OPTIMIZERS, Job.optimizer),
         ("init", INITS, Job.init),
     ):
-        values = list_arg(name, choices)
+        values = list_arg(param, choices)
         if values:
             query = query.where(column.in_(values))
     lr_min, lr_max = float_arg("lr_min"), float_arg("lr_max")
@@ -193,7 +193,7 @@ def list_jobs():  # type: ignore[no-untyped-def]
 
 @bp.get("/jobs/<int:job_id>")
 @documented("One job", tag="jobs", params=(JOB_ID,), responses={200: JobOut}, errors=(404,))
-def show_job(job_id: int):  # type: ignore[no-untyped-def]
+def show_job(job_id: int) -> Response:
     """One job with every field and its state."""
     job = get_job(db_session(), job_id)
     if job is None:
@@ -215,7 +215,7 @@ def show_job(job_id: int):  # type: ignore[no-untyped-def]
     responses={200: {"application/json": LossHistory, "text/csv": None}},
     errors=(404, 422),
 )
-def job_losses(job_id: int):  # type: ignore[no-untyped-def]
+def job_losses(job_id: int) -> Response:
     """The job's loss history, optionally a window of steps and downsampled to `points`."""
     session = db_session()
     job = get_job(session, job_id)
@@ -251,7 +251,7 @@ def job_losses(job_id: int):  # type: ignore[no-untyped-def]
     responses={200: JobOut, 202: JobOut},
     errors=(404, 409),
 )
-def cancel_job(job_id: int):  # type: ignore[no-untyped-def]
+def cancel_job(job_id: int) -> Response | tuple[Response, int]:
     """Cancel a queued job at once, or ask a running one to stop at its next flush."""
     session = db_session()
     job = session.get(Job, job_id, with_for_update=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify
 from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode
 
 from service.api.apidoc import EndpointDoc, Param, documented
 
@@ -26,8 +28,8 @@ class Schemas:
     def __init__(self) -> None:
         self.components: dict[str, Any] = {}
 
-    def ref(self, model: type[BaseModel], mode: str = "serialization") -> dict[str, Any]:
-        schema = model.model_json_schema(ref_template=REF, mode=mode)  # type: ignore[arg-type]
+    def ref(self, model: type[BaseModel], mode: JsonSchemaMode = "serialization") -> dict[str, Any]:
+        schema = model.model_json_schema(ref_template=REF, mode=mode)
         self.components.update(schema.pop("$defs", {}))
         self.components[model.__name__] = schema
         return {"$ref": REF.format(model=model.__name__)}
@@ -55,7 +57,7 @@ def _operation(doc: EndpointDoc, schemas: Schemas) -> dict[str, Any]:
         }
     responses: dict[str, Any] = {}
     for status, answer in sorted(doc.responses.items()):
-        media = answer if isinstance(answer, dict) else {"application/json": answer}
+        media = answer if isinstance(answer, Mapping) else {"application/json": answer}
         content = {
             kind: ({"schema": schemas.ref(model)} if model is not None else {})
             for kind, model in media.items()
@@ -92,6 +94,6 @@ def build_document(app: Flask) -> dict[str, Any]:
 
 @bp.get("/openapi.json")
 @documented("This document", tag="meta", responses={200: {"application/json": None}}, errors=())
-def openapi_document():  # type: ignore[no-untyped-def]
+def openapi_document() -> Response:
     """The OpenAPI document."""
     return jsonify(build_document(current_app))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -47,8 +47,9 @@ def sweep_progress(session: so.Session, sweeps: list[Sweep]) -> list[SweepProgre
         .where(Job.sweep_id.in_(ids))
         .group_by(Job.sweep_id)
     )
-    for sweep_id, loss in best:
-        rows[sweep_id].best_loss = loss
+    for job_sweep_id, loss in best:
+        # Job.sweep_id is nullable, but the WHERE above keeps only these sweeps' jobs.
+        rows[cast(int, job_sweep_id)].best_loss = loss
     return list(rows.values())
 
 

@@ -63,13 +63,13 @@ def secure_headers(response: Response) -> Response:
 
 
 @bp.errorhandler(HTTPException)
-def page_error(error: HTTPException):  # type: ignore[no-untyped-def]
+def page_error(error: HTTPException) -> tuple[str, int]:
     """Errors of the pages as HTML."""
     return render_template("error.html", error=error), error.code or 500
 
 
 @bp.get("/")
-def dashboard():  # type: ignore[no-untyped-def]
+def dashboard() -> str:
     """Recent jobs and sweeps, with live status."""
     session = db_session()
     return render_template(
@@ -81,7 +81,7 @@ def dashboard():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/jobs/<int:job_id>")
-def job_page(job_id: int):  # type: ignore[no-untyped-def]
+def job_page(job_id: int) -> str:
     """Every field of one job and its loss curve."""
     job = get_job(db_session(), job_id)
     if job is None:
@@ -106,7 +106,7 @@ def compare_ids() -> list[int]:
 
 
 @bp.get("/compare")
-def compare_page():  # type: ignore[no-untyped-def]
+def compare_page() -> str:
     """Chosen jobs' curves overlaid, the legend naming what differs between them."""
     ids = compare_ids()
     session = db_session()
@@ -130,7 +130,7 @@ def compare_page():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/sweeps/<int:sweep_id>")
-def sweep_page(sweep_id: int):  # type: ignore[no-untyped-def]
+def sweep_page(sweep_id: int) -> str:
     """A sweep's leaderboard, best final loss first."""
     session = db_session()
     sweep = session.get(Sweep, sweep_id)

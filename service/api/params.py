@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import math
+from typing import TypeVar, overload
 
 import sqlalchemy as sa
 from flask import request
 
 from service.api.extensions import ApiError, db_session
+from service.models import Job, Sweep
+
+# The rows a request with an Idempotency-Key creates.
+Submitted = TypeVar("Submitted", Job, Sweep)
 
 
+@overload
+def int_arg(name: str, default: int, *, low: int = 0, high: int = 2**31 - 1) -> int: ...
+@overload
+def int_arg(
+    name: str, default: None = None, *, low: int = 0, high: int = 2**31 - 1
+) -> int | None: ...
 def int_arg(
     name: str, default: int | None = None, *, low: int = 0, high: int = 2**31 - 1
 ) -> int | None:
@@ -77,7 +88,7 @@ def idempotency_key() -> str | None:
     return key or None
 
 
-def previous_submission(model: type, key: str | None):  # type: ignore[no-untyped-def]
+def previous_submission(model: type[Submitted], key: str | None) -> Submitted | None:
     """The row an earlier request with this Idempotency-Key created, or None."""
     if not key:
         return None

@@ -132,7 +132,7 @@ def _csv(lines: Iterator[str], filename: str) -> Response:
     responses={200: {"application/json": CompareOut, "text/csv": None}},
     errors=(404, 422),
 )
-def compare():  # type: ignore[no-untyped-def]
+def compare() -> Response:
     """Compare up to 1,000 jobs."""
     ids = job_ids_arg()
     points = _points(len(ids))
@@ -198,7 +198,7 @@ def _compare_csv(
     responses={200: {"image/png": None, "image/svg+xml": None}},
     errors=(404, 422),
 )
-def compare_plot(fmt: str):  # type: ignore[no-untyped-def]
+def compare_plot(fmt: str) -> Response:
     """Overlay the jobs' curves."""
     ids = job_ids_arg()
     points = _points(len(ids))
@@ -217,7 +217,7 @@ def compare_plot(fmt: str):  # type: ignore[no-untyped-def]
     responses={200: {"image/png": None}},
     errors=(404, 422),
 )
-def job_plot(job_id: int):  # type: ignore[no-untyped-def]
+def job_plot(job_id: int) -> Response:
     """One job's curve."""
     points = _points(1)
     size = size_arg((800, 500))
@@ -247,7 +247,7 @@ def _sweep(sweep_id: int) -> Sweep:
     responses={200: {"image/png": None}},
     errors=(404, 422),
 )
-def sweep_plot(sweep_id: int):  # type: ignore[no-untyped-def]
+def sweep_plot(sweep_id: int) -> Response:
     """A sweep's curves and factor panel."""
     sweep = _sweep(sweep_id)
     varied = [f for f in (sweep.varied or []) if f in FACTORS]
@@ -295,7 +295,7 @@ def _streamed(write: Callable[[so.Session], Iterator[str]]) -> Iterator[str]:
     responses={200: {"application/json": ExportOut, "text/csv": None}},
     errors=(404, 422),
 )
-def export_job(job_id: int):  # type: ignore[no-untyped-def]
+def export_job(job_id: int) -> Response:
     """One job's download."""
     return _export(load_jobs([job_id]), None, f"job-{job_id}")
 
@@ -308,7 +308,7 @@ def export_job(job_id: int):  # type: ignore[no-untyped-def]
     responses={200: {"application/json": ExportOut, "text/csv": None}},
     errors=(404, 422),
 )
-def export_sweep(sweep_id: int):  # type: ignore[no-untyped-def]
+def export_sweep(sweep_id: int) -> Response:
     """A sweep's download."""
     sweep = _sweep(sweep_id)
     return _export(sweep_jobs(db_session(), sweep_id), sweep_to_dict(sweep), f"sweep-{sweep_id}")

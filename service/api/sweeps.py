@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 import sqlalchemy.exc
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, request, url_for
 
 from service import job_states
 from service.api.apidoc import documented, int_param, path_id, str_param
@@ -88,7 +88,7 @@ def _validate_all(
     responses={201: SweepOut, 200: SweepOut},
     errors=(400, 413, 422),
 )
-def submit_sweep():  # type: ignore[no-untyped-def]
+def submit_sweep() -> tuple[Response, int]:
     """Expand and validate every job, write them in one bulk insert, enqueue them in one go."""
     session = db_session()
     key = idempotency_key()
@@ -177,7 +177,7 @@ def _send(sweep_id: int, jobs: list[tuple[int, str]], *, fused: bool = False) ->
     ),
     responses={200: SweepPage},
 )
-def list_sweeps():  # type: ignore[no-untyped-def]
+def list_sweeps() -> Response:
     """Sweeps, newest first, each with its progress; paged."""
     limit = int_arg("limit", 50, low=1, high=1000)
     offset = int_arg("offset", 0, low=0)
@@ -215,7 +215,7 @@ def list_sweeps():  # type: ignore[no-untyped-def]
     responses={200: SweepOut},
     errors=(404,),
 )
-def show_sweep(sweep_id: int):  # type: ignore[no-untyped-def]
+def show_sweep(sweep_id: int) -> Response:
     """One sweep with its job counts per status and whether every job has ended."""
     return jsonify(_show(_get_sweep(sweep_id)))
 
@@ -228,7 +228,7 @@ def show_sweep(sweep_id: int):  # type: ignore[no-untyped-def]
     responses={200: SweepOut, 202: SweepOut},
     errors=(404,),
 )
-def cancel_sweep(sweep_id: int):  # type: ignore[no-untyped-def]
+def cancel_sweep(sweep_id: int) -> tuple[Response, int]:
     """Queued jobs are cancelled at once; running ones stop at their next flush."""
     sweep = _get_sweep(sweep_id, for_update=True)
     sweep.cancel_requested = True
@@ -252,7 +252,7 @@ def cancel_sweep(sweep_id: int):  # type: ignore[no-untyped-def]
     responses={200: SweepResults},
     errors=(404, 422),
 )
-def sweep_results(sweep_id: int):  # type: ignore[no-untyped-def]
+def sweep_results(sweep_id: int) -> Response:
     """The leaderboard: one row per job; finished runs by loss first, diverged and failed last."""
     sweep = _get_sweep(sweep_id)
     sort = choice_arg("sort", SORT_KEYS, "final_loss") or "final_loss"
@@ -290,7 +290,7 @@ def sweep_results(sweep_id: int):  # type: ignore[no-untyped-def]
     responses={200: SweepFactors},
     errors=(404,),
 )
-def sweep_factors(sweep_id: int):  # type: ignore[no-untyped-def]
+def sweep_factors(sweep_id: int) -> Response:
     """Per factor and level: the final log10 loss over everything else; main effects; best."""
     sweep = _get_sweep(sweep_id)
     rows = factor_rows(db_session(), sweep_id, sweep.varied)

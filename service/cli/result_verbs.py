@@ -33,9 +33,9 @@ def compare(
     params = {"jobs": ids, **({"points": points} if points is not None else {})}
     try:
         result = client.api("GET", "/compare", params=params)
-        if kind:
+        if kind and plot_path:
             image = client.request("GET", f"/api/v1/compare/plot.{kind}", params=params).content
-            Path(plot_path).write_bytes(image)  # type: ignore[arg-type]
+            Path(plot_path).write_bytes(image)
     except ApiFailure as error:
         raise click.ClickException(str(error)) from None
     if as_json:

@@ -104,7 +104,7 @@ class RedisServer:
     @property
     def pid(self) -> int | None:
         """PID of the running server, or None."""
-        return self._proc.pid if self.is_running() else None
+        return self._proc.pid if self._proc is not None and self.is_running() else None
 
     def is_running(self) -> bool:
         """Whether the server process is alive."""
@@ -136,7 +136,7 @@ class RedisServer:
     def start(self, timeout: float = 10) -> Self:
         """Launch redis-server and wait until it answers PING."""
         if self.is_running():
-            raise RuntimeError(f"redis-server already running (pid {self._proc.pid})")
+            raise RuntimeError(f"redis-server already running (pid {self.pid})")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             # Own session: a Ctrl-C aimed at the supervisor's terminal must not
@@ -148,7 +148,7 @@ class RedisServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        if self._proc.stdin is not None:
+        if self.password and self._proc.stdin is not None:
             # A server that died at once closed the pipe; _wait_ready reports it.
             with contextlib.suppress(BrokenPipeError), self._proc.stdin:
                 self._proc.stdin.write(f"requirepass {_config_quote(self.password)}\n".encode())

@@ -57,7 +57,9 @@ def sweep_to_dict(sweep: Sweep) -> dict[str, Any]:
     }
 
 
-def _batches(session: so.Session, jobs: Sequence[Job]) -> Iterator[tuple[dict, np.ndarray, ...]]:
+def _batches(
+    session: so.Session, jobs: Sequence[Job]
+) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
     """(job dict, steps, losses) for each job, histories read BATCH jobs per query."""
     for start in range(0, len(jobs), BATCH):
         batch = jobs[start : start + BATCH]

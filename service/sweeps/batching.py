@@ -26,7 +26,7 @@ def plan_batches(jobs: Iterable[Job], max_batch: int | None = None) -> list[tupl
     groups: dict[tuple, list[int]] = defaultdict(list)
     for job in jobs:
         groups[fusion_group(job)].append(job.id)
-    batches = []
+    batches: list[tuple[str, list[int]]] = []
     for key, ids in groups.items():
         ids.sort()
         limit = max_batch or MAX_BATCH.get(key[0], MAX_BATCH["cpu"])

@@ -40,7 +40,9 @@ def _stats(values: Sequence[float]) -> dict[str, Any]:
 
 def outcomes(rows: Iterable[dict[str, Any]]) -> tuple[list[tuple[dict, float]], dict[str, Any]]:
     """(row, final log10 loss) for every job that counts, and what was counted how."""
-    finite, diverged, excluded = [], [], defaultdict(int)
+    finite: list[tuple[dict, float]] = []
+    diverged: list[dict] = []
+    excluded: defaultdict[str, int] = defaultdict(int)
     for row in rows:
         loss = row.get("final_loss")
         if row["status"] == "succeeded" and loss is not None and math.isfinite(loss):
@@ -92,7 +94,8 @@ def factor_table(rows: Iterable[dict[str, Any]], factors: Sequence[str]) -> dict
             raw[(name, level_key(row.get(name)))] = row.get(name)
     for name in factors:
         groups = _groups(scored, [name])
-        ordered = sorted(groups, key=lambda k, n=name: _sort_key(raw[(n, k[0])]))
+        sort_keys = {key: _sort_key(raw[(name, key[0])]) for key in groups}
+        ordered = sorted(groups, key=sort_keys.__getitem__)
         levels = {key[0]: {"value": raw[(name, key[0])], **_stats(groups[key])} for key in ordered}
         between = sum(len(g) * (sum(g) / len(g) - grand) ** 2 for g in groups.values())
         share = between / total_ss if total_ss > 0 else None

@@ -6,7 +6,7 @@ across keys, a few lines in `_check_rules`; `expand` and `count_jobs` then read 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, WrapValidator
@@ -17,7 +17,10 @@ from service.jobspec import MAX_SEED, JobRequest, Name, SpecError, spec_error
 JOB_FIELDS = tuple(JobRequest.model_fields)
 MAX_LEVELS = 10_000
 
-JobField = Literal[JOB_FIELDS]
+if TYPE_CHECKING:
+    JobField = str
+else:  # built from the job model at run time, so the schema lists exactly its fields
+    JobField = Literal[JOB_FIELDS]
 Levels = Annotated[list[Any], Field(min_length=1, max_length=MAX_LEVELS)]
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 Bounds = Annotated[list[float], Field(min_length=2, max_length=2, description="[low, high]")]

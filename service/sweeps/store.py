@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -74,7 +74,8 @@ def status_counts(session: so.Session, sweep_ids: list[int]) -> dict[int, dict[s
         .group_by(Job.sweep_id, Job.status)
     ).all()
     for sweep_id, status, n in rows:
-        counts[sweep_id][status] = n
+        # Job.sweep_id is nullable, but the WHERE above keeps only these sweeps' jobs.
+        counts[cast(int, sweep_id)][status] = n
     return counts
 
 

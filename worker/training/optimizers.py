@@ -1,6 +1,7 @@
 """The optimizers a job can name, built as torch builds them."""
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,7 +26,8 @@ def make_optimizer(
     """Build the named optimizer; momentum and weight decay fall back to the defaults when None."""
     if momentum is not None and name not in TAKES_MOMENTUM:
         raise ValueError(f"optimizer {name!r} takes no momentum")
-    options: dict[str, float | bool] = {"lr": lr, "fused": True} if name in FUSED else {"lr": lr}
+    # Any: each constructor below takes its own set of these keywords.
+    options: dict[str, Any] = {"lr": lr, "fused": True} if name in FUSED else {"lr": lr}
     if weight_decay is not None:
         options["weight_decay"] = weight_decay
     if name in ("momentum", "nesterov"):

@@ -12,12 +12,10 @@ from worker.training.stages.weights import load_weights
 def train(problem: Problem, spec: TrainSpec, recorder: LossRecorder) -> None:
     """Train an nn.Sequential with the plain SGD update written by hand over its parameters."""
     x, y = problem.x, problem.y
-    model = nn.Sequential(
-        nn.Linear(spec.D_in, spec.H, bias=False),
-        nn.ReLU(),
-        nn.Linear(spec.H, spec.D_out, bias=False),
-    )
-    load_weights(model, model[0], model[2], problem)
+    linear1 = nn.Linear(spec.D_in, spec.H, bias=False)
+    linear2 = nn.Linear(spec.H, spec.D_out, bias=False)
+    model = nn.Sequential(linear1, nn.ReLU(), linear2)
+    load_weights(model, linear1, linear2, problem)
     loss_fn = nn.MSELoss(reduction="sum")
     learning_rate = spec.lr
     start = recorder.attach_state(model.state_dict())
@@ -33,5 +31,7 @@ def train(problem: Problem, spec: TrainSpec, recorder: LossRecorder) -> None:
 
         with torch.no_grad():
             for param in model.parameters():
-                param -= learning_rate * param.grad
+                assert param.grad is not None  # backward() just filled it
+                # The seed's in-place update; torch types Parameter.__isub__ as a plain Tensor.
+                param -= learning_rate * param.grad  # type: ignore[misc]
         model.zero_grad()

@@ -12,12 +12,10 @@ from worker.training.stages.weights import load_weights
 def train(problem: Problem, spec: TrainSpec, recorder: LossRecorder) -> None:
     """Train an nn.Sequential with the spec's optimizer."""
     x, y = problem.x, problem.y
-    model = nn.Sequential(
-        nn.Linear(spec.D_in, spec.H, bias=False),
-        nn.ReLU(),
-        nn.Linear(spec.H, spec.D_out, bias=False),
-    )
-    load_weights(model, model[0], model[2], problem)
+    linear1 = nn.Linear(spec.D_in, spec.H, bias=False)
+    linear2 = nn.Linear(spec.H, spec.D_out, bias=False)
+    model = nn.Sequential(linear1, nn.ReLU(), linear2)
+    load_weights(model, linear1, linear2, problem)
     loss_fn = nn.MSELoss(reduction="sum")
     optimizer = make_optimizer(
         spec.optimizer, model.parameters(), spec.lr, spec.momentum, spec.weight_decay
