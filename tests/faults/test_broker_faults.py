@@ -53,7 +53,8 @@ def test_redis_down_at_submission_is_accepted_and_sent_when_it_returns(env: Faul
     env.start_reconciler()
     env.worker(concurrency=1)
     env.wait_all(timeout=90)
-    assert env.reconciled and env.reconciled[0]["sent"] >= 1
+    assert env.reconciled
+    assert env.reconciled[0]["sent"] >= 1
     env.check()
 
 

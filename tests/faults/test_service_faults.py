@@ -64,7 +64,8 @@ def test_cancel_of_queued_and_running_jobs(env: FaultEnv) -> None:
     # When all three are cancelled (the waiting ones first: the pool process would take them)
     for job_id in queued:
         response = env.client.post(f"/api/v1/jobs/{job_id}/cancel")
-        assert response.status_code == 200 and response.get_json()["status"] == "cancelled"
+        assert response.status_code == 200
+        assert response.get_json()["status"] == "cancelled"
     asked_at = time.monotonic()
     at_request = env.job(running)["steps_done"]
     assert env.client.post(f"/api/v1/jobs/{running}/cancel").status_code == 202
@@ -85,7 +86,8 @@ def test_soft_time_limit_fails_a_runaway_job_with_the_reason(env: FaultEnv) -> N
     job_id = env.submit(Expectation(status=JobStatus.FAILED, max_attempts=1), iterations=100_000)
     env.fault()
     job = env.wait(job_id, lambda j: j["status"] not in ("queued", "running"), timeout=60)
-    assert job["status"] == "failed" and "soft time limit" in job["error"], job
+    assert job["status"] == "failed", job
+    assert "soft time limit" in job["error"], job
     env.check()
 
 
@@ -96,7 +98,8 @@ def test_hard_time_limit_fails_a_job_that_ignores_the_soft_one(env: FaultEnv) ->
     job_id = env.submit(Expectation(status=JobStatus.FAILED, max_attempts=1), iterations=100_000)
     env.fault()
     job = env.wait(job_id, lambda j: j["status"] not in ("queued", "running"), timeout=60)
-    assert job["status"] == "failed" and "hard time limit" in job["error"], job
+    assert job["status"] == "failed", job
+    assert "hard time limit" in job["error"], job
     time.sleep(6)  # past the lease: the reconciler must not have re-sent it
     assert env.job(job_id)["attempts"] == 1
     env.check()

@@ -35,7 +35,8 @@ def test_sigkill_of_a_worker_child_mid_job_resumes_from_its_checkpoint(env: Faul
     env.fault()
     # Then a second attempt resumes from the checkpoint and the history equals one whole run
     job = env.wait(job_id, lambda j: j["status"] in ("succeeded", "failed"), timeout=120)
-    assert job["status"] == "succeeded" and job["attempts"] == 2, job
+    assert job["status"] == "succeeded", job
+    assert job["attempts"] == 2, job
     assert f"job {job_id} resumes from its checkpoint at step" in worker.log_tail(400)
     env.check()
     with env.sessions() as session:
@@ -66,7 +67,8 @@ def test_sigterm_during_a_job_finishes_it_before_the_worker_exits(env: FaultEnv)
     env.fault()
     assert worker.process.wait(90) == 0
     job = env.job(job_id)
-    assert job["status"] == "succeeded" and job["attempts"] == 1, job
+    assert job["status"] == "succeeded", job
+    assert job["attempts"] == 1, job
     env.check()
 
 

@@ -115,7 +115,8 @@ def migration_module(filename: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         "revision", ROOT / "migrations/versions" / filename
     )
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
