@@ -16,8 +16,18 @@ MAX_BATCH = {"cpu": 64, "gpu": 256}
 
 def fusion_group(job: Job) -> tuple:
     """What fused jobs share: queue, stage, sizes, iterations, dtype, device, optimizer."""
-    return (job.queue, job.stage, job.n, job.d_in, job.h, job.d_out, job.iterations, job.dtype,
-            job.device, job.optimizer)  # fmt: skip
+    return (
+        job.queue,
+        job.stage,
+        job.n,
+        job.d_in,
+        job.h,
+        job.d_out,
+        job.iterations,
+        job.dtype,
+        job.device,
+        job.optimizer,
+    )
 
 
 def plan_batches(jobs: Iterable[Job], max_batch: int | None = None) -> list[tuple[str, list[int]]]:

@@ -17,9 +17,7 @@ from typing import Any
 from service.jobspec import MAX_SEED, JobRequest, SpecError
 
 JOB_FIELDS = tuple(JobRequest.model_fields)
-SWEEP_KEYS = (
-    "name", "base", "grid", "random", "seed", "seeds", "repeats", "skip_invalid", "fused",
-)  # fmt: skip
+SWEEP_KEYS = ("name", "base", "grid", "random", "seed", "seeds", "repeats", "skip_invalid", "fused")
 MAX_LEVELS = 10_000
 DISTRIBUTIONS = ("log_uniform", "uniform")
 

@@ -134,9 +134,16 @@ def test_cli_sweep_shows_progress_then_leaderboard_and_factors(
     assert "leaderboard (top 5 of 8):" in out
     header = next(line for line in out.splitlines() if line.startswith("rank"))
     assert header.split() == [
-        "rank", "id", "status", "optimizer", "lr", "seed", "final_loss", "min_loss",
+        "rank",
+        "id",
+        "status",
+        "optimizer",
+        "lr",
+        "seed",
+        "final_loss",
+        "min_loss",
         "min_loss_step",
-    ]  # fmt: skip
+    ]
     assert "factor" in out
     assert "best: optimizer=sgd lr=0.001" in out
     assert "best lr for sgd/normal" in out
