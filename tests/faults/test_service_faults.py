@@ -12,6 +12,7 @@ from service.models import Job, JobStatus
 from tests.faults.checker import Expectation
 from tests.faults.conftest import FIGURES, SMALL, FaultEnv
 from tests.support.postgres import PostgresServer
+from tests.support.waiting import wait_until
 
 
 def test_same_idempotency_key_from_eight_threads_makes_one_job(env: FaultEnv) -> None:
@@ -57,7 +58,7 @@ def test_eight_workers_writing_to_sqlite_at_once(env: FaultEnv) -> None:
 
 def test_cancel_of_queued_and_running_jobs(env: FaultEnv) -> None:
     # Given one job running on the only pool process and two waiting behind it
-    env.worker(concurrency=1)
+    worker = env.worker(concurrency=1)
     running = env.submit(Expectation(status=JobStatus.CANCELLED), iterations=100_000)
     queued = [env.submit(Expectation(status=JobStatus.CANCELLED), iterations=300) for _ in range(2)]
     env.wait(running, lambda j: j["status"] == "running" and j["steps_done"] > 500)
@@ -75,7 +76,12 @@ def test_cancel_of_queued_and_running_jobs(env: FaultEnv) -> None:
     latency = time.monotonic() - asked_at
     assert latency < 5.0, latency
     assert done["steps_done"] < at_request + 20_000, (at_request, done["steps_done"])
-    time.sleep(1)
+    # (once the worker has taken their messages and turned them away)
+    wait_until(
+        lambda: all(f"job {i} not run: cancelled" in worker.log_tail(400) for i in queued),
+        30,
+        lambda: f"the queued jobs' messages refused:\n{worker.log_tail(60)}",
+    )
     assert all(env.job(job_id)["attempts"] == 0 for job_id in queued)
     FIGURES["cancel_latency_s"] = max(FIGURES.get("cancel_latency_s", 0.0), round(latency, 3))
     env.check()
@@ -100,7 +106,9 @@ def test_hard_time_limit_fails_a_job_that_ignores_the_soft_one(env: FaultEnv) ->
     job = env.wait(job_id, lambda j: j["status"] not in ("queued", "running"), timeout=60)
     assert job["status"] == "failed", job
     assert "hard time limit" in job["error"], job
-    time.sleep(6)  # past the lease: the reconciler must not have re-sent it
+    # A reconciler pass after the lease ran out did not send it again
+    lease_over = time.monotonic() + env.config.lease_seconds
+    wait_until(lambda: env.passes and env.passes[-1] > lease_over, 30, "a pass past the lease")
     assert env.job(job_id)["attempts"] == 1
     env.check()
 
@@ -119,7 +127,11 @@ def test_postgresql_restarting_while_jobs_run(
     # When the server goes away for a couple of seconds under the running jobs
     postgres_server.stop()
     env.fault()
-    time.sleep(2)
+    wait_until(
+        lambda: "database unavailable, retrying" in worker.log_tail(3000),
+        30,
+        lambda: f"the workers to notice:\n{env.logs()}",
+    )
     postgres_server.start()
     # Then the workers retry, survive, and every job ends once with its whole history
     env.wait_all(timeout=150)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 
 import sqlalchemy as sa
 
@@ -15,6 +14,7 @@ from service.models import Checkpoint, JobStatus
 from service.ops.reconcile import reconcile_once
 from tests.faults.checker import Expectation
 from tests.faults.conftest import FaultEnv
+from tests.support.waiting import wait_until
 
 LONG = 20_000  # tensors steps of the small problem: a few seconds of training
 
@@ -121,7 +121,11 @@ def test_duplicate_messages_and_concurrent_reconcilers_run_each_job_once(env: Fa
     # When workers take them all
     worker = env.worker(concurrency=2)
     env.wait_all(timeout=90)
-    time.sleep(1)  # let the last duplicates be delivered and refused
+    wait_until(  # the last duplicates delivered and refused
+        lambda: worker.log_tail(2000).count("not run: succeeded") >= len(ids),
+        30,
+        lambda: f"a refused duplicate per job:\n{worker.log_tail(60)}",
+    )
     # Then each job ran once, and the extra deliveries were turned away
     assert all(env.job(job_id)["attempts"] == 1 for job_id in ids)
     assert worker.log_tail(2000).count("not run: succeeded") >= len(ids)

@@ -303,11 +303,14 @@ def wait_for_count(page: Page, items: list[str], count: int, seconds: float) -> 
 
 def test_dashboard_stops_polling_while_the_tab_is_hidden(live_url: str, page: Page) -> None:
     polls: list[str] = []
+    landed: list[str] = []
     page.on("request", lambda r: polls.append(r.url) if "/api/v1/jobs?" in r.url else None)
+    for event in ("requestfinished", "requestfailed"):
+        page.on(event, lambda r: landed.append(r.url) if "/api/v1/jobs?" in r.url else None)
     page.goto(live_url + "/")
     wait_for_count(page, polls, 2, 10)
     set_hidden(page, True)
-    page.wait_for_timeout(1000)  # a poll already in flight may still land
+    wait_for_count(page, landed, len(polls), 10)  # a poll already in flight lands first
     hidden_from = len(polls)
     page.wait_for_timeout(4000)  # more than two polling periods
     assert len(polls) == hidden_from
