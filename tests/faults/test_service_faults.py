@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from service.models import Job, JobStatus
+from tests.conftest import POSTGRESQL
 from tests.faults.checker import Expectation
 from tests.faults.conftest import FIGURES, SMALL, FaultEnv
 from tests.support.postgres import PostgresServer
@@ -113,7 +114,7 @@ def test_hard_time_limit_fails_a_job_that_ignores_the_soft_one(env: FaultEnv) ->
     env.check()
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("database_url", [POSTGRESQL], indirect=True)
 def test_postgresql_restarting_while_jobs_run(
     env: FaultEnv, postgres_server: PostgresServer
 ) -> None:

@@ -146,6 +146,7 @@ def test_record_chunk_keeps_the_summary_over_chunks(session: so.Session) -> None
     assert chunk_spans(session, job_id) == [(0, 3), (3, 2)]
 
 
+@pytest.mark.postgres
 def test_a_default_chunk_stays_in_its_row_on_postgresql(databases: DatabaseFactory) -> None:
     engine = sa.create_engine(databases.create("postgresql"))
     with so.Session(engine) as session:

@@ -136,7 +136,7 @@ def test_batch_size_follows_the_job_size() -> None:
     assert fused_batch_size(small, cpu, cap=7) == 7
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_fused_on_gpu_matches_the_jobs_alone_on_gpu() -> None:
     device = torch.device("cuda")
     specs = [spec(optimizer="adam", seed=s, weight_decay=0.01 * s) for s in range(4)]

@@ -472,8 +472,6 @@ def test_optimizers_use_torchs_fused_kernel_and_follow_the_loop_implementation(n
     ],
 )
 def test_cuda_agrees_with_cpu(stage, optimizer, lr):
-    if not torch.cuda.is_available():
-        pytest.skip("needs CUDA")
     spec = make_spec(stage=stage, optimizer=optimizer, lr=lr, iterations=200, seed=3)
 
     cpu = train_to_list(spec)
