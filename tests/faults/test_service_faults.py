@@ -47,6 +47,7 @@ def test_same_idempotency_key_from_eight_threads_makes_one_job(env: FaultEnv) ->
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.timeout(360)  # eight workers on the CI's two cores; its own wait allows 240 s
 def test_eight_workers_writing_to_sqlite_at_once(env: FaultEnv) -> None:
     # SQLite is the one-machine default: its single writer lock is what is under test here.
     env.worker(concurrency=8, TRAINQ_FLUSH_SECONDS="0.05")
