@@ -52,7 +52,8 @@ def main() -> None:
             alone = pool.apply(timed_alone, (fields,))
             seconds, job_id = through_service(service, fields)
             job = service.http.get(f"{service.url}/api/v1/jobs/{job_id}").json()
-            assert job["status"] == "succeeded" and job["steps_done"] == 500, job
+            assert job["status"] == "succeeded", job
+            assert job["steps_done"] == 500, job
             bare.append(alone)
             latency.append(seconds)
             overhead.append(seconds - alone)

@@ -47,9 +47,15 @@ def main() -> None:
             fused.append(timed_job(fields, True))
         kernel = "fused" if name in optimizers.FUSED else "(none: same code)"
         rows.append(
-            [name, kernel, f"{median(loop) * 1e3:.0f}", f"{median(fused) * 1e3:.0f}",
-             f"{median(loop) / median(fused):.2f}x", f"{spread(loop)} / {spread(fused)}"]
-        )  # fmt: skip
+            [
+                name,
+                kernel,
+                f"{median(loop) * 1e3:.0f}",
+                f"{median(fused) * 1e3:.0f}",
+                f"{median(loop) / median(fused):.2f}x",
+                f"{spread(loop)} / {spread(fused)}",
+            ]
+        )
         loop_total += median(loop)
         fused_total += median(fused)
     body = (

@@ -239,8 +239,10 @@ def offset_pages(
     with factory() as session:
         assert whole_rows(session) == ids_first(session)
     results = []
-    for label, read in (("ids first (offset_page, now)", ids_first),
-                        ("OFFSET over whole rows (before)", whole_rows)):  # fmt: skip
+    for label, read in (
+        ("ids first (offset_page, now)", ids_first),
+        ("OFFSET over whole rows (before)", whole_rows),
+    ):
         times = []
         for _ in range(repeat + 1):
             with factory() as session:

@@ -264,19 +264,32 @@ def run_backend(
 
     def add(what: str, times: list[float], goal: str, extra: str = "") -> None:
         results.append(
-            [name, what, f"{statistics.median(times):.1f}", f"{min(times):.1f}..{max(times):.1f}",
-             len(times), goal, extra]
-        )  # fmt: skip
+            [
+                name,
+                what,
+                f"{statistics.median(times):.1f}",
+                f"{min(times):.1f}..{max(times):.1f}",
+                len(times),
+                goal,
+                extra,
+            ]
+        )
         print(f"[{name}] {what}: {statistics.median(times):.1f} ms", flush=True)
 
     written = write_histories(url, args.steps, args.chunk, args.writes)
     chunks = -(-args.steps // args.chunk)
-    add(f"history write ({chunks} x record_chunk, {args.steps} steps)", written["history"],
-        "<= 5 ms")  # fmt: skip
+    add(
+        f"history write ({chunks} x record_chunk, {args.steps} steps)",
+        written["history"],
+        "<= 5 ms",
+    )
     add("claim_job (context)", written["claim"], "")
     add("finish_job (context)", written["finish"], "")
-    add("history read (read_losses, random job)", read_histories(url, args.jobs, args.steps,
-        args.reads), "<= 5 ms")  # fmt: skip
+    add(
+        "history read (read_losses, random job)",
+        read_histories(url, args.jobs, args.steps, args.reads),
+        "<= 5 ms",
+    )
 
     config = Config.from_env(database_url=url, broker_url="redis://127.0.0.1:1/0")
     app = create_app({"TESTING": True, "TRAINQ_CONFIG": config})
@@ -294,14 +307,23 @@ def run_backend(
     succeeded = [r["id"] for r in jobs if r["status"] == "succeeded"]
     ids = ",".join(map(str, random.Random(2).sample(succeeded, args.compared)))
     compare = f"/api/v1/compare?jobs={ids}"
-    add(f"compare {args.compared} x {args.steps} (points=200 default)",
-        measure(args.repeat, get(compare)), "<= 1000 ms")  # fmt: skip
-    add(f"compare {args.compared} x {args.steps} csv summary",
-        measure(args.repeat, get(compare + "&format=csv")), "")  # fmt: skip
+    add(
+        f"compare {args.compared} x {args.steps} (points=200 default)",
+        measure(args.repeat, get(compare)),
+        "<= 1000 ms",
+    )
+    add(
+        f"compare {args.compared} x {args.steps} csv summary",
+        measure(args.repeat, get(compare + "&format=csv")),
+        "",
+    )
     for label, path in list_queries(client, "/api/v1", min(args.jobs // 2, 50_000)):
         add(label, measure(args.repeat, get(path)), "<= 100 ms")
-    add(f"sweep factors ({sweeps[0]['job_count']} jobs)",
-        measure(args.repeat, get("/api/v1/sweeps/1/factors")), "")  # fmt: skip
+    add(
+        f"sweep factors ({sweeps[0]['job_count']} jobs)",
+        measure(args.repeat, get("/api/v1/sweeps/1/factors")),
+        "",
+    )
     app.extensions["trainq.engine"].dispose()
     layouts = []
     if not args.no_layouts:

@@ -39,8 +39,16 @@ from service.models import Job
 from service.ops.redis_server import RedisServer, free_port
 
 QUEUE = "cpu"
-HEADERS = ["backend", "fused", "messages", "total ms", "total range s", "insert ms", "send ms",
-           "rest ms"]  # fmt: skip
+HEADERS = [
+    "backend",
+    "fused",
+    "messages",
+    "total ms",
+    "total range s",
+    "insert ms",
+    "send ms",
+    "rest ms",
+]
 # 5 optimizers x 8 rates x seeds: 1,000 jobs exactly at 25 seeds (the jobs never train here).
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
 RATES = (1e-8, 3e-8, 1e-7, 3e-7, 1e-6, 3e-6, 1e-5, 3e-5)
@@ -159,9 +167,16 @@ def main() -> None:
                 jobs = done[0]["jobs"]
                 phase = {name: [run[name] for run in done] for name in ("insert", "send", "rest")}
                 total = [run["total"] for run in done]
-                rows.append([backend, "true" if fused else "false", done[0]["messages"],
-                             f"**{median(total) * 1e3:.0f}**", spread(total)]
-                            + [f"{median(v) * 1e3:.0f}" for v in phase.values()])  # fmt: skip
+                rows.append(
+                    [
+                        backend,
+                        "true" if fused else "false",
+                        done[0]["messages"],
+                        f"**{median(total) * 1e3:.0f}**",
+                        spread(total),
+                    ]
+                    + [f"{median(v) * 1e3:.0f}" for v in phase.values()]
+                )
         broker.close()
     body = (
         f"{jobs} jobs per sweep (grid optimizer x lr x seeds), {args.repeats} repeats of each "

@@ -92,16 +92,28 @@ def throughput(args: argparse.Namespace, cores: int) -> str:
     plain = plain_scripts(fields[: args.plain_jobs])
     c_seconds = sum(plain) / len(plain) * len(fields)
     rows = [
-        ["(a) hardware limit", f"{a_seconds:.2f}", f"{rate / 1e9:.1f} GFLOP/s x {cores} cores, "
-         f"{flops / 1e9:.0f} GFLOP ({steps} steps)"],
-        ["(a') matrix products alone, every core busy", f"{busy_seconds:.2f}",
-         f"{busy_rate / 1e9:.1f} GFLOP/s with one 1-thread process per core at once"],
+        [
+            "(a) hardware limit",
+            f"{a_seconds:.2f}",
+            f"{rate / 1e9:.1f} GFLOP/s x {cores} cores, {flops / 1e9:.0f} GFLOP ({steps} steps)",
+        ],
+        [
+            "(a') matrix products alone, every core busy",
+            f"{busy_seconds:.2f}",
+            f"{busy_rate / 1e9:.1f} GFLOP/s with one 1-thread process per core at once",
+        ],
         ["(b) warm process per core", f"{b_seconds:.2f}", "no queue, no database"],
-        ["service (trainq up, POST /api/v1/sweeps)", f"{service_seconds:.2f}",
-         f"{len(fields)} jobs, one message each; POST to all terminal"],
-        ["(c) python process per job", f"{c_seconds:.2f}", f"{len(plain)} run, extrapolated; "
-         f"median {median(plain):.2f} s ({spread(plain)})"],
-    ]  # fmt: skip
+        [
+            "service (trainq up, POST /api/v1/sweeps)",
+            f"{service_seconds:.2f}",
+            f"{len(fields)} jobs, one message each; POST to all terminal",
+        ],
+        [
+            "(c) python process per job",
+            f"{c_seconds:.2f}",
+            f"{len(plain)} run, extrapolated; median {median(plain):.2f} s ({spread(plain)})",
+        ],
+    ]
     ratios = [
         ["service / (b) throughput", f"{b_seconds / service_seconds:.3f}", ">= 0.9"],
         ["service / (a) throughput", f"{a_seconds / service_seconds:.3f}", ">= 0.85"],

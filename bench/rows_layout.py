@@ -26,9 +26,11 @@ from service.results.histories import read_rows
 
 TABLE = "bench_losses"
 rows_table = sa.table(
-    TABLE, sa.column("job_id", sa.Integer), sa.column("step", sa.Integer),
+    TABLE,
+    sa.column("job_id", sa.Integer),
+    sa.column("step", sa.Integer),
     sa.column("loss", sa.Double),
-)  # fmt: skip
+)
 
 
 def _create(connection: sa.Connection, jobs: int, steps: int) -> None:
@@ -130,9 +132,12 @@ def compare_layouts(
 
     writes = 10 * repeat
     results.append(
-        (f"store one history, {-(-steps // chunk)} chunks, a transaction each",
-         measure(writes, writer(_insert_rows)), measure(writes, writer(store_losses)))
-    )  # fmt: skip
+        (
+            f"store one history, {-(-steps // chunk)} chunks, a transaction each",
+            measure(writes, writer(_insert_rows)),
+            measure(writes, writer(store_losses)),
+        )
+    )
 
     readers = make_session_factory(engine)
 
@@ -164,9 +169,12 @@ def compare_layouts(
             read_rows(session, sample)
 
     results.append(
-        (f"read {len(sample)} histories as rows", measure(repeat, read_many_rows),
-         measure(repeat, read_many_packed))
-    )  # fmt: skip
+        (
+            f"read {len(sample)} histories as rows",
+            measure(repeat, read_many_rows),
+            measure(repeat, read_many_packed),
+        )
+    )
     with engine.begin() as connection:
         connection.exec_driver_sql(f"DROP TABLE {TABLE}")
     engine.dispose()

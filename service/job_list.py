@@ -17,7 +17,7 @@ from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 from service.models import Job
 
 
-class duration_seconds(FunctionElement[float]):  # noqa: N801 - SQL function style
+class duration_seconds(FunctionElement[float]):  # lowercase: used like a SQL function
     """finished_at - started_at in seconds, written for each dialect."""
 
     type = sa.Double()

@@ -27,6 +27,21 @@ from tests.support.processes import WorkerProcess
 from worker.state import pin_torch_threads
 
 BACKENDS = ("sqlite", "postgresql")
+# As parameters: the PostgreSQL half carries the postgres marker, so -m "not postgres" runs the
+# SQLite half alone (and never starts a PostgreSQL server).
+POSTGRESQL = pytest.param("postgresql", marks=pytest.mark.postgres)
+BACKEND_PARAMS = ("sqlite", POSTGRESQL)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test marked gpu needs CUDA: skipped without it."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu:
+        import torch  # here, not at import: a run that selects no gpu test never asks
+
+        if not torch.cuda.is_available():
+            for item in gpu:
+                item.add_marker(pytest.mark.skip(reason="needs CUDA"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -108,7 +123,7 @@ def databases(
     factory.drop_all()
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=BACKEND_PARAMS)
 def database_url(request: pytest.FixtureRequest, databases: DatabaseFactory) -> str:
     """A migrated, empty database: each test runs once on SQLite and once on PostgreSQL."""
     return databases.create(request.param)
@@ -183,7 +198,7 @@ class Stack:
 TERMINAL = {"succeeded", "diverged", "failed", "cancelled"}
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=BACKEND_PARAMS)
 def stack(
     request: pytest.FixtureRequest,
     databases: DatabaseFactory,

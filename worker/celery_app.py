@@ -37,7 +37,7 @@ def _preload_training(**_kwargs: object) -> None:
     """Import torch and the runners once, before forking, so a new pool process starts at once."""
     import torch
 
-    import worker.fused_runner  # noqa: F401
+    import worker.fused_runner
     import worker.runner  # noqa: F401
 
     # torch.optim's first Optimizer() imports torch._dynamo (~2 s): paid here, not by a job.

@@ -87,10 +87,8 @@ def _run_stack(
         def write_chunks(first_step: int, chunks: list[tuple[int, list[float]]]) -> list[int]:
             # One transaction for every job's chunk of this flush.
             with session_scope(factory) as session:
-                stop = record_chunks(
-                    session, [(claims[k], losses) for k, losses in chunks], first_step,
-                    config.lease_seconds,
-                )  # fmt: skip
+                pairs = [(claims[k], losses) for k, losses in chunks]
+                stop = record_chunks(session, pairs, first_step, config.lease_seconds)
             return [k for k, claim in enumerate(claims) if claim in stop]
 
         outcomes = train_fused(

@@ -26,11 +26,11 @@ CHUNKS_PER_PAGE = 1_000
 losses = sa.table(
     "losses", sa.column("job_id", sa.Integer), sa.column("step", sa.Integer),
     sa.column("loss", sa.Double),
-)  # fmt: skip
+)
 loss_chunks = sa.table(
     "loss_chunks", sa.column("job_id", sa.Integer), sa.column("first_step", sa.Integer),
     sa.column("count", sa.Integer), sa.column("data", sa.LargeBinary),
-)  # fmt: skip
+)
 
 
 def _pages(

@@ -7,6 +7,7 @@ from service.models.loss import LossChunk
 from service.models.sweep import Sweep
 
 __all__ = [
+    "TERMINAL_STATES",
     "Base",
     "Checkpoint",
     "Job",
@@ -14,5 +15,4 @@ __all__ = [
     "JobTag",
     "LossChunk",
     "Sweep",
-    "TERMINAL_STATES",
 ]

@@ -91,6 +91,7 @@ def build_components(
     """The processes of one embedded deployment."""
     python = sys.executable
     logs = config.var_dir / "logs"
+    cpu_pool = ["--concurrency", str(concurrency), "--hostname", "cpu@%h"]
     components = [
         Component(
             "api",
@@ -100,8 +101,7 @@ def build_components(
         ),
         Component(
             "worker-cpu",
-            [python, "-m", "service.cli", "worker", "--queues", "cpu"]
-            + ["--concurrency", str(concurrency), "--hostname", "cpu@%h"],
+            [python, "-m", "service.cli", "worker", "--queues", "cpu", *cpu_pool],
             env,
             logs / "worker-cpu.log",
         ),

@@ -22,7 +22,7 @@ def summarize(steps: np.ndarray, losses: np.ndarray) -> dict[str, Any]:
     """Final, min and its step, steps to fall below 1% and 0.1% of the initial loss, and the
     area under the log10-loss curve (trapezoids over steps, up to the first non-finite loss)."""
     summary: dict[str, Any] = {
-        "steps": int(len(steps)),
+        "steps": len(steps),
         "first_step": None,
         "last_step": None,
         "initial": None,

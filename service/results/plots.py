@@ -11,10 +11,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # before anything could import pyplot: no display on a server
 
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
-from service.sweeps.factors import outcomes  # noqa: E402
+from service.sweeps.factors import outcomes
 
 DPI = 100
 # Fields that may tell two curves apart, in the order a legend names them.

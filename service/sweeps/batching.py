@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from itertools import pairwise
 
 from service.models import Job
 
@@ -15,8 +16,18 @@ MAX_BATCH = {"cpu": 64, "gpu": 256}
 
 def fusion_group(job: Job) -> tuple:
     """What fused jobs share: queue, stage, sizes, iterations, dtype, device, optimizer."""
-    return (job.queue, job.stage, job.n, job.d_in, job.h, job.d_out, job.iterations, job.dtype,
-            job.device, job.optimizer)  # fmt: skip
+    return (
+        job.queue,
+        job.stage,
+        job.n,
+        job.d_in,
+        job.h,
+        job.d_out,
+        job.iterations,
+        job.dtype,
+        job.device,
+        job.optimizer,
+    )
 
 
 def plan_batches(jobs: Iterable[Job], max_batch: int | None = None) -> list[tuple[str, list[int]]]:
@@ -33,5 +44,5 @@ def plan_batches(jobs: Iterable[Job], max_batch: int | None = None) -> list[tupl
         count = -(-len(ids) // limit)
         # Near-equal sizes so no batch is a straggler holding one worker after the rest finish.
         bounds = [len(ids) * i // count for i in range(count + 1)]
-        batches.extend((key[0], ids[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False))
+        batches.extend((key[0], ids[lo:hi]) for lo, hi in pairwise(bounds))
     return batches

@@ -79,7 +79,8 @@ def test_commands_say_what_each_service_is() -> None:
     assert command_of(SERVICES["migrate"]) == ["trainq", "db", "upgrade"]
     assert command_of(SERVICES["reconciler"]) == ["trainq", "reconcile"]
     api = parse_trainq(command_of(SERVICES["api"]))
-    assert api.params["host"] == "0.0.0.0" and api.params["port"] == 5000
+    assert api.params["host"] == "0.0.0.0"
+    assert api.params["port"] == 5000
     for queue in ("cpu", "gpu"):
         worker = parse_trainq(command_of(SERVICES[f"worker-{queue}"]))
         assert worker.params["queues"] == queue
@@ -99,22 +100,27 @@ def test_bad_verbs_and_options_would_be_caught() -> None:
 @pytest.mark.parametrize("service", LONG_RUNNING)
 def test_every_long_running_service_has_a_healthcheck(service: str) -> None:
     test = SERVICES[service]["healthcheck"]["test"]
-    assert test[0] in ("CMD", "CMD-SHELL") and len(test) > 1
+    assert test[0] in ("CMD", "CMD-SHELL")
+    assert len(test) > 1
 
 
 def test_healthchecks_check_the_right_thing() -> None:
     api = " ".join(SERVICES["api"]["healthcheck"]["test"])
     assert "http://127.0.0.1:5000/health" in api
     redis = " ".join(SERVICES["redis"]["healthcheck"]["test"])
-    assert "redis-cli" in redis and "ping" in redis and "REDIS_PASSWORD" in redis
+    assert "redis-cli" in redis
+    assert "ping" in redis
+    assert "REDIS_PASSWORD" in redis
     postgres = SERVICES["postgres"]["healthcheck"]["test"]
     assert postgres[:2] == ["CMD", "pg_isready"]
     for queue in ("cpu", "gpu"):
         probe = parse_trainq(command_of(SERVICES[f"worker-{queue}"]["healthcheck"]["test"]))
         # The worker pings its own node, the one its command names.
-        assert probe.command.name == "probe" and probe.params["node"] == f"{queue}@%h"
+        assert probe.command.name == "probe"
+        assert probe.params["node"] == f"{queue}@%h"
     reconciler = parse_trainq(command_of(SERVICES["reconciler"]["healthcheck"]["test"]))
-    assert reconciler.command.name == "probe" and reconciler.params["node"] is None
+    assert reconciler.command.name == "probe"
+    assert reconciler.params["node"] is None
 
 
 @pytest.mark.parametrize("name", SECRETS)
@@ -155,10 +161,11 @@ def test_no_password_is_written_into_the_file() -> None:
     )
 
 
-@pytest.mark.parametrize("service", ("redis", "postgres"))
+@pytest.mark.parametrize("service", ["redis", "postgres"])
 def test_redis_and_postgres_stay_inside_the_compose_network(service: str) -> None:
     spec = SERVICES[service]
-    assert "ports" not in spec and "network_mode" not in spec
+    assert "ports" not in spec
+    assert "network_mode" not in spec
 
 
 def test_redis_keeps_accepted_jobs_and_never_evicts_them() -> None:
@@ -196,7 +203,8 @@ def test_cpu_worker_scales() -> None:
 
 
 def test_shared_settings_come_from_anchors() -> None:
-    assert "x-trainq-env: &env" in COMPOSE_TEXT and "x-service: &service" in COMPOSE_TEXT
+    assert "x-trainq-env: &env" in COMPOSE_TEXT
+    assert "x-service: &service" in COMPOSE_TEXT
     assert COMPOSE_TEXT.count("<<: *service") >= 4
     environments = [SERVICES[service]["environment"] for service in TRAINQ_SERVICES]
     assert all(environment == COMPOSE["x-trainq-env"] for environment in environments)
@@ -211,7 +219,8 @@ def test_images_install_the_project_with_the_pinned_torch(dockerfile: str) -> No
     assert '"torch==2.13.0"' in (ROOT / "pyproject.toml").read_text()
     assert "pip install -e ." in text
     user = re.findall(r"^USER (\S+)$", text, re.MULTILINE)
-    assert user and user[-1] not in ("root", "0")
+    assert user
+    assert user[-1] not in ("root", "0")
 
 
 def test_cpu_image_takes_the_cpu_build_of_torch() -> None:

@@ -43,7 +43,8 @@ def test_eight_fused_jobs_each_end_with_their_own_history(stack: Stack) -> None:
     # Then the seven succeed with their own rows, equal to each job run alone
     for job in jobs[:7]:
         assert job["status"] == "succeeded", job
-        assert job["steps_done"] == 200 and job["ran_on"] == "cpu"
+        assert job["steps_done"] == 200
+        assert job["ran_on"] == "cpu"
         history = stack.losses(job["id"])
         assert history["steps"] == list(range(200))
         alone = train_to_list(TrainSpec.from_fields(job)).losses
@@ -55,7 +56,8 @@ def test_eight_fused_jobs_each_end_with_their_own_history(stack: Stack) -> None:
     bad = jobs[7]
     assert bad["status"] == "diverged", bad
     expected = train_to_list(TrainSpec.from_fields(bad)).diverged_at
-    assert bad["diverged_at"] == expected and bad["steps_done"] == expected
+    assert bad["diverged_at"] == expected
+    assert bad["steps_done"] == expected
     stored = count_rows(
         stack.sessions,
         sa.select(sa.func.sum(LossChunk.count)).where(LossChunk.job_id == bad["id"]),
@@ -75,6 +77,7 @@ def test_a_cancelled_fused_job_ends_cancelled_and_the_others_finish(stack: Stack
     assert 0 < cancelled["steps_done"] < 20000
     for job_id in (ids[0], ids[2]):
         job = stack.wait(job_id, timeout=120)
-        assert job["status"] == "succeeded" and job["steps_done"] == 20000
+        assert job["status"] == "succeeded"
+        assert job["steps_done"] == 20000
     with stack.sessions() as session:
         assert session.get(Job, ids[1]).steps_done == cancelled["steps_done"]

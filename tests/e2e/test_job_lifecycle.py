@@ -42,8 +42,10 @@ def seed_program_one(seed: int, iterations: int = 500) -> list[float]:
 def test_each_stage_with_defaults_stores_500_steps(stack: Stack, stage: str) -> None:
     job = stack.wait(stack.submit(stage=stage, seed=7)["id"])
     assert job["status"] == "succeeded", job
-    assert job["steps_done"] == 500 and job["attempts"] == 1
-    assert job["ran_on"] == "cpu" and job["torch_version"] == torch.__version__
+    assert job["steps_done"] == 500
+    assert job["attempts"] == 1
+    assert job["ran_on"] == "cpu"
+    assert job["torch_version"] == torch.__version__
     assert job["worker"].startswith("cpu@")
     assert job["started_at"] <= job["finished_at"]
     history = stack.losses(job["id"])
@@ -104,7 +106,8 @@ def test_losses_are_readable_while_the_job_trains(stack: Stack) -> None:
     first = stack.losses(job_id)["steps"]
     later = stack.wait(job_id, until=lambda j: j["steps_done"] > len(first) + 100)
     assert running["status"] == "running"
-    assert first == list(range(len(first))) and 0 < len(first) < 60_000
+    assert first == list(range(len(first)))
+    assert 0 < len(first) < 60_000
     assert later["steps_done"] > len(first)
     stack.client.post(f"/api/v1/jobs/{job_id}/cancel")
     stack.wait(job_id)

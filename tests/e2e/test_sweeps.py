@@ -96,7 +96,8 @@ def test_cancel_stops_running_jobs_and_queued_ones_never_start(stack: Stack) -> 
     assert response.get_json()["counts"]["cancelled"] >= 4
     # Then everything ends promptly as cancelled; the queued ones never started.
     sweep = wait_for_sweep(stack, sweep_id, timeout=30)
-    assert sweep["counts"]["cancelled"] == 6 and sweep["cancel_requested"]
+    assert sweep["counts"]["cancelled"] == 6
+    assert sweep["cancel_requested"]
     with stack.sessions() as session:
         jobs = session.scalars(sa.select(Job).where(Job.sweep_id == sweep_id)).all()
     ran = [j for j in jobs if j.started_at is not None]
@@ -133,18 +134,25 @@ def test_cli_sweep_shows_progress_then_leaderboard_and_factors(
     assert "leaderboard (top 5 of 8):" in out
     header = next(line for line in out.splitlines() if line.startswith("rank"))
     assert header.split() == [
-        "rank", "id", "status", "optimizer", "lr", "seed", "final_loss", "min_loss",
+        "rank",
+        "id",
+        "status",
+        "optimizer",
+        "lr",
+        "seed",
+        "final_loss",
+        "min_loss",
         "min_loss_step",
-    ]  # fmt: skip
-    assert (
-        "factor" in out
-        and "best: optimizer=sgd lr=0.001" in out
-        and "best lr for sgd/normal" in out
-    )
+    ]
+    assert "factor" in out
+    assert "best: optimizer=sgd lr=0.001" in out
+    assert "best lr for sgd/normal" in out
     listed = runner.invoke(main, ["sweeps"], env={"TRAINQ_URL": live_url})
-    assert listed.exit_code == 0 and "cli-sweep" in listed.output
+    assert listed.exit_code == 0
+    assert "cli-sweep" in listed.output
     detached = runner.invoke(main, ["sweep", str(path), "--detach"], env={"TRAINQ_URL": live_url})
-    assert detached.exit_code == 0 and "leaderboard" not in detached.output
+    assert detached.exit_code == 0
+    assert "leaderboard" not in detached.output
 
 
 def test_fused_sweep_matches_each_job_trained_alone(stack: Stack) -> None:

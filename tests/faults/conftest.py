@@ -80,6 +80,7 @@ class FaultEnv:
         self._stop_reconciler = threading.Event()
         self._reconciler: threading.Thread | None = None
         self.reconciled: list[dict[str, int]] = []
+        self.passes: list[float] = []  # when each finished reconciler pass began (monotonic)
 
     def worker(self, concurrency: int = 2, **env: str) -> WorkerProcess:
         """Start a worker with the suite's settings (plus env) and wait until it is ready."""
@@ -102,10 +103,12 @@ class FaultEnv:
 
         def loop() -> None:
             while not self._stop_reconciler.wait(interval):
+                began = time.monotonic()
                 try:
                     counts = reconcile_once(factory, celery, self.config, grace_seconds=0.5)
                 except Exception:  # Redis or the database is down on purpose: next pass
                     continue
+                self.passes.append(began)
                 if any(counts.values()):
                     self.reconciled.append(counts)
 

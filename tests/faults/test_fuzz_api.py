@@ -103,7 +103,7 @@ def row_counts(app: Flask) -> tuple[int, ...]:
             for model in (Job, LossChunk, JobTag, Checkpoint)
         )
         states = tuple(session.execute(sa.select(Job.id, Job.status, Job.cancel_requested)))
-    return counts + (hash(states),)
+    return (*counts, hash(states))
 
 
 def assert_answer(response: Any, before: tuple, app: Flask) -> None:
@@ -112,7 +112,9 @@ def assert_answer(response: Any, before: tuple, app: Flask) -> None:
     if response.status_code >= 400:
         FIGURES["bad_requests"] += 1
         body = response.get_json(silent=True)
-        assert body and body["error"]["code"] and body["error"]["message"], response.get_data()
+        assert body, response.get_data()
+        assert body["error"]["code"], response.get_data()
+        assert body["error"]["message"], response.get_data()
         assert row_counts(app) == before
 
 

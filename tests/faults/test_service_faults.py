@@ -9,9 +9,11 @@ import pytest
 import sqlalchemy as sa
 
 from service.models import Job, JobStatus
+from tests.conftest import POSTGRESQL
 from tests.faults.checker import Expectation
 from tests.faults.conftest import FIGURES, SMALL, FaultEnv
 from tests.support.postgres import PostgresServer
+from tests.support.waiting import wait_until
 
 
 def test_same_idempotency_key_from_eight_threads_makes_one_job(env: FaultEnv) -> None:
@@ -45,6 +47,7 @@ def test_same_idempotency_key_from_eight_threads_makes_one_job(env: FaultEnv) ->
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.timeout(360)  # eight workers on the CI's two cores; its own wait allows 240 s
 def test_eight_workers_writing_to_sqlite_at_once(env: FaultEnv) -> None:
     # SQLite is the one-machine default: its single writer lock is what is under test here.
     env.worker(concurrency=8, TRAINQ_FLUSH_SECONDS="0.05")
@@ -57,14 +60,15 @@ def test_eight_workers_writing_to_sqlite_at_once(env: FaultEnv) -> None:
 
 def test_cancel_of_queued_and_running_jobs(env: FaultEnv) -> None:
     # Given one job running on the only pool process and two waiting behind it
-    env.worker(concurrency=1)
+    worker = env.worker(concurrency=1)
     running = env.submit(Expectation(status=JobStatus.CANCELLED), iterations=100_000)
     queued = [env.submit(Expectation(status=JobStatus.CANCELLED), iterations=300) for _ in range(2)]
     env.wait(running, lambda j: j["status"] == "running" and j["steps_done"] > 500)
     # When all three are cancelled (the waiting ones first: the pool process would take them)
     for job_id in queued:
         response = env.client.post(f"/api/v1/jobs/{job_id}/cancel")
-        assert response.status_code == 200 and response.get_json()["status"] == "cancelled"
+        assert response.status_code == 200
+        assert response.get_json()["status"] == "cancelled"
     asked_at = time.monotonic()
     at_request = env.job(running)["steps_done"]
     assert env.client.post(f"/api/v1/jobs/{running}/cancel").status_code == 202
@@ -74,7 +78,12 @@ def test_cancel_of_queued_and_running_jobs(env: FaultEnv) -> None:
     latency = time.monotonic() - asked_at
     assert latency < 5.0, latency
     assert done["steps_done"] < at_request + 20_000, (at_request, done["steps_done"])
-    time.sleep(1)
+    # (once the worker has taken their messages and turned them away)
+    wait_until(
+        lambda: all(f"job {i} not run: cancelled" in worker.log_tail(400) for i in queued),
+        30,
+        lambda: f"the queued jobs' messages refused:\n{worker.log_tail(60)}",
+    )
     assert all(env.job(job_id)["attempts"] == 0 for job_id in queued)
     FIGURES["cancel_latency_s"] = max(FIGURES.get("cancel_latency_s", 0.0), round(latency, 3))
     env.check()
@@ -85,7 +94,8 @@ def test_soft_time_limit_fails_a_runaway_job_with_the_reason(env: FaultEnv) -> N
     job_id = env.submit(Expectation(status=JobStatus.FAILED, max_attempts=1), iterations=100_000)
     env.fault()
     job = env.wait(job_id, lambda j: j["status"] not in ("queued", "running"), timeout=60)
-    assert job["status"] == "failed" and "soft time limit" in job["error"], job
+    assert job["status"] == "failed", job
+    assert "soft time limit" in job["error"], job
     env.check()
 
 
@@ -96,13 +106,16 @@ def test_hard_time_limit_fails_a_job_that_ignores_the_soft_one(env: FaultEnv) ->
     job_id = env.submit(Expectation(status=JobStatus.FAILED, max_attempts=1), iterations=100_000)
     env.fault()
     job = env.wait(job_id, lambda j: j["status"] not in ("queued", "running"), timeout=60)
-    assert job["status"] == "failed" and "hard time limit" in job["error"], job
-    time.sleep(6)  # past the lease: the reconciler must not have re-sent it
+    assert job["status"] == "failed", job
+    assert "hard time limit" in job["error"], job
+    # A reconciler pass after the lease ran out did not send it again
+    lease_over = time.monotonic() + env.config.lease_seconds
+    wait_until(lambda: env.passes and env.passes[-1] > lease_over, 30, "a pass past the lease")
     assert env.job(job_id)["attempts"] == 1
     env.check()
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("database_url", [POSTGRESQL], indirect=True)
 def test_postgresql_restarting_while_jobs_run(
     env: FaultEnv, postgres_server: PostgresServer
 ) -> None:
@@ -116,7 +129,11 @@ def test_postgresql_restarting_while_jobs_run(
     # When the server goes away for a couple of seconds under the running jobs
     postgres_server.stop()
     env.fault()
-    time.sleep(2)
+    wait_until(
+        lambda: "database unavailable, retrying" in worker.log_tail(3000),
+        30,
+        lambda: f"the workers to notice:\n{env.logs()}",
+    )
     postgres_server.start()
     # Then the workers retry, survive, and every job ends once with its whole history
     env.wait_all(timeout=150)

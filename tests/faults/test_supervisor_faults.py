@@ -18,6 +18,7 @@ import requests
 from service.ops.redis_server import free_port
 from tests.faults.conftest import FIGURES, SMALL
 from tests.support.processes import ROOT
+from tests.support.waiting import wait_until
 
 
 def sessions_of(leaders: set[int]) -> set[int]:
@@ -43,13 +44,8 @@ def redis_on(port: int) -> set[int]:
 
 
 def wait_for(predicate, timeout: float, what: str, log: Path) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(
-        f"{what} not within {timeout} s:\n{log.read_text(errors='replace')[-4000:]}"
+    wait_until(
+        predicate, timeout, lambda: f"{what}:\n{log.read_text(errors='replace')[-4000:]}", 0.2
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 
 import sqlalchemy as sa
 
@@ -15,6 +14,7 @@ from service.models import Checkpoint, JobStatus
 from service.ops.reconcile import reconcile_once
 from tests.faults.checker import Expectation
 from tests.faults.conftest import FaultEnv
+from tests.support.waiting import wait_until
 
 LONG = 20_000  # tensors steps of the small problem: a few seconds of training
 
@@ -35,7 +35,8 @@ def test_sigkill_of_a_worker_child_mid_job_resumes_from_its_checkpoint(env: Faul
     env.fault()
     # Then a second attempt resumes from the checkpoint and the history equals one whole run
     job = env.wait(job_id, lambda j: j["status"] in ("succeeded", "failed"), timeout=120)
-    assert job["status"] == "succeeded" and job["attempts"] == 2, job
+    assert job["status"] == "succeeded", job
+    assert job["attempts"] == 2, job
     assert f"job {job_id} resumes from its checkpoint at step" in worker.log_tail(400)
     env.check()
     with env.sessions() as session:
@@ -66,7 +67,8 @@ def test_sigterm_during_a_job_finishes_it_before_the_worker_exits(env: FaultEnv)
     env.fault()
     assert worker.process.wait(90) == 0
     job = env.job(job_id)
-    assert job["status"] == "succeeded" and job["attempts"] == 1, job
+    assert job["status"] == "succeeded", job
+    assert job["attempts"] == 1, job
     env.check()
 
 
@@ -119,7 +121,11 @@ def test_duplicate_messages_and_concurrent_reconcilers_run_each_job_once(env: Fa
     # When workers take them all
     worker = env.worker(concurrency=2)
     env.wait_all(timeout=90)
-    time.sleep(1)  # let the last duplicates be delivered and refused
+    wait_until(  # the last duplicates delivered and refused
+        lambda: worker.log_tail(2000).count("not run: succeeded") >= len(ids),
+        30,
+        lambda: f"a refused duplicate per job:\n{worker.log_tail(60)}",
+    )
     # Then each job ran once, and the extra deliveries were turned away
     assert all(env.job(job_id)["attempts"] == 1 for job_id in ids)
     assert worker.log_tail(2000).count("not run: succeeded") >= len(ids)

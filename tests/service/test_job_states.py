@@ -71,9 +71,13 @@ def test_claim_starts_an_attempt_under_a_lease(factory: so.sessionmaker[so.Sessi
     job_id = add_job(factory)
     attempt, state = claim(factory, job_id)
     job = read(factory, job_id)
-    assert state == JobStatus.RUNNING and attempt == Attempt(job_id, 1, "w")
-    assert job.status == JobStatus.RUNNING and job.worker == "w" and job.attempts == 1
-    assert job.lease_expires_at is not None and job.lease_expires_at > utcnow()
+    assert state == JobStatus.RUNNING
+    assert attempt == Attempt(job_id, 1, "w")
+    assert job.status == JobStatus.RUNNING
+    assert job.worker == "w"
+    assert job.attempts == 1
+    assert job.lease_expires_at is not None
+    assert job.lease_expires_at > utcnow()
     # Held: another worker cannot take it while the lease runs.
     assert claim(factory, job_id, "other") == (None, "held")
 
@@ -84,7 +88,8 @@ def test_only_the_attempt_that_holds_the_job_finishes_it(
     job_id = add_job(factory)
     first, _ = claim(factory, job_id, "a", lease=-1)
     second, _ = claim(factory, job_id, "b")
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     with session_scope(factory) as session:
         assert job_states.owns(session.get(Job, job_id), second)
         assert not job_states.owns(session.get(Job, job_id), first)
@@ -94,8 +99,10 @@ def test_only_the_attempt_that_holds_the_job_finishes_it(
     with session_scope(factory) as session:
         assert job_states.finish(session, second, JobStatus.DIVERGED) is not None
     job = read(factory, job_id)
-    assert job.status == JobStatus.DIVERGED and job.finished_at is not None
-    assert job.lease_expires_at is None and checkpoints(factory, job_id) == 0
+    assert job.status == JobStatus.DIVERGED
+    assert job.finished_at is not None
+    assert job.lease_expires_at is None
+    assert checkpoints(factory, job_id) == 0
     # A terminal job is never finished twice.
     with session_scope(factory) as session:
         assert job_states.finish(session, second, JobStatus.SUCCEEDED) is None
@@ -115,7 +122,8 @@ def test_out_of_attempts_gives_up_with_one_message(factory: so.sessionmaker[so.S
         job_states.give_up(session, job, utcnow())
     for job_id in (by_claim, by_reconciler):
         job = read(factory, job_id)
-        assert job.status == JobStatus.FAILED and job.lease_expires_at is None
+        assert job.status == JobStatus.FAILED
+        assert job.lease_expires_at is None
         assert job.error == "gave up after 2 attempts: the worker was lost each time"
 
 
@@ -128,7 +136,8 @@ def test_fail_ends_any_attempt_but_not_an_ended_job(factory: so.sessionmaker[so.
     with session_scope(factory) as session:
         assert job_states.fail(session, job_id, "again") is False
     job = read(factory, job_id)
-    assert job.status == JobStatus.FAILED and job.error == "hard time limit"
+    assert job.status == JobStatus.FAILED
+    assert job.error == "hard time limit"
     assert checkpoints(factory, job_id) == 0
 
 

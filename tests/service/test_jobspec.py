@@ -14,7 +14,8 @@ def test_defaults_for_the_seed_stages() -> None:
     assert spec["lr"] == 1e-6
     assert (spec["N"], spec["D_in"], spec["H"], spec["D_out"]) == (64, 1000, 100, 10)
     assert spec["iterations"] == 500
-    assert spec["device"] == "auto" and spec["dtype"] == "float32"
+    assert spec["device"] == "auto"
+    assert spec["dtype"] == "float32"
     assert 0 <= spec["seed"] <= MAX_SEED
 
 

@@ -94,7 +94,8 @@ def test_windows_cross_chunk_boundaries(session: so.Session) -> None:
     for start, stop in [(None, None), (0, 64), (63, 65), (100, 300), (499, None), (None, 1)]:
         steps, losses = read_losses(session, job_id, start, stop)
         expected = list(range(500))[start:stop]
-        assert steps == expected and losses == [float(s) for s in expected]
+        assert steps == expected
+        assert losses == [float(s) for s in expected]
     assert read_losses(session, job_id, 500, 600) == ([], [])
 
 
@@ -113,7 +114,8 @@ def test_many_jobs_in_one_call_and_read_back_as_rows_and_a_grid(session: so.Sess
     ]
     grid = read_grid(session, [ids[1], ids[2]])
     assert grid.steps.tolist() == [0, 1, 2]
-    assert grid.row(0)[0].tolist() == [1] and grid.row(1)[1].tolist() == [3.0, 3.5, 4.0]
+    assert grid.row(0)[0].tolist() == [1]
+    assert grid.row(1)[1].tolist() == [3.0, 3.5, 4.0]
     assert stored_rows(session, ids) == [tuple(row) for row in rows.tolist()]
 
 
@@ -144,6 +146,7 @@ def test_record_chunk_keeps_the_summary_over_chunks(session: so.Session) -> None
     assert chunk_spans(session, job_id) == [(0, 3), (3, 2)]
 
 
+@pytest.mark.postgres
 def test_a_default_chunk_stays_in_its_row_on_postgresql(databases: DatabaseFactory) -> None:
     engine = sa.create_engine(databases.create("postgresql"))
     with so.Session(engine) as session:

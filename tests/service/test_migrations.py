@@ -16,7 +16,7 @@ from service.jobs import new_job
 from service.jobspec import validate_job
 from service.migrate import ROOT, alembic_config, heads, upgrade
 from service.models import Base, LossChunk
-from tests.conftest import BACKENDS, DatabaseFactory
+from tests.conftest import BACKEND_PARAMS, DatabaseFactory
 from tests.support.loss_chunks import stored_rows
 
 
@@ -24,7 +24,7 @@ def test_single_head() -> None:
     assert len(heads()) == 1
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
 def test_upgrade_empty_database_matches_models(backend: str, databases: DatabaseFactory) -> None:
     url = databases.create(backend, migrate=False)
     upgrade(url)
@@ -47,7 +47,7 @@ def test_upgrade_empty_database_matches_models(backend: str, databases: Database
         engine.dispose()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
 def test_upgrade_is_idempotent(backend: str, databases: DatabaseFactory) -> None:
     url = databases.create(backend)
     upgrade(url)
@@ -57,7 +57,7 @@ def test_upgrade_is_idempotent(backend: str, databases: DatabaseFactory) -> None
     engine.dispose()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
 def test_0006_packs_loss_rows_into_chunks_and_back(
     backend: str, databases: DatabaseFactory
 ) -> None:
@@ -115,7 +115,8 @@ def migration_module(filename: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         "revision", ROOT / "migrations/versions" / filename
     )
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

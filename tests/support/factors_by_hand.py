@@ -34,7 +34,8 @@ def assert_factors_match(session: so.Session, sweep_id: int, table: dict[str, An
     diverged = [i for i, job in jobs.items() if job.status == "diverged"]
     worst = max(finite.values()) + 1.0
     outcome = {**finite, **dict.fromkeys(diverged, worst)}
-    assert table["diverged"] == len(diverged) and table["used"] == len(outcome)
+    assert table["diverged"] == len(diverged)
+    assert table["used"] == len(outcome)
     if diverged:
         assert table["diverged_value"] == pytest.approx(worst)
     ys = list(outcome.values())
@@ -51,7 +52,8 @@ def assert_factors_match(session: so.Session, sweep_id: int, table: dict[str, An
             between += len(values) * (mean - grand) ** 2
             key = value if isinstance(value, str) else repr(value)
             got = table["factors"][factor]["levels"][key]
-            assert got["value"] == value and got["n"] == len(values)
+            assert got["value"] == value
+            assert got["n"] == len(values)
             assert got["mean"] == pytest.approx(mean)
             spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
             assert got["std"] == pytest.approx(spread, abs=1e-12)

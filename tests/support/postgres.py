@@ -162,7 +162,7 @@ class PostgresServer:
                 "--locale=C",
                 "--no-sync",
                 "--no-instructions",
-            ],  # fmt: skip
+            ],
             cwd=self._base(),
             env=self._env(),
             stdin=subprocess.DEVNULL,

@@ -59,7 +59,8 @@ def test_dashboard_lists_jobs_and_escapes_names(client: FlaskClient) -> None:
 
 def test_dashboard_without_jobs_says_so(client: FlaskClient) -> None:
     page = html(client.get("/"))
-    assert "No jobs yet" in page and 'id="jobs-empty" hidden' not in page
+    assert "No jobs yet" in page
+    assert 'id="jobs-empty" hidden' not in page
     assert "No sweeps yet" in page
 
 
@@ -75,7 +76,8 @@ def test_dashboard_shows_sweep_progress(client: FlaskClient, session: so.Session
     page = html(client.get("/"))
     assert f'data-sweep-id="{sweep.id}"' in page
     assert "lr &lt;sweep&gt;" in page
-    assert ">1/2<" in page and ">2.5<" in page
+    assert ">1/2<" in page
+    assert ">2.5<" in page
 
 
 def test_job_page_shows_every_field_escaped(client: FlaskClient, session: so.Session) -> None:
@@ -83,14 +85,16 @@ def test_job_page_shows_every_field_escaped(client: FlaskClient, session: so.Ses
     response = client.get(f"/jobs/{job['id']}")
     assert response.status_code == 200
     page = html(response)
-    assert EVIL not in page and "&lt;script&gt;" in page
+    assert EVIL not in page
+    assert "&lt;script&gt;" in page
     fields = re.findall(r'<dd data-field="([a-z_A-Z]+)"', page)
     row = session.get(Job, job["id"])
     assert row is not None
     assert set(fields) == set(job_to_dict(row))
     assert '<dd data-field="tags">a&lt;b, c</dd>' in page
     assert '<dd data-field="lr">1e-06</dd>' in page
-    assert 'id="cancel"' in page and 'id="cancel" type="button" class="danger" hidden' not in page
+    assert 'id="cancel"' in page
+    assert 'id="cancel" type="button" class="danger" hidden' not in page
 
 
 def test_finished_job_page_hides_cancel(client: FlaskClient, session: so.Session) -> None:
@@ -112,7 +116,8 @@ def test_finished_job_page_hides_cancel(client: FlaskClient, session: so.Session
 def test_unknown_ids_get_an_html_404(client: FlaskClient, path: str) -> None:
     response = client.get(path, headers={"Accept": "text/html,*/*;q=0.8"})
     assert response.status_code == 404
-    assert "999999" in html(response) and "404" in response.get_data(as_text=True)
+    assert "999999" in html(response)
+    assert "404" in response.get_data(as_text=True)
     assert "<h1>404" in response.get_data(as_text=True)
 
 
@@ -128,11 +133,14 @@ def test_ids_no_row_can_have_get_an_html_404(client: FlaskClient, path: str) -> 
 
 def test_unknown_url_is_html_for_browsers_and_json_otherwise(client: FlaskClient) -> None:
     browser = client.get("/nowhere", headers={"Accept": "text/html,*/*;q=0.8"})
-    assert browser.status_code == 404 and "<h1>404" in html(browser)
+    assert browser.status_code == 404
+    assert "<h1>404" in html(browser)
     plain = client.get("/nowhere")
-    assert plain.status_code == 404 and plain.get_json()["error"]["code"] == "not_found"
+    assert plain.status_code == 404
+    assert plain.get_json()["error"]["code"] == "not_found"
     api = client.get("/api/v1/jobs/999999", headers={"Accept": "text/html"})
-    assert api.status_code == 404 and api.get_json()["error"]["code"] == "not_found"
+    assert api.status_code == 404
+    assert api.get_json()["error"]["code"] == "not_found"
 
 
 def test_compare_labels_name_only_the_fields_that_differ(client: FlaskClient) -> None:
@@ -152,7 +160,8 @@ def test_compare_series_data_is_escaped_json(client: FlaskClient) -> None:
     b = submit(client, name="b", seed=1)
     page = html(client.get(f"/compare?jobs={a['id']},{b['id']}"))
     block = re.search(r'<script type="application/json" id="series">(.*?)</script>', page, re.S)
-    assert block is not None and "<script>" not in block.group(1)
+    assert block is not None
+    assert "<script>" not in block.group(1)
     assert "\\u003cscript\\u003e" in block.group(1)
 
 
@@ -177,7 +186,8 @@ def test_compare_query_is_validated(client: FlaskClient, query: str, status: int
 def test_compare_caps_the_number_of_jobs(client: FlaskClient) -> None:
     ids = ",".join(str(i) for i in range(1, 52))
     response = client.get(f"/compare?jobs={ids}")
-    assert response.status_code == 400 and "at most 50" in html(response)
+    assert response.status_code == 400
+    assert "at most 50" in html(response)
 
 
 def test_sweep_leaderboard_is_sorted_by_final_loss(
@@ -199,7 +209,8 @@ def test_sweep_leaderboard_is_sorted_by_final_loss(
         str(i) for i in (ids[2], ids[0], ids[1])
     ]
     assert '<th scope="col">lr</th><th scope="col">optimizer</th>' in page
-    assert "<td>0.1</td>" in page and "<td>sgd</td>" in page
+    assert "<td>0.1</td>" in page
+    assert "<td>sgd</td>" in page
     assert f'/compare?jobs={ids[2]},{ids[0]}"' in page
 
 
@@ -210,7 +221,8 @@ def test_pages_render_without_a_token_and_offer_the_field(
     try:
         client = app.test_client()
         page = client.get("/")
-        assert page.status_code == 200 and 'id="token-form"' in html(page)
+        assert page.status_code == 200
+        assert 'id="token-form"' in html(page)
         assert client.get("/api/v1/jobs").status_code == 401
         script = client.get("/static/api.js")
         assert script.status_code == 200
@@ -226,7 +238,8 @@ def test_no_token_field_when_the_api_is_open(client: FlaskClient) -> None:
 @pytest.mark.parametrize("name", ["api.js", "chart.js", "jobs_table.js", "style.css"])
 def test_static_files_are_served_locally(client: FlaskClient, name: str) -> None:
     response = client.get(f"/static/{name}")
-    assert response.status_code == 200 and len(response.data) > 500
+    assert response.status_code == 200
+    assert len(response.data) > 500
     response.close()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from itertools import pairwise
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -94,13 +95,15 @@ def test_job_page_draws_the_curve_on_a_log_axis(
     # decades put their losses.
     ticks = page.locator("svg.loss-chart .y-tick")
     exponents = [int(e) for e in ticks.evaluate_all("ts => ts.map(t => t.dataset.exponent)")]
-    assert len(exponents) >= 2 and exponents == list(range(exponents[0], exponents[-1] + 1))
+    assert len(exponents) >= 2
+    assert exponents == list(range(exponents[0], exponents[-1] + 1))
     ys = [
         float(y)
         for y in ticks.evaluate_all("ts => ts.map(t => t.querySelector('line').getAttribute('y1'))")
     ]
-    gaps = [b - a for a, b in zip(ys, ys[1:], strict=False)]
-    assert all(abs(g - gaps[0]) < 0.2 for g in gaps) and gaps[0] < 0
+    gaps = [b - a for a, b in pairwise(ys)]
+    assert all(abs(g - gaps[0]) < 0.2 for g in gaps)
+    assert gaps[0] < 0
     per_decade = -gaps[0]
     for i in (0, 150, 399):
         expected = ys[0] - (math.log10(history["losses"][i]) - exponents[0]) * per_decade
@@ -118,7 +121,8 @@ def test_job_page_draws_the_curve_on_a_log_axis(
     match = re.fullmatch(r"step (\d+) · loss (\S+)", readout.text_content() or "")
     assert match is not None, readout.text_content()
     step = int(match.group(1))
-    assert 150 <= step <= 250 and match.group(2) == sig4(history["losses"][step])
+    assert 150 <= step <= 250
+    assert match.group(2) == sig4(history["losses"][step])
     page.screenshot(path=tmp_path / "job.png", full_page=True)
     print(f"screenshot: {tmp_path / 'job.png'}")
 
@@ -207,7 +211,8 @@ def test_unknown_job_page_is_an_html_404(live_url: str, browser: Browser) -> Non
     try:
         page = context.new_page()
         response = page.goto(f"{live_url}/jobs/987654")
-        assert response is not None and response.status == 404
+        assert response is not None
+        assert response.status == 404
         expect(page.locator("h1")).to_have_text(re.compile("404"))
         expect(page.locator("main")).to_contain_text("There is no job 987654")
     finally:
@@ -298,11 +303,14 @@ def wait_for_count(page: Page, items: list[str], count: int, seconds: float) -> 
 
 def test_dashboard_stops_polling_while_the_tab_is_hidden(live_url: str, page: Page) -> None:
     polls: list[str] = []
+    landed: list[str] = []
     page.on("request", lambda r: polls.append(r.url) if "/api/v1/jobs?" in r.url else None)
+    for event in ("requestfinished", "requestfailed"):
+        page.on(event, lambda r: landed.append(r.url) if "/api/v1/jobs?" in r.url else None)
     page.goto(live_url + "/")
     wait_for_count(page, polls, 2, 10)
     set_hidden(page, True)
-    page.wait_for_timeout(1000)  # a poll already in flight may still land
+    wait_for_count(page, landed, len(polls), 10)  # a poll already in flight lands first
     hidden_from = len(polls)
     page.wait_for_timeout(4000)  # more than two polling periods
     assert len(polls) == hidden_from

@@ -74,14 +74,15 @@ def test_snapshot_round_trips_dtypes_and_shapes() -> None:
     blob, layout = pack(tensors, {"k": 1})
     back = unpack(blob, layout)
     for name, tensor in tensors.items():
-        assert back[name].dtype == tensor.dtype and torch.equal(back[name], tensor)
+        assert back[name].dtype == tensor.dtype
+        assert torch.equal(back[name], tensor)
     assert layout["extra"] == {"k": 1}
 
 
 def test_snapshot_refuses_a_layout_outside_the_blob_or_odd_dtype() -> None:
     blob, layout = pack({"a": torch.ones(4)}, {})
     layout["tensors"][0]["nbytes"] = 1000
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="lies outside the blob"):
         unpack(blob, layout)
     layout["tensors"][0].update(nbytes=16, dtype="object")
     with pytest.raises(KeyError):

@@ -84,7 +84,8 @@ def test_one_job_diverging_leaves_the_others_training() -> None:
     assert results[1].diverged_at == alone.diverged_at
     assert results[1].losses == pytest.approx(alone.losses, rel=1e-4)
     for i in (0, 2):
-        assert results[i].diverged_at is None and len(results[i].losses) == 150
+        assert results[i].diverged_at is None
+        assert len(results[i].losses) == 150
         assert_same_history(train_to_list(specs[i]).losses, results[i].losses)
 
 
@@ -100,7 +101,8 @@ def test_cancelling_one_job_stops_only_that_job() -> None:
 
     outcomes = train_fused(specs, torch.device("cpu"), flush, flush_every=20)
     assert [o.stopped for o in outcomes] == [False, True, False]
-    assert len(histories[1]) == 40 and outcomes[1].steps == 40
+    assert len(histories[1]) == 40
+    assert outcomes[1].steps == 40
     assert [len(h) for h in (histories[0], histories[2])] == [150, 150]
     assert_same_history(train_to_list(specs[2]).losses, histories[2])
 
@@ -134,7 +136,7 @@ def test_batch_size_follows_the_job_size() -> None:
     assert fused_batch_size(small, cpu, cap=7) == 7
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_fused_on_gpu_matches_the_jobs_alone_on_gpu() -> None:
     device = torch.device("cuda")
     specs = [spec(optimizer="adam", seed=s, weight_decay=0.01 * s) for s in range(4)]
@@ -142,5 +144,6 @@ def test_fused_on_gpu_matches_the_jobs_alone_on_gpu() -> None:
         assert_same_history(train_to_list(job, device).losses, result.losses)
     diverging = [spec(seed=1), spec(seed=2, lr=10.0)]
     results = train_fused_to_lists(diverging, device=device)
-    assert results[0].diverged_at is None and results[1].diverged_at is not None
+    assert results[0].diverged_at is None
+    assert results[1].diverged_at is not None
     assert fused_batch_size(specs[0], device) > 1

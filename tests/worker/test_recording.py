@@ -44,7 +44,10 @@ def test_an_attempt_that_lost_its_lease_writes_nothing(
         first, _ = claim_job(session, job_id, "a", lease_seconds=-1, max_attempts=3)
     with session_scope(factory) as session:
         second, state = claim_job(session, job_id, "b", lease_seconds=60, max_attempts=3)
-    assert first and second and state == JobStatus.RUNNING and second.attempt == 2
+    assert first
+    assert second
+    assert state == JobStatus.RUNNING
+    assert second.attempt == 2
     # The first attempt wakes up and tries to write: refused, nothing stored.
     with session_scope(factory) as session:
         assert record_chunk(session, first, 0, [1.0, 2.0], 60) is False
@@ -70,7 +73,8 @@ def test_a_restarted_attempt_keeps_rows_before_the_checkpoint(
         again, _ = claim_job(session, job_id, "b", lease_seconds=60, max_attempts=3)
         job = session.get(Job, job_id)
         assert (job.steps_done, job.final_loss, job.min_loss, job.min_loss_step) == (4, 3.0, 1.0, 1)
-    assert again.resume_step == 4 and again.resume_blob == b"\x00" * 8
+    assert again.resume_step == 4
+    assert again.resume_blob == b"\x00" * 8
     assert steps(factory, job_id) == [0, 1, 2, 3]
     with session_scope(factory) as session:
         assert finish_job(session, again, JobStatus.SUCCEEDED)
@@ -88,8 +92,10 @@ def test_claim_refuses_beyond_max_attempts_and_fails_the_job(
             assert claim is not None
     with session_scope(factory) as session:
         claim, state = claim_job(session, job_id, "a", lease_seconds=-1, max_attempts=2)
-    assert claim is None and state == JobStatus.FAILED
+    assert claim is None
+    assert state == JobStatus.FAILED
     with factory() as session:
         job = session.get(Job, job_id)
-        assert job.status == JobStatus.FAILED and job.attempts == 2
+        assert job.status == JobStatus.FAILED
+        assert job.attempts == 2
         assert "gave up after 2 attempts" in job.error

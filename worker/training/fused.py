@@ -27,8 +27,16 @@ BatchFlush = Callable[[int, list[tuple[int, list[float]]]], Collection[int]]
 
 def fusion_key(spec: TrainSpec) -> tuple:
     """What jobs must share to train in one stack."""
-    return (spec.stage, spec.N, spec.D_in, spec.H, spec.D_out, spec.iterations, spec.dtype,
-            spec.optimizer)  # fmt: skip
+    return (
+        spec.stage,
+        spec.N,
+        spec.D_in,
+        spec.H,
+        spec.D_out,
+        spec.iterations,
+        spec.dtype,
+        spec.optimizer,
+    )
 
 
 @dataclass

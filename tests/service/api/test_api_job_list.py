@@ -124,4 +124,5 @@ def test_bad_cursor_is_422(client: FlaskClient, session: so.Session, cursor: str
     assert response.status_code == 422
     assert response.get_json()["error"]["field"] == "cursor"
     both = client.get("/api/v1/jobs", query_string={"cursor": "abc", "offset": 3})
-    assert both.status_code == 422 and both.get_json()["error"]["field"] == "cursor"
+    assert both.status_code == 422
+    assert both.get_json()["error"]["field"] == "cursor"

@@ -36,7 +36,9 @@ def test_submit_writes_row_then_enqueues(
     assert body["enqueued_at"] is not None
     assert response.headers["Location"].endswith(f"/api/v1/jobs/{body['id']}")
     job = session.get(Job, body["id"])
-    assert job is not None and job.seed == body["seed"] and job.queue == "cpu"
+    assert job is not None
+    assert job.seed == body["seed"]
+    assert job.queue == "cpu"
     assert [row.tag for row in job.tag_rows] == ["a", "b"]
     messages = queued_messages(broker_url)
     assert len(messages) == 1
@@ -99,7 +101,8 @@ def test_idempotency_key_returns_the_same_job(
     headers = {"Idempotency-Key": "abc-123"}
     first = client.post("/api/v1/jobs", json={"stage": "nn"}, headers=headers)
     again = client.post("/api/v1/jobs", json={"stage": "nn"}, headers=headers)
-    assert first.status_code == 201 and again.status_code == 200
+    assert first.status_code == 201
+    assert again.status_code == 200
     assert first.get_json()["id"] == again.get_json()["id"]
     assert session.scalar(sa.select(sa.func.count(Job.id))) == 1
     assert len(queued_messages(broker_url)) == 1
@@ -108,7 +111,8 @@ def test_idempotency_key_returns_the_same_job(
 def test_get_job_and_404(client: FlaskClient) -> None:
     job = client.post("/api/v1/jobs", json={"stage": "nn", "name": "n1"}).get_json()
     got = client.get(f"/api/v1/jobs/{job['id']}")
-    assert got.status_code == 200 and got.get_json() == job
+    assert got.status_code == 200
+    assert got.get_json() == job
     missing = client.get("/api/v1/jobs/999999")
     assert missing.status_code == 404
     assert missing.get_json()["error"]["code"] == "not_found"
@@ -138,9 +142,12 @@ def test_list_filters_and_pages(client: FlaskClient) -> None:
         ids[("optim", "adam")],
     ]
     assert set(listed(tag="y")) == {ids[("optim", "rmsprop")], ids[("module", "adam")]}
-    assert len(listed(status="queued")) == 4 and listed(status="running") == []
+    assert len(listed(status="queued")) == 4
+    assert listed(status="running") == []
     page = client.get("/api/v1/jobs", query_string={"limit": 3, "sort": "id"}).get_json()
-    assert page["total"] == 4 and page["next_offset"] == 3 and len(page["jobs"]) == 3
+    assert page["total"] == 4
+    assert page["next_offset"] == 3
+    assert len(page["jobs"]) == 3
     rest = client.get("/api/v1/jobs", query_string={"limit": 3, "offset": 3, "sort": "id"})
     assert [job["id"] for job in rest.get_json()["jobs"]] == [ids[("module", "adam")]]
 
@@ -168,18 +175,22 @@ def test_losses_window_downsample_and_csv(client: FlaskClient, session: so.Sessi
     store_losses(session, job_id, 0, values)
     session.commit()
     whole = client.get(f"/api/v1/jobs/{job_id}/losses").get_json()
-    assert whole["steps"] == list(range(500)) and whole["losses"] == values
+    assert whole["steps"] == list(range(500))
+    assert whole["losses"] == values
     window = client.get(f"/api/v1/jobs/{job_id}/losses?start=10&stop=20").get_json()
-    assert window["steps"] == list(range(10, 20)) and window["losses"] == values[10:20]
+    assert window["steps"] == list(range(10, 20))
+    assert window["losses"] == values[10:20]
     thin = client.get(f"/api/v1/jobs/{job_id}/losses?points=50").get_json()
     assert len(thin["steps"]) <= 50
-    assert thin["steps"][0] == 0 and thin["steps"][-1] == 499
+    assert thin["steps"][0] == 0
+    assert thin["steps"][-1] == 499
     assert thin["steps"] == sorted(set(thin["steps"]))
     assert all(values[s] == v for s, v in zip(thin["steps"], thin["losses"], strict=True))
     csv_text = client.get(f"/api/v1/jobs/{job_id}/losses?format=csv&stop=3").get_data(as_text=True)
     assert csv_text.splitlines() == ["step,loss", "0,1000.0", "1,500.0", f"2,{1000.0 / 3!r}"]
     bad = client.get(f"/api/v1/jobs/{job_id}/losses?points=-1")
-    assert bad.status_code == 422 and bad.get_json()["error"]["field"] == "points"
+    assert bad.status_code == 422
+    assert bad.get_json()["error"]["field"] == "points"
 
 
 def test_cancel_queued_job(client: FlaskClient, session: so.Session) -> None:
@@ -217,7 +228,8 @@ def test_health_ok_with_database_and_broker(client: FlaskClient) -> None:
     response = client.get("/health")
     assert response.status_code == 200
     body = response.get_json()
-    assert body["database"]["ok"] and body["broker"]["ok"]
+    assert body["database"]["ok"]
+    assert body["broker"]["ok"]
     assert body["workers"] == {"cpu": [], "gpu": []}
 
 
@@ -231,16 +243,15 @@ def test_health_503_when_broker_is_down(database_url: str) -> None:
     app.extensions["trainq.engine"].dispose()
 
 
-def test_submission_with_broker_down_is_kept_for_the_reconciler(
-    database_url: str, session_factory_for=None
-) -> None:
+def test_submission_with_broker_down_is_kept_for_the_reconciler(database_url: str) -> None:
     from service.ops.redis_server import free_port
 
     app = make_test_app(database_url, f"redis://127.0.0.1:{free_port()}/0")
     response = app.test_client().post("/api/v1/jobs", json={"stage": "nn"})
     assert response.status_code == 201
     body = response.get_json()
-    assert body["status"] == "queued" and body["enqueued_at"] is None
+    assert body["status"] == "queued"
+    assert body["enqueued_at"] is None
     engine = app.extensions["trainq.engine"]
     with so.Session(engine) as session:
         assert session.get(Job, body["id"]).enqueued_at is None

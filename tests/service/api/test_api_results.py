@@ -26,7 +26,7 @@ from tests.support.loss_chunks import stored_history
 
 def three_jobs(client: FlaskClient, session: so.Session) -> list[int]:
     """Adam falling fast, SGD slowly, and RMSprop that blows up at step 40."""
-    exploding = decay(100.0, 0.9, 40) + [math.inf]
+    exploding = [*decay(100.0, 0.9, 40), math.inf]
     return [
         add_job(client, session, decay(100.0, 0.95, 300, 0.1), optimizer="adam", lr=1e-3),
         add_job(client, session, decay(120.0, 0.99, 250), optimizer="sgd", lr=1e-3),
@@ -51,15 +51,19 @@ def test_compare_summaries_pairs_and_axis(client: FlaskClient, session: so.Sessi
     assert by_id[ids[1]]["step_below_0_1pct"] is None  # 0.99**249 never reaches 0.1 %
     assert by_id[ids[2]]["final"] is None
 
-    assert body["pairs_total"] == 3 and body["next_pairs_offset"] is None
+    assert body["pairs_total"] == 3
+    assert body["next_pairs_offset"] is None
     for pair in body["pairs"]:
         value, step, common = expected_pair(histories[pair["a"]], histories[pair["b"]])
         assert pair["max_rel_diff"] == pytest.approx(value, rel=1e-12)
-        assert pair["step"] == step and pair["common_steps"] == common
+        assert pair["step"] == step
+        assert pair["common_steps"] == common
 
     steps = body["steps"]
     assert len(steps) == 60 == body["points"]
-    assert steps[0] == 0 and steps[-1] == 299 and steps == sorted(set(steps))
+    assert steps[0] == 0
+    assert steps[-1] == 299
+    assert steps == sorted(set(steps))
     for history in body["histories"]:
         own_steps, own = histories[history["job_id"]]
         lookup = dict(zip(own_steps, own, strict=True))
@@ -98,17 +102,20 @@ def test_compare_errors_name_the_parameter(client: FlaskClient, session: so.Sess
     missing = client.get(f"/api/v1/compare?jobs={job},9991,9992")
     assert missing.status_code == 404
     error = missing.get_json()["error"]
-    assert error["field"] == "jobs" and error["missing"] == [9991, 9992]
+    assert error["field"] == "jobs"
+    assert error["missing"] == [9991, 9992]
     assert "9991" in error["message"]
     too_many = client.get("/api/v1/compare?jobs=" + ",".join(str(i) for i in range(1, 1002)))
-    assert too_many.status_code == 422 and too_many.get_json()["error"]["field"] == "jobs"
+    assert too_many.status_code == 422
+    assert too_many.get_json()["error"]["field"] == "jobs"
     for query, field in (
         ("jobs=", "jobs"),
         ("jobs=a,b", "jobs"),
         (f"jobs={job}&points=-1", "points"),
     ):
         response = client.get(f"/api/v1/compare?{query}")
-        assert response.status_code == 422 and response.get_json()["error"]["field"] == field
+        assert response.status_code == 422
+        assert response.get_json()["error"]["field"] == field
 
 
 def test_compare_csv_parses_back(client: FlaskClient, session: so.Session) -> None:
@@ -142,9 +149,11 @@ def decoded_png(data: bytes) -> np.ndarray:
 def test_job_and_compare_plots(client: FlaskClient, session: so.Session) -> None:
     ids = three_jobs(client, session)
     one = client.get(f"/api/v1/jobs/{ids[0]}/plot.png?width=640&height=400")
-    assert one.status_code == 200 and one.mimetype == "image/png"
+    assert one.status_code == 200
+    assert one.mimetype == "image/png"
     pixels = decoded_png(one.data)
-    assert pixels.shape == (400, 640) and pixels.var() > 100
+    assert pixels.shape == (400, 640)
+    assert pixels.var() > 100
     query = ",".join(map(str, ids))
     both = client.get(f"/api/v1/compare/plot.png?jobs={query}")
     assert decoded_png(both.data).shape == (550, 900)
@@ -153,18 +162,22 @@ def test_job_and_compare_plots(client: FlaskClient, session: so.Session) -> None
     text = svg.get_data(as_text=True)
     assert ET.fromstring(text).tag.endswith("svg")
     # The legend names only what differs (the optimizer), and the title names the jobs.
-    assert "optimizer=adam" in text and "optimizer=rmsprop" in text and "lr=" not in text
+    assert "optimizer=adam" in text
+    assert "optimizer=rmsprop" in text
+    assert "lr=" not in text
     assert f"#{ids[0]}" in text
     for url, field in (
         (f"/api/v1/jobs/{ids[0]}/plot.png?width=99999", "width"),
         ("/api/v1/compare/plot.png?jobs=", "jobs"),
     ):
         response = client.get(url)
-        assert response.status_code == 422 and response.get_json()["error"]["field"] == field
+        assert response.status_code == 422
+        assert response.get_json()["error"]["field"] == field
     assert client.get("/api/v1/jobs/987654/plot.png").status_code == 404
     queued = add_job(client, session, None, status="queued", duration=None)
     empty = client.get(f"/api/v1/jobs/{queued}/plot.png")
-    assert empty.status_code == 200 and decoded_png(empty.data).shape == (500, 800)
+    assert empty.status_code == 200
+    assert decoded_png(empty.data).shape == (500, 800)
 
 
 def test_sweep_plot_and_factor_panel(client: FlaskClient, session: so.Session) -> None:
@@ -177,7 +190,8 @@ def test_sweep_plot_and_factor_panel(client: FlaskClient, session: so.Session) -
     response = client.get(f"/api/v1/sweeps/{sweep}/plot.png?by=lr&width=900&height=400")
     assert response.status_code == 200
     pixels = decoded_png(response.data)
-    assert pixels.shape == (400, 900) and pixels.var() > 100
+    assert pixels.shape == (400, 900)
+    assert pixels.var() > 100
     assert client.get(f"/api/v1/sweeps/{sweep}/plot.png?by=colour").status_code == 422
     assert client.get("/api/v1/sweeps/4242/plot.png").status_code == 404
 
@@ -205,9 +219,10 @@ def test_job_export_json_and_csv(client: FlaskClient, session: so.Session) -> No
     body = json.loads(client.get(f"/api/v1/jobs/{ids[2]}/export").data)
     (job,) = body["jobs"]
     steps, losses = stored_history(session, ids[2])
-    assert job["id"] == ids[2] and job["optimizer"] == "rmsprop"
+    assert job["id"] == ids[2]
+    assert job["optimizer"] == "rmsprop"
     assert job["history"]["steps"] == steps
-    assert job["history"]["losses"] == losses[:-1] + [None]
+    assert job["history"]["losses"] == [*losses[:-1], None]
     assert job["summary"]["auc_log10"] == pytest.approx(
         expected_summary(steps, losses)["auc_log10"]
     )
@@ -239,12 +254,14 @@ def test_sweep_export_streams_every_job(client: FlaskClient, session: so.Session
         table = client.get(f"/api/v1/sweeps/{sweep}/export?format=csv&table=jobs")
     finally:
         export.BATCH = old_batch
-    assert body["sweep"]["id"] == sweep and body["sweep"]["varied"] == ["lr"]
+    assert body["sweep"]["id"] == sweep
+    assert body["sweep"]["varied"] == ["lr"]
     assert [j["id"] for j in body["jobs"]] == sorted(curves)
     for job in body["jobs"]:
         assert (job["history"]["steps"], job["history"]["losses"]) == curves[job["id"]]
     rows = list(csv.DictReader(io.StringIO(long)))
-    assert {int(r["job_id"]) for r in rows} == set(curves) and outside not in curves
+    assert {int(r["job_id"]) for r in rows} == set(curves)
+    assert outside not in curves
     assert len(rows) == sum(len(s) for s, _ in curves.values())
     for r in rows:
         steps, losses = curves[int(r["job_id"])]
@@ -252,5 +269,6 @@ def test_sweep_export_streams_every_job(client: FlaskClient, session: so.Session
     jobs = list(csv.DictReader(io.StringIO(table.get_data(as_text=True))))
     for r in jobs:
         want = expected_summary(*curves[int(r["id"])])
-        assert float(r["final"]) == want["final"] and float(r["lr"]) > 0
+        assert float(r["final"]) == want["final"]
+        assert float(r["lr"]) > 0
     assert client.get("/api/v1/sweeps/777/export").status_code == 404

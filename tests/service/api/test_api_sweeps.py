@@ -39,9 +39,12 @@ def test_submit_writes_every_job_then_enqueues_them(
     response = post(client, {**GRID, "base": {**GRID["base"], "tags": ["sw", "x"]}})
     assert response.status_code == 201, response.get_json()
     body = response.get_json()
-    assert body["job_count"] == 12 and body["varied"] == ["optimizer", "lr", "seed"]
-    assert body["counts"]["queued"] == 12 and body["done"] is False
-    assert 0 <= body["seed"] < 2**63 and body["request"]["seed"] == body["seed"]
+    assert body["job_count"] == 12
+    assert body["varied"] == ["optimizer", "lr", "seed"]
+    assert body["counts"]["queued"] == 12
+    assert body["done"] is False
+    assert 0 <= body["seed"] < 2**63
+    assert body["request"]["seed"] == body["seed"]
     assert response.headers["Location"].endswith(f"/api/v1/sweeps/{body['id']}")
     jobs = session.scalars(sa.select(Job).where(Job.sweep_id == body["id"]).order_by(Job.id)).all()
     assert [(j.optimizer, j.lr, j.seed) for j in jobs] == [
@@ -65,7 +68,8 @@ def test_bad_combination_is_422_with_its_index_and_stores_nothing(
     assert response.status_code == 422
     error = response.get_json()["error"]
     assert (error["field"], error["index"]) == ("optimizer", 3)
-    assert error["job"]["stage"] == "tensors" and error["job"]["optimizer"] == "adam"
+    assert error["job"]["stage"] == "tensors"
+    assert error["job"]["optimizer"] == "adam"
     assert session.scalar(sa.select(sa.func.count()).select_from(Job)) == 0
     assert session.scalar(sa.select(sa.func.count()).select_from(Sweep)) == 0
     assert queued_messages(broker_url) == []
@@ -83,7 +87,8 @@ def test_skip_invalid_leaves_out_bad_combinations_and_says_why(
     response = post(client, body)
     assert response.status_code == 201
     sweep = response.get_json()
-    assert sweep["job_count"] == 4 and sweep["skipped"] == 2
+    assert sweep["job_count"] == 4
+    assert sweep["skipped"] == 2
     assert [(r["index"], r["field"]) for r in sweep["skipped_reasons"]] == [
         (3, "optimizer"),
         (5, "optimizer"),
@@ -99,7 +104,8 @@ def test_skip_invalid_leaves_out_bad_combinations_and_says_why(
     ]
     assert len(queued_messages(broker_url)) == 4
     all_bad = post(client, {**body, "grid": {"stage": ["nn"], "optimizer": ["adam"]}})
-    assert all_bad.status_code == 422 and all_bad.get_json()["error"]["code"] == "no_valid_jobs"
+    assert all_bad.status_code == 422
+    assert all_bad.get_json()["error"]["code"] == "no_valid_jobs"
 
 
 @pytest.mark.parametrize(
@@ -164,7 +170,8 @@ def test_three_hundred_jobs_are_a_few_statements_and_one_broker_connection(
     sa.event.remove(engine, "before_cursor_execute", count)
     connections = probe.info("stats")["total_connections_received"] - connections_before
     # Then it took one INSERT per table, one UPDATE and one broker connection.
-    assert response.status_code == 201 and response.get_json()["job_count"] == 300
+    assert response.status_code == 201
+    assert response.get_json()["job_count"] == 300
     kinds = [kind for kind, _ in statements]
     assert kinds.count("INSERT") == 3, statements
     assert kinds.count("UPDATE") == 1, statements
@@ -200,9 +207,11 @@ def test_list_show_and_404(client: FlaskClient, session: so.Session) -> None:
     )
     session.commit()
     page = client.get("/api/v1/sweeps", query_string={"limit": 1}).get_json()
-    assert page["total"] == 2 and page["next_offset"] == 1
+    assert page["total"] == 2
+    assert page["next_offset"] == 1
     assert [s["id"] for s in page["sweeps"]] == [second["id"]]
-    assert page["sweeps"][0]["counts"]["succeeded"] == 6 and page["sweeps"][0]["done"]
+    assert page["sweeps"][0]["counts"]["succeeded"] == 6
+    assert page["sweeps"][0]["done"]
     shown = client.get(f"/api/v1/sweeps/{first['id']}").get_json()
     assert shown["counts"] == {
         "queued": 12,
@@ -212,7 +221,8 @@ def test_list_show_and_404(client: FlaskClient, session: so.Session) -> None:
         "failed": 0,
         "cancelled": 0,
     }
-    assert shown["done"] is False and shown["finished"] == 0
+    assert shown["done"] is False
+    assert shown["finished"] == 0
     assert client.get("/api/v1/sweeps", query_string={"name": "other"}).get_json()["total"] == 1
     assert client.get("/api/v1/sweeps/999").status_code == 404
     assert client.get("/api/v1/sweeps/999/results").status_code == 404
@@ -233,10 +243,12 @@ def test_cancel_stops_queued_jobs_and_flags_running_ones(
     assert response.status_code == 202
     body = response.get_json()
     assert body["cancel_requested"] is True
-    assert body["counts"]["cancelled"] == 10 and body["counts"]["running"] == 1
+    assert body["counts"]["cancelled"] == 10
+    assert body["counts"]["running"] == 1
     session.expire_all()
     running = session.get(Job, ids[0])
-    assert running.status == "running" and running.cancel_requested
+    assert running.status == "running"
+    assert running.cancel_requested
     assert session.get(Job, ids[1]).status == "succeeded"
     cancelled = session.scalars(sa.select(Job).where(Job.id.in_(ids[2:]))).all()
     assert all(j.status == "cancelled" and j.finished_at is not None for j in cancelled)
@@ -278,7 +290,8 @@ def test_results_are_a_sortable_leaderboard(client: FlaskClient, session: so.Ses
     url = f"/api/v1/sweeps/{sweep['id']}/results"
     board = client.get(url).get_json()
     rows = board["results"]
-    assert board["total"] == 12 and len(rows) == 12
+    assert board["total"] == 12
+    assert len(rows) == 12
     finite = [r for r in rows if r["status"] == "succeeded"]
     assert [r["final_loss"] for r in finite] == sorted(r["final_loss"] for r in finite)
     assert [r["status"] for r in rows[-2:]] == ["diverged", "failed"]
@@ -287,19 +300,23 @@ def test_results_are_a_sortable_leaderboard(client: FlaskClient, session: so.Ses
     assert {"optimizer", "lr", "seed"} <= set(first)
     job = session.get(Job, first["id"])
     assert (first["optimizer"], first["lr"], first["seed"]) == (job.optimizer, job.lr, job.seed)
-    assert first["min_loss_step"] == 2 and first["steps_done"] == 3
+    assert first["min_loss_step"] == 2
+    assert first["steps_done"] == 3
     worst_first = client.get(url, query_string={"sort": "-final_loss"}).get_json()["results"]
     assert [r["final_loss"] for r in worst_first[:10]] == sorted(
         (r["final_loss"] for r in finite), reverse=True
     )
     by_id = client.get(url, query_string={"sort": "id", "limit": 5, "offset": 5}).get_json()
-    assert [r["id"] for r in by_id["results"]] == ids[5:10] and by_id["next_offset"] == 10
+    assert [r["id"] for r in by_id["results"]] == ids[5:10]
+    assert by_id["next_offset"] == 10
     by_min = client.get(url, query_string={"sort": "min_loss"}).get_json()["results"]
     assert [r["min_loss"] for r in by_min[:10]] == sorted(r["min_loss"] for r in finite)
     only = client.get(url, query_string={"status": "diverged"}).get_json()
-    assert only["total"] == 1 and only["results"][0]["id"] == ids[10]
+    assert only["total"] == 1
+    assert only["results"][0]["id"] == ids[10]
     bad = client.get(url, query_string={"sort": "colour"})
-    assert bad.status_code == 422 and bad.get_json()["error"]["field"] == "sort"
+    assert bad.status_code == 422
+    assert bad.get_json()["error"]["field"] == "sort"
 
 
 def test_factors_match_a_hand_computation_from_the_stored_histories(
@@ -310,7 +327,8 @@ def test_factors_match_a_hand_computation_from_the_stored_histories(
     # When the factor table is read.
     table = client.get(f"/api/v1/sweeps/{sweep['id']}/factors").get_json()
     # Then it agrees with sums over the last stored loss of each job, done by hand.
-    assert table["excluded"] == {"failed": 1} and table["diverged"] == 1
+    assert table["excluded"] == {"failed": 1}
+    assert table["diverged"] == 1
     assert_factors_match(session, sweep["id"], table)
 
 
@@ -321,7 +339,8 @@ def test_sweep_accepted_while_the_broker_is_down_is_kept_for_the_reconciler(
 
     app = make_test_app(database_url, f"redis://127.0.0.1:{free_port()}/0")
     response = post(app.test_client(), GRID)
-    assert response.status_code == 201 and response.get_json()["job_count"] == 12
+    assert response.status_code == 201
+    assert response.get_json()["job_count"] == 12
     engine = app.extensions["trainq.engine"]
     with so.Session(engine) as session:
         unsent = session.scalar(

@@ -30,20 +30,24 @@ def test_submit_wait_show_and_list(run, stack: Stack) -> None:  # type: ignore[n
         "--seed", "11", "--name", "cli-run", "--tag", "cli", "--wait", "--json",
     )  # fmt: skip
     job = json.loads(out[out.index("{") :])
-    assert job["status"] == "succeeded" and job["steps_done"] == 40
+    assert job["status"] == "succeeded"
+    assert job["steps_done"] == 40
     assert (job["optimizer"], job["lr"], job["seed"], job["tags"]) == ("adam", 0.001, 11, ["cli"])
     shown = run("show", str(job["id"]), "--losses")
-    assert "cli-run" in shown and "succeeded" in shown
+    assert "cli-run" in shown
+    assert "succeeded" in shown
     assert len([line for line in shown.splitlines() if "\t" in line]) == 40
     listed = run("jobs", "--tag", "cli")
-    assert f"\n{job['id']} " in listed and "1 of 1 job(s)" in listed
+    assert f"\n{job['id']} " in listed
+    assert "1 of 1 job(s)" in listed
 
 
 def test_invalid_submission_exits_non_zero_naming_the_field(live_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("TRAINQ_URL", live_url)
     result = CliRunner().invoke(main, ["submit", "--stage", "nn", "--optimizer", "adam"])
     assert result.exit_code != 0
-    assert "HTTP 422" in result.output and "field optimizer" in result.output
+    assert "HTTP 422" in result.output
+    assert "field optimizer" in result.output
 
 
 def test_cancel_verb(run, stack: Stack) -> None:  # type: ignore[no-untyped-def]

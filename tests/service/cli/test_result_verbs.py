@@ -51,9 +51,11 @@ def test_compare_prints_summaries_pairs_and_writes_plots(
     assert json.loads(as_json.output)["points"] == 10
     assert svg.read_text().lstrip().startswith("<?xml")
     bad = CliRunner().invoke(main, ["compare", str(a), "--plot", str(tmp_path / "c.gif")])
-    assert bad.exit_code != 0 and "png or .svg" in bad.output
+    assert bad.exit_code != 0
+    assert "png or .svg" in bad.output
     missing = CliRunner().invoke(main, ["compare", str(a), "99999"])
-    assert missing.exit_code == 1 and "99999" in missing.output
+    assert missing.exit_code == 1
+    assert "99999" in missing.output
 
 
 def test_export_to_a_file_and_to_stdout(
@@ -74,4 +76,5 @@ def test_export_to_a_file_and_to_stdout(
     both = CliRunner().invoke(main, ["export", "--job", "1", "--sweep", "1"])
     assert both.exit_code == 2
     nothing = CliRunner().invoke(main, ["export", "--sweep", "31337"])
-    assert nothing.exit_code == 1 and "31337" in nothing.output
+    assert nothing.exit_code == 1
+    assert "31337" in nothing.output

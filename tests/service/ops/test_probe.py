@@ -21,17 +21,21 @@ def test_probe_passes_when_database_and_broker_answer(database_url: str, broker_
 
 def test_probe_fails_naming_the_broker_that_does_not_answer(database_url: str) -> None:
     code, _, errors = probe(database_url, f"redis://127.0.0.1:{free_port()}/0")
-    assert code == 1 and errors.startswith("broker: ")
+    assert code == 1
+    assert errors.startswith("broker: ")
 
 
 def test_probe_fails_naming_the_database_that_does_not_answer(broker_url: str) -> None:
     dead = f"postgresql+psycopg://trainq@127.0.0.1:{free_port()}/trainq"
     code, _, errors = probe(dead, broker_url)
-    assert code == 1 and errors.startswith("database: ") and "broker" not in errors
+    assert code == 1
+    assert errors.startswith("database: ")
+    assert "broker" not in errors
 
 
 def test_probe_fails_when_the_named_worker_does_not_reply(
     database_url: str, broker_url: str
 ) -> None:
     code, _, errors = probe(database_url, broker_url, "--worker", "cpu@nowhere", "--timeout", "0.3")
-    assert code == 1 and "worker cpu@nowhere: no reply" in errors
+    assert code == 1
+    assert "worker cpu@nowhere: no reply" in errors

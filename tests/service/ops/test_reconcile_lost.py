@@ -15,19 +15,22 @@ from service.db import make_session_factory
 from service.models.base import utcnow
 from service.ops.queued_messages import UNACKED_INDEX_KEY, UNACKED_KEY, job_id_of
 from service.ops.reconcile import find_lost_messages
+from tests.support.waiting import wait_until
 
 
 def test_queued_messages_are_present_and_a_flushed_queue_is_lost(
     app: Flask, client: FlaskClient, broker_url: str
 ) -> None:
     ids = [client.post("/api/v1/jobs", json={"stage": "nn"}).get_json()["id"] for _ in range(3)]
+    sent_by = utcnow()
     factory = make_session_factory(app.extensions["trainq.engine"])
     config = Config.from_env(
         database_url=app.config["TRAINQ"].database_url,
         broker_url=broker_url,
         lost_message_seconds=0,
     )
-    time.sleep(0.01)
+    # (the clock past every send, so each job is old enough to count as lost)
+    wait_until(lambda: utcnow() > sent_by, 5, "the clock to move on")
     # Given every message in its queue: nothing is lost
     assert find_lost_messages(factory, config, utcnow()) == []
     # Given one message delivered to a worker just now (in kombu's unacked hash): still not lost

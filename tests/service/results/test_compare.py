@@ -22,7 +22,9 @@ def grid_of(*curves: list[float]) -> HistoryGrid:
 def test_shared_axis_keeps_ends_and_size(points: int) -> None:
     curve = list(np.geomspace(100, 0.01, 1000))
     axis = shared_axis(grid_of(curve, curve[::2]), points)
-    assert axis[0] == 0 and axis[-1] == 999 and len(axis) == points
+    assert axis[0] == 0
+    assert axis[-1] == 999
+    assert len(axis) == points
     assert list(axis) == sorted(set(axis.tolist()))
 
 
@@ -37,7 +39,8 @@ def test_shared_axis_keeps_a_spike_of_any_job() -> None:
 def test_summary_of_nothing_and_of_a_flat_line() -> None:
     assert summarize(np.array([]), np.array([]))["final"] is None
     flat = summarize(np.arange(4), np.array([10.0, 10.0, 10.0, 10.0]))
-    assert flat["auc_log10"] == pytest.approx(3.0) and flat["step_below_1pct"] is None
+    assert flat["auc_log10"] == pytest.approx(3.0)
+    assert flat["step_below_1pct"] is None
     assert (flat["min"], flat["min_step"]) == (10.0, 0)
 
 
@@ -46,5 +49,6 @@ def test_pairs_of_disjoint_histories_have_no_difference() -> None:
     pairs = list(pairwise_max_rel_diff(grid, 0, 10))
     assert len(pairs) == pair_count(3) == 3
     assert pairs[0] == {"a": 1, "b": 2, "common_steps": 0, "max_rel_diff": None, "step": None}
-    assert pairs[1]["max_rel_diff"] == pytest.approx(0.5) and pairs[1]["step"] == 1
+    assert pairs[1]["max_rel_diff"] == pytest.approx(0.5)
+    assert pairs[1]["step"] == 1
     assert [(p["a"], p["b"]) for p in pairwise_max_rel_diff(grid, 1, 1)] == [(1, 3)]

@@ -33,8 +33,10 @@ def test_compatible_jobs_share_batches_and_others_do_not(session: so.Session) ->
     everything = same + other_opt + other_dim + other_iters + other_dtype + gpu
     batches = plan_batches(everything)
     as_sets = sorted((queue, sorted(ids)) for queue, ids in batches)
-    expected = [("cpu", sorted(j.id for j in group)) for group in
-                (same, other_opt, other_dim, other_iters, other_dtype)]  # fmt: skip
+    expected = [
+        ("cpu", sorted(j.id for j in group))
+        for group in (same, other_opt, other_dim, other_iters, other_dtype)
+    ]
     assert as_sets == sorted([*expected, ("gpu", sorted(j.id for j in gpu))])
 
 
@@ -59,6 +61,8 @@ def test_gpu_batches_are_larger_than_cpu_batches(session: so.Session) -> None:
     for job in gpu:
         job.queue = "gpu"
     session.commit()
-    sizes = {queue: sorted(len(ids) for q, ids in plan_batches(cpu + gpu) if q == queue)
-             for queue in ("cpu", "gpu")}  # fmt: skip
+    sizes = {
+        queue: sorted(len(ids) for q, ids in plan_batches(cpu + gpu) if q == queue)
+        for queue in ("cpu", "gpu")
+    }
     assert sizes == {"cpu": [50, 50], "gpu": [100]}

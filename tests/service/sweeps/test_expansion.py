@@ -92,7 +92,8 @@ def test_random_is_crossed_with_the_grid_and_draws_are_shared() -> None:
         seed=1,
     )
     jobs = expand(request).jobs
-    assert len(jobs) == 12 and count_jobs(request) == (12, "grid")
+    assert len(jobs) == 12
+    assert count_jobs(request) == (12, "grid")
     by_optimizer = {o: [j["lr"] for j in jobs if j["optimizer"] == o] for o in ("sgd", "adam")}
     assert by_optimizer["sgd"] == by_optimizer["adam"]
 
@@ -101,7 +102,8 @@ def test_repeats_draw_replicate_seeds_from_the_sweep_seed() -> None:
     request = sweep(base={"stage": "optim"}, grid={"lr": [0.1, 0.2]}, repeats=3, seed=5)
     jobs = expand(request).jobs
     seeds = [j["seed"] for j in jobs]
-    assert seeds[:3] == seeds[3:] and len(set(seeds[:3])) == 3
+    assert seeds[:3] == seeds[3:]
+    assert len(set(seeds[:3])) == 3
     assert seeds == [j["seed"] for j in expand(request).jobs]
     assert all(0 <= s < 2**63 for s in seeds)
 

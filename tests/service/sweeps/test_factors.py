@@ -45,12 +45,14 @@ def test_levels_main_effects_and_best_config_by_hand() -> None:
     assert table["factors"]["optimizer"]["share"] == pytest.approx(between_opt / total)
     lr_levels = table["factors"]["lr"]["levels"]
     assert list(lr_levels) == ["0.01", "0.1"]
-    assert lr_levels["0.1"]["value"] == 0.1 and lr_levels["0.1"]["mean"] == pytest.approx(-0.75)
+    assert lr_levels["0.1"]["value"] == 0.1
+    assert lr_levels["0.1"]["mean"] == pytest.approx(-0.75)
     assert [e["factor"] for e in table["main_effects"]] == ["optimizer", "lr"]
     assert table["best_config"]["config"] == {"optimizer": "adam", "lr": 0.01}
     assert table["best_config"]["mean"] == pytest.approx(-4.0)
     assert {(b["optimizer"], b["lr"]) for b in table["best_lr"]} == {("adam", 0.01), ("sgd", 0.1)}
-    assert table["diverged"] == 0 and table["used"] == 8
+    assert table["diverged"] == 0
+    assert table["used"] == 8
 
 
 def test_diverged_jobs_score_one_decade_above_the_worst_and_others_are_excluded() -> None:
@@ -63,7 +65,8 @@ def test_diverged_jobs_score_one_decade_above_the_worst_and_others_are_excluded(
         job("queued", None, lr=0.1, optimizer="sgd", seed=2),
     ]
     table = factor_table(rows, ["lr"])
-    assert table["diverged"] == 1 and table["diverged_value"] == pytest.approx(4.0)
+    assert table["diverged"] == 1
+    assert table["diverged_value"] == pytest.approx(4.0)
     assert table["excluded"] == {"failed": 1, "cancelled": 1, "queued": 1}
     assert table["used"] == 3
     assert table["factors"]["lr"]["levels"]["1.0"]["mean"] == pytest.approx(4.0)
@@ -72,7 +75,9 @@ def test_diverged_jobs_score_one_decade_above_the_worst_and_others_are_excluded(
 
 def test_all_diverged_and_nothing_finished() -> None:
     table = factor_table([job("diverged", None, lr=1.0, optimizer="sgd", seed=1)], ["lr"])
-    assert table["diverged_value"] == 0.0 and table["factors"]["lr"]["share"] is None
+    assert table["diverged_value"] == 0.0
+    assert table["factors"]["lr"]["share"] is None
     empty = factor_table([job("running", None, lr=1.0, optimizer="sgd", seed=1)], ["lr"])
-    assert empty["factors"] == {} and empty["best_config"] is None
+    assert empty["factors"] == {}
+    assert empty["best_config"] is None
     assert empty["excluded"] == {"running": 1}

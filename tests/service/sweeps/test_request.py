@@ -90,7 +90,8 @@ def test_both_forms_of_random_name_the_same_space() -> None:
     long = validate_sweep(
         {"name": "s", "random": {"n": 3, "space": {"lr": {"log_uniform": [1e-4, 1]}}}}
     )
-    assert short.random is not None and long.random is not None
+    assert short.random is not None
+    assert long.random is not None
     assert (
         short.random.fields() == long.random.fields() == {"lr": LogUniform(log_uniform=[1e-4, 1])}
     )

@@ -25,7 +25,8 @@ def train(problem: Problem, spec: TrainSpec, recorder: LossRecorder) -> None:
         loss.backward()
 
         with torch.no_grad():
-            assert w1.grad is not None and w2.grad is not None  # backward() just filled them
+            assert w1.grad is not None
+            assert w2.grad is not None
             w1 -= learning_rate * w1.grad
             w2 -= learning_rate * w2.grad
             w1.grad.zero_()
