@@ -43,6 +43,8 @@ class Config:
     flush_every: int = 256
     flush_seconds: float = 0.5
     lease_seconds: float = 120.0
+    # A worker's heartbeat renews its jobs' leases this often, whatever its training does.
+    heartbeat_seconds: float = 2.0
     max_attempts: int = 3
     reconcile_seconds: float = 10.0
     # A queued job whose message is in no queue this long after sending is sent again.
@@ -83,6 +85,7 @@ class Config:
             "flush_every": _int("TRAINQ_FLUSH_EVERY", 256),
             "flush_seconds": _float("TRAINQ_FLUSH_SECONDS", 0.5),
             "lease_seconds": _float("TRAINQ_LEASE_SECONDS", 120.0),
+            "heartbeat_seconds": _float("TRAINQ_HEARTBEAT_SECONDS", 2.0),
             "max_attempts": _int("TRAINQ_MAX_ATTEMPTS", 3),
             "reconcile_seconds": _float("TRAINQ_RECONCILE_SECONDS", 10.0),
             "lost_message_seconds": _float("TRAINQ_LOST_MESSAGE_SECONDS", 300.0),

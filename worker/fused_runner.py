@@ -11,12 +11,14 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 import torch
 
+from service.config import Config
 from service.db import session_scope
 from service.jobs import job_spec
 from service.models import Job, JobStatus
+from worker.heartbeat import Heartbeat
 from worker.recording import Claim, claim_job, finish_job, mark_started_on, record_chunks
 from worker.runner import describe_device, resolve_device
-from worker.state import session_factory, worker_config
+from worker.state import heartbeat, session_factory, worker_config
 from worker.training import TrainSpec
 from worker.training.batch_size import fused_batch_size
 from worker.training.fused import FusedOutcome, fusion_key, train_fused
@@ -74,6 +76,21 @@ def _run_stack(
                 claims.append(claim)
     if not claims:
         return results
+    beat = heartbeat()
+    with beat.holding(claims):
+        results.update(_train_stack(factory, claims, fields, config, beat))
+    return results
+
+
+def _train_stack(
+    factory: so.sessionmaker[so.Session],
+    claims: list[Claim],
+    fields: dict[int, tuple[dict, str]],
+    config: Config,
+    beat: Heartbeat,
+) -> dict[int, str]:
+    """Train claimed jobs as one stack, then finish each that this worker still holds."""
+    results: dict[int, str] = {}
     spec_fields, queue = fields[claims[0].job_id]
     ran_on = None
     try:
@@ -87,9 +104,10 @@ def _run_stack(
         def write_chunks(first_step: int, chunks: list[tuple[int, list[float]]]) -> list[int]:
             # One transaction for every job's chunk of this flush.
             with session_scope(factory) as session:
-                pairs = [(claims[k], losses) for k, losses in chunks]
+                # A fenced attempt writes not one more loss (see Heartbeat.lost).
+                pairs = [(claims[k], losses) for k, losses in chunks if not beat.lost(claims[k])]
                 stop = record_chunks(session, pairs, first_step, config.lease_seconds)
-            return [k for k, claim in enumerate(claims) if claim in stop]
+            return [k for k, claim in enumerate(claims) if claim in stop or beat.lost(claim)]
 
         outcomes = train_fused(
             specs,
@@ -108,6 +126,10 @@ def _run_stack(
         statuses = [_status(outcome) for outcome in outcomes]
     with session_scope(factory) as session:
         for claim, (status, outcome) in zip(claims, statuses, strict=True):
+            if beat.lost(claim):
+                log.warning("job %s: attempt %d lost its lease", claim.job_id, claim.attempt)
+                results[claim.job_id] = "lost"
+                continue
             written = finish_job(
                 session, claim, status, ran_on=ran_on, torch_version=torch.__version__, **outcome
             )

@@ -17,6 +17,7 @@ from service.config import Config
 from service.db import session_scope
 from service.jobs import job_spec
 from service.models import Job, JobStatus
+from worker.heartbeat import Heartbeat
 from worker.recording import (
     Claim,
     claim_job,
@@ -25,7 +26,7 @@ from worker.recording import (
     record_chunk,
     save_checkpoint,
 )
-from worker.state import session_factory, worker_config
+from worker.state import heartbeat, session_factory, worker_config
 from worker.training import LossRecorder, TrainSpec, train
 from worker.training.checkpoints import Checkpointer, Snapshot
 
@@ -101,13 +102,29 @@ def run_job(job_id: int, worker_name: str) -> str:
         log.info("job %s not run: %s", job_id, state)
         return state
     crash_if_told(job.name)
+    beat = heartbeat()
+    with beat.holding([claim]):
+        return _train_claimed(claim, fields, queue, config, in_transaction, beat)
 
+
+def _train_claimed(
+    claim: Claim,
+    fields: dict[str, Any],
+    queue: str,
+    config: Config,
+    in_transaction: Callable[..., Any],
+    beat: Heartbeat,
+) -> str:
+    """Train a claimed job with its losses streamed to the database; record its outcome."""
+    job_id = claim.job_id
     # The soft time limit is checked here, between chunks: Celery's own raises at any point,
     # in the middle of a database commit too, and leaves the connection and record unsure.
     soft_limit = config.job_soft_limit_seconds
     deadline = time.monotonic() + soft_limit if soft_limit > 0 else None
 
     def write_chunk(first_step: int, losses: list[float]) -> bool:
+        if beat.lost(claim):
+            return False  # fenced: not one more loss from an attempt that may not own the job
         summary = claim.summary()
         try:
             keep_going = in_transaction(
@@ -151,8 +168,12 @@ def run_job(job_id: int, worker_name: str) -> str:
         )
         train(spec, device, recorder)
     except Exception as error:
+        if beat.lost(claim):
+            return _lost(claim)
         log.exception("job %s failed", job_id)
         return _finish(in_transaction, claim, JobStatus.FAILED, ran_on, error=_describe(error))
+    if beat.lost(claim):
+        return _lost(claim)
     if claim.failure is not None:
         return _finish(in_transaction, claim, JobStatus.FAILED, ran_on, error=claim.failure)
     if recorder.diverged_at is not None:
@@ -162,6 +183,12 @@ def run_job(job_id: int, worker_name: str) -> str:
     if recorder.stopped:
         return _finish(in_transaction, claim, JobStatus.CANCELLED, ran_on)
     return _finish(in_transaction, claim, JobStatus.SUCCEEDED, ran_on)
+
+
+def _lost(claim: Claim) -> str:
+    """Another attempt owns the job, or may by now: its outcome is not this attempt's to write."""
+    log.warning("job %s: attempt %d lost its lease and stopped", claim.job_id, claim.attempt)
+    return "lost"
 
 
 def _describe(error: BaseException) -> str:

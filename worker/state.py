@@ -9,6 +9,7 @@ import sqlalchemy.orm as so
 
 from service.config import Config
 from service.db import make_engine, make_session_factory
+from worker.heartbeat import Heartbeat
 
 
 @lru_cache(maxsize=1)
@@ -40,7 +41,19 @@ def session_factory() -> so.sessionmaker[so.Session]:
     return _state(os.getpid())[1]
 
 
+@lru_cache(maxsize=1)
+def _heartbeat(pid: int) -> Heartbeat:
+    config = worker_config()
+    return Heartbeat(session_factory(), config.lease_seconds, config.heartbeat_seconds)
+
+
+def heartbeat() -> Heartbeat:
+    """This process's heartbeat: one thread renews the leases of every job it trains."""
+    return _heartbeat(os.getpid())
+
+
 def reset_process_state() -> None:
     """Forget state inherited over fork and build it afresh for this process."""
     _state.cache_clear()
+    _heartbeat.cache_clear()
     _state(os.getpid())

@@ -12,6 +12,7 @@ from service.broker import enqueue_jobs, make_celery
 from service.db import make_session_factory
 from service.models import Checkpoint, JobStatus
 from service.ops.reconcile import reconcile_once
+from tests.conftest import TERMINAL
 from tests.faults.checker import Expectation
 from tests.faults.conftest import FaultEnv
 from tests.support.waiting import wait_until
@@ -55,6 +56,34 @@ def test_sigkill_of_the_worker_main_process(env: FaultEnv) -> None:
     # Then a new worker, with the reconciler, finishes every job exactly once into the record
     env.worker(concurrency=2)
     env.wait_all(timeout=150)
+    env.check()
+
+
+def test_a_worker_frozen_past_its_lease_writes_nothing_more_and_stops(env: FaultEnv) -> None:
+    # Given a job training on a worker
+    frozen = env.worker(concurrency=1)
+    env.start_reconciler()
+    job_id = env.submit(iterations=LONG)
+    env.wait(job_id, mid_job)
+    # When the whole worker is frozen (SIGSTOP) until another worker has taken the job over
+    assert frozen.process is not None
+    os.killpg(frozen.process.pid, signal.SIGSTOP)
+    env.fault()
+    try:
+        taker = env.worker(concurrency=1)
+        env.wait(job_id, lambda j: j["attempts"] == 2, timeout=90)
+    finally:
+        os.killpg(frozen.process.pid, signal.SIGCONT)
+    # Then the frozen attempt, woken, stops on its own and writes neither a loss nor a state
+    wait_until(
+        lambda: "lost its lease and stopped" in frozen.log_tail(400),
+        60,
+        lambda: "the woken attempt to stop:\n" + frozen.log_tail(),
+    )
+    job = env.wait(job_id, lambda j: j["status"] in TERMINAL, timeout=120)
+    assert job["status"] == "succeeded", job
+    assert job["attempts"] == 2, job
+    assert job["worker"].startswith(taker.name), job
     env.check()
 
 
