@@ -5,13 +5,17 @@ from __future__ import annotations
 import base64
 import json
 import time
+from datetime import timedelta
 
 import redis
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from service.broker import make_celery
 from service.config import Config
-from service.db import make_session_factory
+from service.db import make_session_factory, session_scope
+from service.models import Job, JobStatus
 from service.models.base import utcnow
 from service.ops.queued_messages import (
     UNACKED_INDEX_KEY,
@@ -19,7 +23,7 @@ from service.ops.queued_messages import (
     job_ids_in_broker,
     job_ids_of,
 )
-from service.ops.reconcile import find_lost_messages
+from service.ops.reconcile import find_lost_messages, reconcile_once
 
 
 def test_queued_messages_are_present_and_a_flushed_queue_is_lost(
@@ -121,3 +125,66 @@ def test_a_fused_sweeps_batch_messages_are_present_and_a_flushed_queue_is_lost(
     client_redis.flushdb()
     client_redis.close()
     assert sorted(job_id for job_id, _ in find_lost_messages(factory, config, utcnow())) == ids
+
+
+def queued_messages(client_redis: redis.Redis) -> list[tuple[str, list[int]]]:
+    """(task, job ids) of every message in the cpu queue."""
+    return [
+        (json.loads(raw)["headers"]["task"], job_ids_of(raw))
+        for raw in client_redis.lrange("cpu", 0, -1)
+    ]
+
+
+def test_lost_and_expired_fused_jobs_are_resent_as_batches_and_others_singly(
+    app: Flask, client: FlaskClient, broker_url: str
+) -> None:
+    # Given a fused sweep of 6 jobs and one job of its own
+    response = client.post(
+        "/api/v1/sweeps",
+        json={"name": "f", "base": {"stage": "optim"}, "grid": {"seed": [1, 2, 3, 4, 5, 6]},
+              "fused": True},
+    )  # fmt: skip
+    assert response.status_code == 201, response.get_json()
+    fused_ids = sorted(job["id"] for job in client.get("/api/v1/jobs").get_json()["jobs"])
+    single = client.post("/api/v1/jobs", json={"stage": "nn"}).get_json()["id"]
+    factory = make_session_factory(app.extensions["trainq.engine"])
+    config = Config.from_env(
+        database_url=app.config["TRAINQ"].database_url,
+        broker_url=broker_url,
+        lost_message_seconds=0,
+    )
+    celery = make_celery(config)
+    client_redis = redis.Redis.from_url(broker_url)
+    time.sleep(0.01)
+    # Given their messages still queued: a pass sends nothing
+    counts = reconcile_once(factory, celery, config, grace_seconds=0)
+    assert counts == {"sent": 0, "lost": 0, "resent": 0, "failed": 0, "batches": 0}
+    # When Redis loses every message, then the next pass sends the sweep as one batch again
+    client_redis.flushdb()
+    counts = reconcile_once(factory, celery, config, grace_seconds=0)
+    assert counts == {"sent": 0, "lost": 7, "resent": 0, "failed": 0, "batches": 1}
+    assert sorted(queued_messages(client_redis)) == [
+        ("trainq.train_batch", fused_ids),
+        ("trainq.train_job", [single]),
+    ]
+    # and a pass after it finds them present: nothing is sent twice
+    time.sleep(0.01)
+    assert reconcile_once(factory, celery, config, grace_seconds=0)["lost"] == 0
+    assert len(queued_messages(client_redis)) == 2
+    # Given two fused jobs whose worker died (running, lease run out)
+    client_redis.flushdb()
+    expired = utcnow() - timedelta(seconds=1)
+    with session_scope(factory) as session:
+        session.execute(
+            sa.update(Job)
+            .where(Job.id.in_(fused_ids[:2]))
+            .values(status=JobStatus.RUNNING, attempts=1, lease_expires_at=expired)
+        )
+        session.execute(
+            sa.update(Job).where(Job.id.not_in(fused_ids[:2])).values(status="succeeded")
+        )
+    # Then they are re-sent as one batch, not singly
+    counts = reconcile_once(factory, celery, config, grace_seconds=0)
+    assert counts == {"sent": 0, "lost": 0, "resent": 2, "failed": 0, "batches": 1}
+    assert queued_messages(client_redis) == [("trainq.train_batch", fused_ids[:2])]
+    client_redis.close()
