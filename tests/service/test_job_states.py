@@ -73,6 +73,7 @@ def test_claim_starts_an_attempt_under_a_lease(factory: so.sessionmaker[so.Sessi
     job = read(factory, job_id)
     assert state == JobStatus.RUNNING and attempt == Attempt(job_id, 1, "w")
     assert job.status == JobStatus.RUNNING and job.worker == "w" and job.attempts == 1
+    assert job.stack_size == 1
     assert job.lease_expires_at is not None and job.lease_expires_at > utcnow()
     # Held: another worker cannot take it while the lease runs.
     assert claim(factory, job_id, "other") == (None, "held")
