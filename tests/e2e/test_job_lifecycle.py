@@ -43,6 +43,7 @@ def test_each_stage_with_defaults_stores_500_steps(stack: Stack, stage: str) -> 
     job = stack.wait(stack.submit(stage=stage, seed=7)["id"])
     assert job["status"] == "succeeded", job
     assert job["steps_done"] == 500 and job["attempts"] == 1
+    assert job["stack_size"] == 1  # trained alone
     assert job["ran_on"] == "cpu" and job["torch_version"] == torch.__version__
     assert job["worker"].startswith("cpu@")
     assert job["started_at"] <= job["finished_at"]
