@@ -35,12 +35,18 @@ def owns(job: Job | None, attempt: Attempt) -> TypeGuard[Job]:
 
 
 def claim(
-    session: so.Session, job_id: int, worker: str, lease_seconds: float, max_attempts: int
+    session: so.Session,
+    job_id: int,
+    worker: str,
+    lease_seconds: float,
+    max_attempts: int,
+    stack_size: int = 1,
 ) -> tuple[Job | None, str]:
     """Start the job's next attempt (running, under a lease), or say why not.
 
     The reasons: missing, held (another attempt's lease runs), or the state it ended in;
-    a job asked to stop ends cancelled, one out of attempts ends failed.
+    a job asked to stop ends cancelled, one out of attempts ends failed. `stack_size` is how
+    many jobs the attempt trains with: 1 alone, K in a fused stack of K.
     """
     job = session.get(Job, job_id, with_for_update=True)
     if job is None:
@@ -64,6 +70,7 @@ def claim(
     job.started_at = now
     job.lease_expires_at = now + timedelta(seconds=lease_seconds)
     job.error = None
+    job.stack_size = stack_size
     return job, JobStatus.RUNNING
 
 

@@ -35,6 +35,7 @@ STATE_COLUMNS = (
     "queue",
     "sweep_id",
     "attempts",
+    "stack_size",
     "worker",
     "ran_on",
     "torch_version",

@@ -16,7 +16,7 @@ from service.db import session_scope
 from service.jobs import job_spec
 from service.models import Job, JobStatus
 from worker.heartbeat import Heartbeat
-from worker.recording import Claim, claim_job, finish_job, mark_started_on, record_chunks
+from worker.recording import Claim, claim_stack, finish_job, mark_started_on, record_chunks
 from worker.runner import describe_device, resolve_device
 from worker.state import heartbeat, session_factory, worker_config
 from worker.training import TrainSpec
@@ -63,17 +63,13 @@ def _run_stack(
     """Claim the jobs in one transaction, train those claimed as one stack, finish each."""
     config = worker_config()
     results: dict[int, str] = {}
-    claims: list[Claim] = []
     with session_scope(factory) as session:
-        for job_id in job_ids:
-            claim, state = claim_job(
-                session, job_id, worker_name, config.lease_seconds, config.max_attempts
-            )
-            if claim is None:
-                log.info("job %s not run: %s", job_id, state)
-                results[job_id] = state
-            else:
-                claims.append(claim)
+        claims, refused = claim_stack(
+            session, job_ids, worker_name, config.lease_seconds, config.max_attempts
+        )
+    for job_id, state in refused.items():
+        log.info("job %s not run: %s", job_id, state)
+    results.update(refused)
     if not claims:
         return results
     beat = heartbeat()

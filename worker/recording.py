@@ -58,10 +58,15 @@ class Claim(Attempt):
 
 
 def claim_job(
-    session: so.Session, job_id: int, worker: str, lease_seconds: float, max_attempts: int
+    session: so.Session,
+    job_id: int,
+    worker: str,
+    lease_seconds: float,
+    max_attempts: int,
+    stack_size: int = 1,
 ) -> tuple[Claim | None, str]:
     """Take a job for this worker with its history up to its checkpoint, or say why not."""
-    job, state = job_states.claim(session, job_id, worker, lease_seconds, max_attempts)
+    job, state = job_states.claim(session, job_id, worker, lease_seconds, max_attempts, stack_size)
     if job is None:
         return None, state
     claim = Claim(job_id=job_id, attempt=job.attempts, worker=worker)
@@ -75,6 +80,31 @@ def claim_job(
     claim.write_summary(job)
     job.diverged_at = None
     return claim, state
+
+
+def claim_stack(
+    session: so.Session,
+    job_ids: Sequence[int],
+    worker: str,
+    lease_seconds: float,
+    max_attempts: int,
+) -> tuple[list[Claim], dict[int, str]]:
+    """Take jobs to train as one stack: their claims, and why each job not taken was not."""
+    claims: list[Claim] = []
+    refused: dict[int, str] = {}
+    for job_id in job_ids:
+        claim, state = claim_job(
+            session, job_id, worker, lease_seconds, max_attempts, stack_size=len(job_ids)
+        )
+        if claim is None:
+            refused[job_id] = state
+        else:
+            claims.append(claim)
+    if refused:
+        # The stack trains the jobs taken, not every job of the message.
+        for claim in claims:
+            session.get_one(Job, claim.job_id).stack_size = len(claims)
+    return claims, refused
 
 
 def _summarise_kept_rows(session: so.Session, claim: Claim) -> None:

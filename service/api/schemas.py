@@ -53,6 +53,10 @@ class JobOut(Closed):
     queue: str
     sweep_id: int | None
     attempts: int
+    stack_size: int | None = Field(
+        description="jobs its latest attempt trained with: 1 alone, K in a fused stack of K; "
+        "null until it runs"
+    )
     worker: str | None
     ran_on: str | None
     torch_version: str | None

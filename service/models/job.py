@@ -83,6 +83,8 @@ class Job(Base):
     ran_on: so.Mapped[str | None] = so.mapped_column(sa.String(255))
     torch_version: so.Mapped[str | None] = so.mapped_column(sa.String(64))
     error: so.Mapped[str | None] = so.mapped_column(sa.Text)
+    # Jobs the latest attempt trains with: 1 alone, K in a fused stack of K (null: not yet run).
+    stack_size: so.Mapped[int | None]
 
     # Summary of the stored history, written with it.
     steps_done: so.Mapped[int] = so.mapped_column(default=0)

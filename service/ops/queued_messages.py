@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 import redis
 
-from service.broker import QUEUES, TRAIN_TASK
+from service.broker import BATCH_TASK, QUEUES, TRAIN_TASK
 
 # kombu's Redis transport: a queue's priority levels are lists `name`, `name\x06\x163`, ...
 PRIORITY_SEPARATOR = "\x06\x16"
@@ -27,23 +27,27 @@ def queue_keys(queues: Iterable[str] = QUEUES) -> list[str]:
     ]
 
 
-def job_id_of(raw: bytes | str) -> int | None:
-    """The job id a training message carries, or None; only JSON is ever decoded."""
+def job_ids_of(raw: bytes | str) -> list[int]:
+    """The job ids a training message carries (one, or a batch's list); only JSON is decoded."""
     try:
         message = json.loads(raw)
         if isinstance(message, list):  # unacked entries are [message, exchange, routing_key]
             message = message[0]
-        if message.get("headers", {}).get("task") != TRAIN_TASK:
-            return None
+        task = message.get("headers", {}).get("task")
+        if task not in (TRAIN_TASK, BATCH_TASK):
+            return []
         if message.get("content-type") != "application/json":
-            return None
+            return []
         body = message["body"]
         if message.get("properties", {}).get("body_encoding") == "base64":
             body = base64.b64decode(body)
         args = json.loads(body)[0]
-        return int(args[0])
+        if task == BATCH_TASK:
+            # Every job of a batch counts as present: its message may yet train it.
+            return [int(job_id) for job_id in args[0]]
+        return [int(args[0])]
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        return None
+        return []
 
 
 def job_ids_in_broker(broker_url: str, unacked_for_at_most: float) -> set[int]:
@@ -56,13 +60,14 @@ def job_ids_in_broker(broker_url: str, unacked_for_at_most: float) -> set[int]:
     try:
         found: set[int] = set()
         for key in queue_keys():
-            found.update(filter(None, map(job_id_of, client.lrange(key, 0, -1))))
+            for raw in client.lrange(key, 0, -1):
+                found.update(job_ids_of(raw))
         fresh = set(
             client.zrangebyscore(UNACKED_INDEX_KEY, time.time() - unacked_for_at_most, "+inf")
         )
         for tag, raw in client.hgetall(UNACKED_KEY).items():
             if tag in fresh:
-                found.update(filter(None, [job_id_of(raw)]))
+                found.update(job_ids_of(raw))
         return found
     finally:
         client.close()

@@ -1,5 +1,8 @@
 """The reconciler: sends jobs whose message never left or was lost; re-sends lost workers' jobs.
 
+Jobs of a sweep that asked for fusion go out as batch messages, planned as the API plans them,
+never singly: a fused sweep stays fused however often its messages are lost.
+
 Safe to run in several places at once: a duplicate message is harmless, since a worker claims a
 job only when it is queued or its lease has run out, and a terminal job is never run again.
 """
@@ -15,12 +18,13 @@ import sqlalchemy.orm as so
 from celery import Celery
 
 from service import job_states
-from service.broker import enqueue_jobs
+from service.broker import enqueue_batches, enqueue_jobs
 from service.config import Config
 from service.db import session_scope
-from service.models import Job, JobStatus
+from service.models import Job, JobStatus, Sweep
 from service.models.base import utcnow
 from service.ops.queued_messages import job_ids_in_broker
+from service.sweeps.batching import plan_batches
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +32,7 @@ log = logging.getLogger(__name__)
 def reconcile_once(
     factory: so.sessionmaker[so.Session], app: Celery, config: Config, grace_seconds: float = 5.0
 ) -> dict[str, int]:
-    """One pass; returns how many jobs it sent, re-sent, found lost and gave up on."""
+    """One pass; how many jobs it sent, re-sent, found lost, gave up on, and batch messages."""
     now = utcnow()
     lost = find_lost_messages(factory, config, now)
     with session_scope(factory) as session:
@@ -62,8 +66,12 @@ def reconcile_once(
                 given_up += 1
             else:
                 resend.append((job.id, job.queue))
+        singles, batches = split_fused(session, resend)
     if resend:
-        enqueue_jobs(app, resend)
+        if batches:
+            enqueue_batches(app, batches)
+        if singles:
+            enqueue_jobs(app, singles)
         with session_scope(factory) as session:
             session.execute(
                 sa.update(Job)
@@ -75,10 +83,41 @@ def reconcile_once(
         "lost": len(lost),
         "resent": len(resend) - len(unsent) - len(lost),
         "failed": given_up,
+        "batches": len(batches),
     }
     if resend or given_up:
         log.info("reconciled: %s", counts)
     return counts
+
+
+def split_fused(
+    session: so.Session, jobs: list[tuple[int, str]]
+) -> tuple[list[tuple[int, str]], list[tuple[str, list[int]]]]:
+    """The (job id, queue) to send singly, and (queue, job ids) batches of fused sweeps' jobs."""
+    ids = [job_id for job_id, _ in jobs]
+    if not ids:
+        return [], []
+    sweep_ids = session.scalars(
+        sa.select(Job.sweep_id).where(Job.id.in_(ids), Job.sweep_id.is_not(None)).distinct()
+    ).all()
+    if not sweep_ids:
+        return jobs, []
+    # The sweep's stored request is what asked for fusion (`fused` given or not, as submitted).
+    fused = [
+        sweep_id
+        for sweep_id, request in session.execute(
+            sa.select(Sweep.id, Sweep.request).where(Sweep.id.in_(sweep_ids))
+        )
+        if isinstance(request, dict) and request.get("fused") is True
+    ]
+    if not fused:
+        return jobs, []
+    fused_jobs = session.scalars(
+        sa.select(Job).where(Job.id.in_(ids), Job.sweep_id.in_(fused)).order_by(Job.id)
+    ).all()
+    in_batches = {job.id for job in fused_jobs}
+    singles = [(job_id, queue) for job_id, queue in jobs if job_id not in in_batches]
+    return singles, plan_batches(fused_jobs)
 
 
 def find_lost_messages(

@@ -19,7 +19,9 @@ from service.results.histories import read_grid
 
 # Jobs whose histories are read per query while streaming a sweep.
 BATCH = 200
-JOB_FIELDS = ("id", *SPEC_COLUMNS, "status", "sweep_id", "steps_done", "duration_s")
+JOB_FIELDS = (
+    "id", *SPEC_COLUMNS, "status", "sweep_id", "steps_done", "stack_size", "duration_s",
+)  # fmt: skip
 SUMMARY_FIELDS = (
     "initial",
     "final",

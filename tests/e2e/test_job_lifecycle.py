@@ -46,6 +46,7 @@ def test_each_stage_with_defaults_stores_500_steps(stack: Stack, stage: str) -> 
     assert job["attempts"] == 1
     assert job["ran_on"] == "cpu"
     assert job["torch_version"] == torch.__version__
+    assert job["stack_size"] == 1  # trained alone
     assert job["worker"].startswith("cpu@")
     assert job["started_at"] <= job["finished_at"]
     history = stack.losses(job["id"])

@@ -78,6 +78,7 @@ def test_claim_starts_an_attempt_under_a_lease(factory: so.sessionmaker[so.Sessi
     assert job.attempts == 1
     assert job.lease_expires_at is not None
     assert job.lease_expires_at > utcnow()
+    assert job.stack_size == 1
     # Held: another worker cannot take it while the lease runs.
     assert claim(factory, job_id, "other") == (None, "held")
 

@@ -12,8 +12,6 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from service.jobs import new_job
-from service.jobspec import validate_job
 from service.migrate import ROOT, alembic_config, heads, upgrade
 from service.models import Base, LossChunk
 from tests.conftest import BACKEND_PARAMS, DatabaseFactory
@@ -67,10 +65,8 @@ def test_0006_packs_loss_rows_into_chunks_and_back(
     # Two jobs: 600 steps (three chunks of at most 256) and one with a hole in its steps.
     rows = [(1, s, 1000.0 / (s + 1)) for s in range(600)]
     rows += [(2, s, float(-s)) for s in (0, 1, 2, 5, 6)]
-    # The jobs table is the same at 0005 and at head: the model writes its rows.
-    with so.Session(engine) as session, session.begin():
-        session.add_all(new_job(validate_job({"stage": "nn"}), "cpu") for _ in range(2))
     with engine.begin() as connection:
+        insert_old_jobs(connection, [1, 2])
         connection.execute(
             sa.text("INSERT INTO losses (job_id, step, loss) VALUES (:j, :s, :v)"),
             [{"j": j, "s": s, "v": v} for j, s, v in rows],
@@ -120,3 +116,50 @@ def migration_module(filename: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
+def test_0007_adds_a_null_stack_size_and_drops_it_again(
+    backend: str, databases: DatabaseFactory
+) -> None:
+    url = databases.create(backend, migrate=False)
+    upgrade(url, "0006")
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        insert_old_jobs(connection, [1])
+    # A job that ran before the column says nothing of its stack
+    upgrade(url)
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT id, stack_size FROM jobs")).all()
+        assert [tuple(row) for row in rows] == [(1, None)]
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(LossChunk.__table__), {"job_id": 1, "first_step": 0, "count": 0, "data": b""}
+        )
+    # Going back drops the column and nothing else (on SQLite too, where a table copy would
+    # cascade to the job's loss chunks)
+    command.downgrade(alembic_config(url), "0006")
+    with engine.connect() as connection:
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("jobs")}
+        assert "stack_size" not in columns
+        assert connection.execute(sa.text("SELECT count(*) FROM jobs")).scalar() == 1
+        assert connection.execute(sa.text("SELECT count(*) FROM loss_chunks")).scalar() == 1
+    engine.dispose()
+
+
+# A job row as 0005 and 0006 have it (the model has more columns since 0007).
+OLD_JOB = {
+    "status": "succeeded", "stage": "nn", "optimizer": "sgd", "init": "normal",
+    "lr": 1e-3, "iterations": 10, "n": 4, "d_in": 3, "h": 2, "d_out": 1, "seed": 1,
+    "device": "cpu", "dtype": "float32", "queue": "cpu", "created_at": "2026-01-01 00:00:00",
+    "cancel_requested": False, "attempts": 1, "steps_done": 10,
+}  # fmt: skip
+
+
+def insert_old_jobs(connection: sa.Connection, ids: list[int]) -> None:
+    """Write job rows with the columns of revisions 0005 and 0006."""
+    columns = ["id", *OLD_JOB]
+    statement = sa.text(
+        f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+    )
+    connection.execute(statement, [{"id": job_id, **OLD_JOB} for job_id in ids])

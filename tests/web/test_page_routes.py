@@ -93,6 +93,7 @@ def test_job_page_shows_every_field_escaped(client: FlaskClient, session: so.Ses
     assert set(fields) == set(job_to_dict(row))
     assert '<dd data-field="tags">a&lt;b, c</dd>' in page
     assert '<dd data-field="lr">1e-06</dd>' in page
+    assert '<dd data-field="stack_size">-</dd>' in page  # not yet run
     assert 'id="cancel"' in page
     assert 'id="cancel" type="button" class="danger" hidden' not in page
 
@@ -100,9 +101,12 @@ def test_job_page_shows_every_field_escaped(client: FlaskClient, session: so.Ses
 def test_finished_job_page_hides_cancel(client: FlaskClient, session: so.Session) -> None:
     job = submit(client)
     finish(session, job["id"], [9.0, 3.0, 1.0])
+    session.get_one(Job, job["id"]).stack_size = 4
+    session.commit()
     page = html(client.get(f"/jobs/{job['id']}"))
     assert 'class="danger" hidden' in page
     assert '<dd data-field="final_loss">1.0</dd>' in page
+    assert '<dd data-field="stack_size">4</dd>' in page
 
 
 @pytest.mark.parametrize(

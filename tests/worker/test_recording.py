@@ -13,7 +13,7 @@ from service.jobs import new_job
 from service.jobspec import validate_job
 from service.models import Checkpoint, Job, JobStatus
 from tests.support.loss_chunks import stored_steps
-from worker.recording import claim_job, finish_job, record_chunk, save_checkpoint
+from worker.recording import claim_job, claim_stack, finish_job, record_chunk, save_checkpoint
 
 
 @pytest.fixture
@@ -99,3 +99,20 @@ def test_claim_refuses_beyond_max_attempts_and_fails_the_job(
         assert job.status == JobStatus.FAILED
         assert job.attempts == 2
         assert "gave up after 2 attempts" in job.error
+
+
+def test_a_claimed_job_records_the_size_of_the_stack_it_trains_in(
+    factory: so.sessionmaker[so.Session],
+) -> None:
+    alone, held, *stack = (make_job(factory) for _ in range(5))
+    with session_scope(factory) as session:
+        claim_job(session, alone, "a", lease_seconds=60, max_attempts=3)
+        claim_job(session, held, "a", lease_seconds=60, max_attempts=3)
+    # Of a message of four jobs, one is held by another attempt: the stack is the other three
+    with session_scope(factory) as session:
+        claims, refused = claim_stack(session, [held, *stack], "b", 60, max_attempts=3)
+    assert [claim.job_id for claim in claims] == stack
+    assert refused == {held: "held"}
+    with factory() as session:
+        sizes = {job.id: job.stack_size for job in session.scalars(sa.select(Job))}
+    assert sizes == {alone: 1, held: 1, **dict.fromkeys(stack, 3)}

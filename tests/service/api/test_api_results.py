@@ -272,3 +272,26 @@ def test_sweep_export_streams_every_job(client: FlaskClient, session: so.Session
         assert float(r["final"]) == want["final"]
         assert float(r["lr"]) > 0
     assert client.get("/api/v1/sweeps/777/export").status_code == 404
+
+
+def test_exports_carry_each_jobs_stack_size(client: FlaskClient, session: so.Session) -> None:
+    from service.models import Job
+
+    sweep = add_sweep(session, ["lr"])
+    ids = [add_job(client, session, decay(1.0, 0.9, 5), sweep_id=sweep, lr=lr) for lr in (1, 2)]
+    never_run = add_job(client, session, decay(1.0, 0.9, 5), sweep_id=sweep, lr=3.0)
+    for job_id, size in zip(ids, (1, 2), strict=True):
+        session.get_one(Job, job_id).stack_size = size
+    session.commit()
+    body = json.loads(client.get(f"/api/v1/sweeps/{sweep}/export").data)
+    assert {j["id"]: j["stack_size"] for j in body["jobs"]} == {
+        ids[0]: 1, ids[1]: 2, never_run: None,
+    }  # fmt: skip
+    table = client.get(f"/api/v1/sweeps/{sweep}/export?format=csv&table=jobs")
+    rows = list(csv.DictReader(io.StringIO(table.get_data(as_text=True))))
+    assert {int(r["id"]): r["stack_size"] for r in rows} == {
+        ids[0]: "1", ids[1]: "2", never_run: "",
+    }  # fmt: skip
+    assert (
+        json.loads(client.get(f"/api/v1/jobs/{ids[1]}/export").data)["jobs"][0]["stack_size"] == 2
+    )
