@@ -13,6 +13,7 @@ import torch
 from service.db import session_scope
 from service.jobs import job_spec
 from service.models import Job, JobStatus
+from worker import device_errors
 from worker.recording import Claim, claim_job, finish_job, mark_started_on, record_chunks
 from worker.runner import describe_device, resolve_device
 from worker.state import session_factory, worker_config
@@ -75,6 +76,7 @@ def _run_stack(
         return results
     spec_fields, queue = fields[claims[0].job_id]
     ran_on = None
+    broke: Exception | None = None
     try:
         specs = [TrainSpec.from_fields(fields[c.job_id][0]) for c in claims]
         device = resolve_device(spec_fields["device"], queue)
@@ -101,6 +103,7 @@ def _run_stack(
         )
     except Exception as error:
         log.exception("fused batch %s failed", [c.job_id for c in claims])
+        broke = error
         message = f"{type(error).__name__}: {error}"[:4000]
         outcomes = [FusedOutcome() for _ in claims]
         statuses = [(JobStatus.FAILED, {"error": message})] * len(claims)
@@ -112,6 +115,7 @@ def _run_stack(
                 session, claim, status, ran_on=ran_on, torch_version=torch.__version__, **outcome
             )
             results[claim.job_id] = str(status) if written else "superseded"
+    device_errors.exit_if_device_broken(broke)
     return results
 
 

@@ -16,6 +16,7 @@ from service.config import Config
 from service.db import session_scope
 from service.jobs import job_spec
 from service.models import Job, JobStatus
+from worker import device_errors
 from worker.recording import (
     Claim,
     claim_job,
@@ -124,6 +125,7 @@ def run_job(job_id: int, worker_name: str) -> str:
 
     ran_on = None
     try:
+        device_errors.simulate_if_told(job.name)
         spec = TrainSpec.from_fields(fields)
         device = resolve_device(fields["device"], queue)
         ran_on = describe_device(device)
@@ -149,7 +151,9 @@ def run_job(job_id: int, worker_name: str) -> str:
         train(spec, device, recorder)
     except Exception as error:
         log.exception("job %s failed", job_id)
-        return _finish(in_transaction, claim, JobStatus.FAILED, ran_on, error=_describe(error))
+        status = _finish(in_transaction, claim, JobStatus.FAILED, ran_on, error=_describe(error))
+        device_errors.exit_if_device_broken(error)
+        return status
     if claim.failure is not None:
         return _finish(in_transaction, claim, JobStatus.FAILED, ran_on, error=claim.failure)
     if recorder.diverged_at is not None:
