@@ -120,3 +120,20 @@ def test_a_cuda_error_is_recorded_then_ends_the_worker(threads_worker) -> None: 
     fine = threads_worker.wait(threads_worker.submit(**SMALL), terminal)
     assert fine["status"] == "succeeded", fine
     assert threads_worker.job(broken)["status"] == "failed"
+
+
+def test_only_errors_that_break_the_context_end_the_process(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from worker import device_errors
+
+    exits: list[int] = []
+    monkeypatch.setattr(device_errors.os, "_exit", exits.append)
+    for harmless in (
+        None,
+        ValueError("D_in: at most 4096"),
+        RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("mat1 and mat2 shapes cannot be multiplied"),
+    ):
+        device_errors.exit_if_device_broken(harmless)
+    assert exits == []
+    device_errors.exit_if_device_broken(RuntimeError("CUDA error: device-side assert triggered"))
+    assert exits == [EXIT_DEVICE_BROKEN]
