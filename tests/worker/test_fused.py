@@ -134,6 +134,7 @@ def test_batch_size_follows_the_job_size() -> None:
     assert fused_batch_size(small, cpu, cap=7) == 7
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fused_on_gpu_matches_the_jobs_alone_on_gpu() -> None:
     device = torch.device("cuda")
