@@ -56,6 +56,10 @@ def main() -> None:
             bare.append(alone)
             latency.append(seconds)
             overhead.append(seconds - alone)
+            print(
+                f"seed {seed}: bare {alone * 1e3:.0f} ms, service {seconds * 1e3:.0f} ms",
+                flush=True,
+            )
     rows = [
         [
             f"bare training on {args.device} (warm process, 1 thread)",
