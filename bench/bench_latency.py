@@ -57,8 +57,16 @@ def main() -> None:
             bare.append(alone)
             latency.append(seconds)
             overhead.append(seconds - alone)
+            print(
+                f"seed {seed}: bare {alone * 1e3:.0f} ms, service {seconds * 1e3:.0f} ms",
+                flush=True,
+            )
     rows = [
-        ["bare training (warm process, 1 thread)", f"{median(bare) * 1e3:.0f}", spread(bare)],
+        [
+            f"bare training on {args.device} (warm process, 1 thread)",
+            f"{median(bare) * 1e3:.0f}",
+            spread(bare),
+        ],
         ["POST -> succeeded, 500 losses stored", f"{median(latency) * 1e3:.0f}", spread(latency)],
         ["overhead (paired difference)", f"{median(overhead) * 1e3:.0f}", spread(overhead)],
     ]

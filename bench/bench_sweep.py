@@ -148,7 +148,10 @@ def fused_vs_unfused(args: argparse.Namespace) -> str:
         through_sweeps(service, warm, fused=True)
         for _ in range(args.repeats):
             unfused.append(through_sweeps(service, request, fused=False)[0])
+            # Printed as measured: a run stopped at its deadline still tells this much.
+            print(f"{jobs} jobs unfused: {unfused[-1]:.2f} s", flush=True)
             fused.append(through_sweeps(service, request, fused=True)[0])
+            print(f"{jobs} jobs fused: {fused[-1]:.2f} s", flush=True)
     rows = [
         [f"unfused (`fused: false`, {jobs} messages)", f"{median(unfused):.2f}", spread(unfused)],
         ["fused (`fused: true`, plan_batches)", f"{median(fused):.2f}", spread(fused)],

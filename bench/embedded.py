@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +18,36 @@ import requests
 from service.ops.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+_RUNNING: set[EmbeddedService] = set()
+
+
+def kill_processes_with_env(name: str, value: str) -> list[int]:
+    """SIGKILL every process (not this one) whose environment has name=value; their pids."""
+    marker = f"{name}={value}".encode()
+    killed = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        pid = int(environ.parent.name)
+        try:
+            if pid != os.getpid() and marker in environ.read_bytes().split(b"\0"):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        except (OSError, ValueError):
+            continue  # gone already, or not ours to read
+    return killed
+
+
+def _on_sigterm(signum: int, _frame: object) -> None:
+    """A benchmark stopped by `timeout`: stop every service it started, then exit."""
+    for service in list(_RUNNING):
+        service.stop(wait=15)
+    raise SystemExit(128 + signum)
+
+
+def _stop_on_sigterm(service: EmbeddedService) -> None:
+    """Make SIGTERM stop this service (and any other running) before the process ends."""
+    _RUNNING.add(service)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 class EmbeddedService:
@@ -34,7 +66,8 @@ class EmbeddedService:
         self.env.update(
             TRAINQ_VAR_DIR=str(self.var_dir),
             TRAINQ_REDIS_PORT=str(free_port()),
-            PYTHONPATH=str(ROOT),
+            # Added in front, not replacing: a GPU machine's wheels come in on PYTHONPATH.
+            PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
             **(extra_env or {}),
         )
         self.argv = [sys.executable, "-m", "service.cli", "up", "--port", str(self.port)]
@@ -56,6 +89,7 @@ class EmbeddedService:
 
     def start(self, timeout: float = 120) -> EmbeddedService:
         """Start trainq up and wait until the API answers with live workers on our queues."""
+        _stop_on_sigterm(self)
         log = open(self.var_dir / "up.log", "ab")  # noqa: SIM115 (kept open for the child)
         self.process = subprocess.Popen(
             self.argv,
@@ -79,14 +113,19 @@ class EmbeddedService:
         self.stop()
         raise RuntimeError(f"trainq up did not become healthy; see {self.var_dir}/up.log")
 
-    def stop(self) -> None:
-        """Ctrl-C the supervisor and wait for it to stop everything."""
+    def stop(self, wait: float = 60) -> None:
+        """Ctrl-C the supervisor and wait for it to stop everything; kill what is left."""
+        _RUNNING.discard(self)
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
-                self.process.wait(60)
+                self.process.wait(wait)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+        # The supervisor starts each component in a session of its own: any that outlived it
+        # still carries this service's var dir in its environment.
+        kill_processes_with_env("TRAINQ_VAR_DIR", str(self.var_dir))
         self.http.close()
 
     def count_unfinished(self, job_ids: list[int]) -> int:

@@ -99,11 +99,17 @@ def all_cores_matmul_rate(fields: dict, cores: int, seconds: float = 2.0) -> flo
 
 
 def train_alone(fields: dict) -> int:
-    """Train one job in this process (1 thread) without queue or database; steps stored."""
+    """Train one job in this process (1 thread) without queue or database; steps stored.
+
+    On the device the job names, as a worker would: a `device: cuda` job trains on the GPU.
+    """
     import torch
 
     from service.jobspec import validate_job
     from worker.training import TrainSpec, train_to_list
 
     torch.set_num_threads(1)
-    return len(train_to_list(TrainSpec.from_fields(validate_job(fields))).losses)
+    spec_fields = validate_job(fields)
+    device = torch.device("cuda" if spec_fields["device"] == "cuda" else "cpu")
+    # The last flush copies the losses back to the host, so the time includes the GPU's work.
+    return len(train_to_list(TrainSpec.from_fields(spec_fields), device).losses)

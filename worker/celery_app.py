@@ -20,11 +20,27 @@ app.conf.imports = ("worker.tasks",)
 log = logging.getLogger(__name__)
 
 
+def is_prefork(pool_cls: object) -> bool:
+    """Whether a worker's pool (a name or a class, as Celery holds it) forks processes."""
+    from celery import concurrency
+    from celery.concurrency.prefork import TaskPool
+
+    pool = concurrency.get_implementation(pool_cls)
+    return isinstance(pool, type) and issubclass(pool, TaskPool)
+
+
 @signals.celeryd_after_setup.connect
 def _refuse_gpu_queue_without_cuda(sender: str, instance: Worker, **_kwargs: object) -> None:
     """A worker that consumes the gpu queue must have CUDA, or it would fail every job."""
     queues = set(instance.app.amqp.queues.consume_from or ())
     if "gpu" in queues:
+        # Asking for CUDA in a parent that then forks leaves the children unable to use it.
+        if is_prefork(instance.pool_cls):
+            log.critical(
+                "refusing to serve the gpu queue with the prefork pool: CUDA cannot be used "
+                "across fork; start it with --pool threads (trainq worker --queues gpu does)"
+            )
+            raise SystemExit(2)
         import torch
 
         if not torch.cuda.is_available():
@@ -33,12 +49,16 @@ def _refuse_gpu_queue_without_cuda(sender: str, instance: Worker, **_kwargs: obj
 
 
 @signals.worker_init.connect
-def _preload_training(**_kwargs: object) -> None:
+def _preload_training(sender: Worker, **_kwargs: object) -> None:
     """Import torch and the runners once, before forking, so a new pool process starts at once."""
     import torch
 
     import worker.fused_runner
     import worker.runner  # noqa: F401
+    from worker import watchdog
+
+    # Only prefork enforces task_time_limit (by killing the process): the others need a watchdog.
+    watchdog.arm(not is_prefork(sender.pool_cls))
 
     # torch.optim's first Optimizer() imports torch._dynamo (~2 s): paid here, not by a job.
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)

@@ -15,6 +15,7 @@ from service.config import Config
 from service.db import session_scope
 from service.jobs import job_spec
 from service.models import Job, JobStatus
+from worker import device_errors
 from worker.heartbeat import Heartbeat
 from worker.recording import Claim, claim_stack, finish_job, mark_started_on, record_chunks
 from worker.runner import describe_device, resolve_device
@@ -89,6 +90,7 @@ def _train_stack(
     results: dict[int, str] = {}
     spec_fields, queue = fields[claims[0].job_id]
     ran_on = None
+    broke: Exception | None = None
     try:
         specs = [TrainSpec.from_fields(fields[c.job_id][0]) for c in claims]
         device = resolve_device(spec_fields["device"], queue)
@@ -114,6 +116,7 @@ def _train_stack(
         )
     except Exception as error:
         log.exception("fused batch %s failed", [c.job_id for c in claims])
+        broke = error
         message = f"{type(error).__name__}: {error}"[:4000]
         outcomes = [FusedOutcome() for _ in claims]
         statuses: list[tuple[JobStatus, dict[str, Any]]]
@@ -130,6 +133,7 @@ def _train_stack(
                 session, claim, status, ran_on=ran_on, torch_version=torch.__version__, **outcome
             )
             results[claim.job_id] = str(status) if written else "superseded"
+    device_errors.exit_if_device_broken(broke)
     return results
 
 

@@ -17,6 +17,7 @@ from service.config import Config
 from service.db import session_scope
 from service.jobs import job_spec
 from service.models import Job, JobStatus
+from worker import device_errors
 from worker.heartbeat import Heartbeat
 from worker.recording import (
     Claim,
@@ -144,6 +145,7 @@ def _train_claimed(
 
     ran_on = None
     try:
+        device_errors.simulate_if_told(fields.get("name"))
         spec = TrainSpec.from_fields(fields)
         device = resolve_device(fields["device"], queue)
         ran_on = describe_device(device)
@@ -171,7 +173,9 @@ def _train_claimed(
         if beat.lost(claim):
             return _lost(claim)
         log.exception("job %s failed", job_id)
-        return _finish(in_transaction, claim, JobStatus.FAILED, ran_on, error=_describe(error))
+        status = _finish(in_transaction, claim, JobStatus.FAILED, ran_on, error=_describe(error))
+        device_errors.exit_if_device_broken(error)
+        return status
     if beat.lost(claim):
         return _lost(claim)
     if claim.failure is not None:

@@ -39,17 +39,20 @@ def api(host: str, port: int, workers: int) -> None:
     os.execv(sys.executable, argv)
 
 
-@click.command()
-@click.option("--queues", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
-@click.option(
-    "--concurrency", type=int, help="processes (cpu, default one per core) or threads (gpu)"
-)
-@click.option("--hostname", help="Celery node name, e.g. cpu@%h (unique per worker)")
-@click.option("--loglevel", default="INFO", show_default=True)
-def worker(queues: str, concurrency: int | None, hostname: str | None, loglevel: str) -> None:
-    """Run a Celery worker on the cpu or gpu queue."""
+POOLS = ("prefork", "threads", "solo")
+
+
+def worker_command(
+    queues: str, pool: str | None, concurrency: int | None, hostname: str | None, loglevel: str
+) -> tuple[list[str], dict[str, str]]:
+    """The celery worker command line and environment `trainq worker` runs."""
     # CUDA must never be initialised in a parent that forks, so the GPU worker uses threads.
-    pool = "threads" if queues == "gpu" else "prefork"
+    pool = pool or ("threads" if queues == "gpu" else "prefork")
+    if queues == "gpu" and pool == "prefork":
+        raise click.UsageError(
+            "the gpu queue cannot use the prefork pool: CUDA does not survive fork "
+            "(use --pool threads, the default for --queues gpu)"
+        )
     count = concurrency or (1 if queues == "gpu" else max(1, os.cpu_count() or 1))
     argv = [
         sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
@@ -57,7 +60,32 @@ def worker(queues: str, concurrency: int | None, hostname: str | None, loglevel:
         "--hostname", hostname or f"{queues}-{os.getpid()}@%h",
         "--loglevel", loglevel, "--without-gossip", "--without-mingle",
     ]  # fmt: skip
-    os.execv(sys.executable, argv)
+    env = dict(os.environ)
+    if queues == "cpu":
+        # On a GPU host, torch could otherwise create a CUDA context per CPU pool process
+        # (a lazy check in torch.optim is enough), holding GPU memory that jobs there need.
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return argv, env
+
+
+@click.command()
+@click.option("--queues", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
+@click.option(
+    "--concurrency", type=int, help="processes (cpu, default one per core) or threads (gpu)"
+)
+@click.option("--hostname", help="Celery node name, e.g. cpu@%h (unique per worker)")
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.option(
+    "--pool",
+    type=click.Choice(POOLS),
+    help="Celery pool (default: prefork for cpu, threads for gpu)",
+)
+def worker(
+    queues: str, concurrency: int | None, hostname: str | None, loglevel: str, pool: str | None
+) -> None:
+    """Run a Celery worker on the cpu or gpu queue."""
+    argv, env = worker_command(queues, pool, concurrency, hostname, loglevel)
+    os.execve(sys.executable, argv, env)
 
 
 @click.group()

@@ -182,6 +182,10 @@ def test_gpu_worker_reserves_nvidia_gpus_and_runs_the_cuda_image() -> None:
     worker = SERVICES["worker-gpu"]
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert any("gpu" in device["capabilities"] for device in devices)
+    # One GPU per replica: a worker trains on one device, `count: all` would hand it every GPU.
+    assert len(devices) == 1
+    assert devices[0].get("count") == 1 or len(devices[0].get("device_ids", [])) == 1
+    assert "count" not in devices[0] or "device_ids" not in devices[0]  # compose takes one
     assert worker["build"]["dockerfile"] == "docker/Dockerfile.gpu"
     assert "deploy" not in SERVICES["worker-cpu"]
 

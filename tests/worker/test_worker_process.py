@@ -51,3 +51,22 @@ def test_worker_process_uses_configured_torch_threads(tmp_path) -> None:  # type
             timeout=60,
         )
         assert out.stdout.strip() == threads, out.stderr
+
+
+def test_a_hand_started_gpu_worker_refuses_the_prefork_pool(broker_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "TRAINQ_BROKER_URL": broker_url,
+        "TRAINQ_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "gpu"]
+    result = subprocess.run(
+        [*argv, "--pool", "prefork", "--concurrency", "1", "--hostname", "g@%h"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "refusing to serve the gpu queue with the prefork pool" in result.stdout + result.stderr

@@ -1,0 +1,66 @@
+"""A task's hard time limit where the pool cannot enforce it (threads, solo: the GPU worker's)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+log = logging.getLogger(__name__)
+
+# Set when the worker starts (worker.celery_app): prefork kills a process past task_time_limit
+# and worker.tasks records it; a thread cannot be killed, so other pools get this watchdog.
+_armed = False
+
+
+def arm(enabled: bool) -> None:
+    """Whether tasks in this process watch their own hard limit."""
+    global _armed
+    _armed = enabled
+
+
+def armed() -> bool:
+    """Whether the watchdog runs in this process."""
+    return _armed
+
+
+@contextmanager
+def hard_limit(job_ids: Sequence[int], seconds: float | None) -> Iterator[None]:
+    """Past `seconds`, end the jobs as failed; their training stops at its next flush.
+
+    The flush sees that the attempt no longer holds its job (as after a cancel) and stops the
+    loop, so the thread comes back to the pool and the worker takes its next message.
+    """
+    if not _armed or not seconds or seconds <= 0:
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        if done.wait(seconds):
+            return
+        reason = f"hard time limit exceeded: the job ran longer than {seconds:g} s and was stopped"
+        log.error("jobs %s: %s", list(job_ids), reason)
+        try:
+            record_failures(job_ids, reason)
+        except Exception:  # the lease runs out and the reconciler's attempt cap ends them
+            log.exception("could not record the time limit of jobs %s", list(job_ids))
+
+    thread = threading.Thread(target=watch, name=f"hard-limit-{job_ids[0]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
+def record_failures(job_ids: Sequence[int], reason: str) -> None:
+    """End each job that has not ended as failed with the reason."""
+    from service import job_states
+    from service.db import session_scope
+    from worker.state import session_factory
+
+    with session_scope(session_factory()) as session:
+        for job_id in job_ids:
+            job_states.fail(session, job_id, reason)
