@@ -1,4 +1,7 @@
-"""The values a job's fields may take: one list, read by the API's validation and the worker."""
+"""The values a job's fields may take, and which fields fused jobs share: read by both sides."""
+
+from collections.abc import Mapping
+from typing import Any
 
 STAGES = ("tensors", "autograd", "nn", "optim", "module")
 # The seed's first three programs write the plain SGD update by hand.
@@ -19,3 +22,11 @@ INITS = (
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "float64")
 MAX_SEED = 2**63 - 1
+# What jobs must share to train in one fused stack; seed, lr, init, momentum and weight
+# decay are each job's own.
+FUSION_FIELDS = ("stage", "N", "D_in", "H", "D_out", "iterations", "dtype", "optimizer")
+
+
+def fusion_key(fields: Mapping[str, Any]) -> tuple:
+    """The values of a job's fields (API names) that every job of one fused stack shares."""
+    return tuple(fields[name] for name in FUSION_FIELDS)

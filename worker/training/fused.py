@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from service.choices import fusion_key
 from worker.training.problem import make_problem
 from worker.training.run import TrainResult
 from worker.training.spec import TrainSpec
@@ -23,12 +24,6 @@ from worker.training.stacked_optim import StackedOptimizer
 # flush(first_step, [(job index, losses)]) stores one chunk of every running job (in one
 # transaction, say) and returns the indices of the jobs that must stop (cancelled).
 BatchFlush = Callable[[int, list[tuple[int, list[float]]]], Collection[int]]
-
-
-def fusion_key(spec: TrainSpec) -> tuple:
-    """What jobs must share to train in one stack."""
-    return (spec.stage, spec.N, spec.D_in, spec.H, spec.D_out, spec.iterations, spec.dtype,
-            spec.optimizer)  # fmt: skip
 
 
 @dataclass
@@ -57,7 +52,7 @@ def train_fused(
     flush_seconds: float = 0.5,
 ) -> list[FusedOutcome]:
     """Train K compatible specs together, handing every running job's chunk to flush."""
-    if not specs or len({fusion_key(spec) for spec in specs}) != 1:
+    if not specs or len({fusion_key(vars(spec)) for spec in specs}) != 1:
         raise ValueError("a fused batch needs one or more specs sharing fusion_key")
     x, y, w1, w2 = _stack(specs, device)
     optimizer = StackedOptimizer(specs, [w1, w2])
