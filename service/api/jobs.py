@@ -33,7 +33,7 @@ from service.jobs import (
     read_losses,
     tags_filter,
 )
-from service.jobspec import INITS, OPTIMIZERS, STAGES, JobRequest, Limits, validate_job
+from service.jobspec import INITS, OPTIMIZERS, STAGES, JobRequest, validate_job
 from service.models import Job, JobStatus
 from service.models.base import utcnow
 
@@ -105,7 +105,7 @@ def submit_job():  # type: ignore[no-untyped-def]
         if existing is not None:
             return jsonify(job_to_dict(existing)), 200
     cfg = config()
-    spec = validate_job(json_body(), Limits.from_config(cfg))
+    spec = validate_job(json_body(), cfg.limits)
     job = new_job(spec, queue_for(spec["device"], cfg.default_queue), idempotency_key=key)
     session.add(job)
     try:

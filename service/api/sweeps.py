@@ -95,9 +95,7 @@ def submit_sweep():  # type: ignore[no-untyped-def]
     expansion = expand(body)
     for job in expansion.jobs:
         job.setdefault("name", body["name"])
-    specs, skipped = _validate_all(
-        expansion.jobs, Limits.from_config(cfg), body.get("skip_invalid", False)
-    )
+    specs, skipped = _validate_all(expansion.jobs, cfg.limits, body.get("skip_invalid", False))
     if not specs:
         raise ApiError(422, "no_valid_jobs", "every combination of the sweep is invalid", "grid")
     stored_request = {**body, "seed": expansion.seed}
