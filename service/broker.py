@@ -7,11 +7,11 @@ import os
 from celery import Celery
 from kombu import Queue
 
+from service.choices import QUEUES
 from service.config import Config
 
 TRAIN_TASK = "trainq.train_job"
 BATCH_TASK = "trainq.train_batch"
-QUEUES = ("cpu", "gpu")
 
 
 def make_celery(config: Config) -> Celery:

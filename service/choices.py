@@ -20,6 +20,8 @@ INITS = (
     "zeros",
 )
 DEVICES = ("auto", "cpu", "cuda")
+# The Celery queues: one served by CPU workers, one by GPU workers.
+QUEUES = ("cpu", "gpu")
 DTYPES = ("float32", "float64")
 MAX_SEED = 2**63 - 1
 # What jobs must share to train in one fused stack; seed, lr, init, momentum and weight

@@ -9,8 +9,10 @@ from typing import Any
 
 import click
 
+from service.choices import DEVICES, DTYPES, STAGES
 from service.cli.client import ApiFailure, TrainqClient
 from service.cli.output import fmt, print_json, print_table
+from service.models import TERMINAL_STATES
 
 JOB_COLUMNS = (
     "id",
@@ -23,7 +25,6 @@ JOB_COLUMNS = (
     "final_loss",
     "name",
 )
-TERMINAL = {"succeeded", "diverged", "failed", "cancelled"}
 
 
 def _client() -> TrainqClient:
@@ -41,13 +42,13 @@ def wait_for(client: TrainqClient, job_id: int, poll: float = 0.5) -> dict[str, 
             job = client.job(job_id)
             bar.length = job["iterations"]
             bar.update(job["steps_done"] - bar.pos)
-            if job["status"] in TERMINAL:
+            if job["status"] in TERMINAL_STATES:
                 return job
             time.sleep(poll)
 
 
 @click.command()
-@click.option("--stage", type=click.Choice(["tensors", "autograd", "nn", "optim", "module"]))
+@click.option("--stage", type=click.Choice(STAGES))
 @click.option("--optimizer")
 @click.option("--init", "init_")
 @click.option("--lr", type=float)
@@ -59,8 +60,8 @@ def wait_for(client: TrainqClient, job_id: int, poll: float = 0.5) -> dict[str, 
 @click.option("--H", "h", type=int)
 @click.option("--D-out", "d_out", type=int)
 @click.option("--seed", type=int)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--dtype", type=click.Choice(["float32", "float64"]))
+@click.option("--device", type=click.Choice(DEVICES))
+@click.option("--dtype", type=click.Choice(DTYPES))
 @click.option("--name")
 @click.option("--tag", "tags", multiple=True, help="a label (repeatable)")
 @click.option(
