@@ -15,7 +15,7 @@ from service.api.page_queries import (
     recent_sweeps,
     sweep_progress,
 )
-from service.jobs import get_job, job_to_dict
+from service.jobs import get_job, job_spec, job_to_dict
 from service.models import Job, Sweep
 from service.results.curve_labels import colour, curve_labels, differing_fields
 
@@ -124,7 +124,7 @@ def compare_page():  # type: ignore[no-untyped-def]
         "compare.html",
         jobs=jobs,
         series=series,
-        differing=differing_fields(jobs),
+        differing=differing_fields([job_spec(job) for job in jobs]),
         ids=",".join(str(i) for i in ids),
     )
 

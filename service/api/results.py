@@ -16,6 +16,7 @@ from service.api.schemas import CompareOut, ExportOut
 from service.jobs import job_to_dict
 from service.models import Job, Sweep
 from service.results.compare import pair_count, pairwise_max_rel_diff, shared_axis, summarize
+from service.results.curve_labels import LABEL_FIELDS
 from service.results.export import (
     export_csv_histories,
     export_csv_jobs,
@@ -24,7 +25,7 @@ from service.results.export import (
     sweep_to_dict,
 )
 from service.results.histories import HistoryGrid, read_grid
-from service.results.plots import LEGEND_FIELDS, Curve, curves_figure, render, sweep_figure
+from service.results.plots import Curve, curves_figure, render, sweep_figure
 
 bp = Blueprint("results", __name__)
 
@@ -50,7 +51,7 @@ SIZE_PARAMS = (
     int_param("width", "pixels", minimum=200, maximum=MAX_PIXELS),
     int_param("height", "pixels", minimum=150, maximum=MAX_PIXELS),
 )
-FACTORS = tuple(f for f in LEGEND_FIELDS if f not in ("name", "device"))
+FACTORS = tuple(f for f in LABEL_FIELDS if f not in ("name", "device", "tags"))
 
 
 def job_ids_arg() -> list[int]:
