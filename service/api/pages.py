@@ -10,7 +10,6 @@ from werkzeug.exceptions import HTTPException
 from service.api.extensions import config, db_session
 from service.api.page_queries import (
     factor_value,
-    leaderboard,
     recent_jobs,
     recent_sweeps,
     sweep_progress,
@@ -18,6 +17,7 @@ from service.api.page_queries import (
 from service.jobs import get_job, job_spec, job_to_dict
 from service.models import Job, Sweep
 from service.results.curve_labels import colour, curve_labels, differing_fields
+from service.sweeps.leaderboard import leaderboard_jobs
 
 # Templates and static files are the app's own (service/api/templates, service/api/static).
 bp = Blueprint("pages", __name__)
@@ -136,7 +136,7 @@ def sweep_page(sweep_id: int):  # type: ignore[no-untyped-def]
     sweep = session.get(Sweep, sweep_id)
     if sweep is None:
         abort(404, description=f"There is no sweep {sweep_id}.")
-    jobs = leaderboard(session, sweep_id, LEADERBOARD_ROWS)
+    jobs = leaderboard_jobs(session, sweep_id, LEADERBOARD_ROWS)
     factors = list(sweep.varied or [])
     return render_template(
         "sweep.html",

@@ -26,7 +26,13 @@ from service.models.base import utcnow
 from service.sweeps.batching import plan_batches
 from service.sweeps.expansion import check_request, count_jobs, expand
 from service.sweeps.factors import factor_table
-from service.sweeps.leaderboard import SORTS, factor_fields, factor_rows, leaderboard
+from service.sweeps.leaderboard import (
+    DEFAULT_SORT,
+    SORTS,
+    factor_fields,
+    factor_rows,
+    leaderboard,
+)
 from service.sweeps.store import cancel_sweep_jobs, insert_sweep_jobs, status_counts, sweep_to_dict
 
 bp = Blueprint("sweeps", __name__)
@@ -201,7 +207,7 @@ def sweep_results(sweep_id: int):  # type: ignore[no-untyped-def]
     """The leaderboard: one row per job; finished runs by loss first, diverged and failed last."""
     sweep = _get_sweep(sweep_id)
     sorts = tuple(SORTS) + tuple(f"-{s}" for s in SORTS)
-    sort = choice_arg("sort", sorts, "final_loss") or "final_loss"
+    sort = choice_arg("sort", sorts, DEFAULT_SORT) or DEFAULT_SORT
     limit = int_arg("limit", 100, low=1, high=10_000) or 100
     offset = int_arg("offset", 0, low=0) or 0
     statuses = list_arg("status", STATUSES)
