@@ -22,10 +22,10 @@ from service.results.export import (
     export_csv_jobs,
     export_json,
     sweep_jobs,
-    sweep_to_dict,
 )
 from service.results.histories import HistoryGrid, read_grid
 from service.results.plots import Curve, curves_figure, render, sweep_figure
+from service.sweeps.store import sweep_fields
 
 bp = Blueprint("results", __name__)
 
@@ -312,4 +312,4 @@ def export_job(job_id: int):  # type: ignore[no-untyped-def]
 def export_sweep(sweep_id: int):  # type: ignore[no-untyped-def]
     """A sweep's download."""
     sweep = _sweep(sweep_id)
-    return _export(sweep_jobs(db_session(), sweep_id), sweep_to_dict(sweep), f"sweep-{sweep_id}")
+    return _export(sweep_jobs(db_session(), sweep_id), sweep_fields(sweep), f"sweep-{sweep_id}")

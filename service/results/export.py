@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from service.jobs import SPEC_COLUMNS, job_to_dict
-from service.models import Job, Sweep
+from service.models import Job
 from service.results.compare import summarize
 from service.results.histories import read_grid
 
@@ -42,19 +42,6 @@ def _csv_line(cells: Iterable[Any]) -> str:
         "" if c is None else repr(c) if isinstance(c, float) else c for c in cells
     )
     return buffer.getvalue()
-
-
-def sweep_to_dict(sweep: Sweep) -> dict[str, Any]:
-    """The sweep's own fields for an export header."""
-    return {
-        "id": sweep.id,
-        "name": sweep.name,
-        "created_at": sweep.created_at.isoformat(),
-        "seed": sweep.seed,
-        "varied": sweep.varied,
-        "job_count": sweep.job_count,
-        "request": sweep.request,
-    }
 
 
 def _batches(session: so.Session, jobs: Sequence[Job]) -> Iterator[tuple[dict, np.ndarray, ...]]:
