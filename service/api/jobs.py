@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import math
 
 import sqlalchemy as sa
 import sqlalchemy.exc
@@ -34,6 +33,7 @@ from service.jobs import (
     tags_filter,
 )
 from service.jobspec import INITS, OPTIMIZERS, STAGES, JobRequest, validate_job
+from service.loss_store import finite_or_none
 from service.models import Job, JobStatus
 from service.models.base import utcnow
 
@@ -238,7 +238,7 @@ def job_losses(job_id: int):  # type: ignore[no-untyped-def]
             headers={"Content-Disposition": f"attachment; filename=job-{job_id}-losses.csv"},
         )
     # JSON has no Infinity or NaN: a diverged job's last loss is null (CSV keeps repr()).
-    finite = [v if math.isfinite(v) else None for v in losses]
+    finite = [finite_or_none(v) for v in losses]
     return jsonify({"job_id": job_id, "status": job.status, "steps": steps, "losses": finite})
 
 

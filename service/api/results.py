@@ -14,6 +14,7 @@ from service.api.extensions import ApiError, db_session
 from service.api.params import choice_arg, int_arg
 from service.api.schemas import CompareOut, ExportOut
 from service.jobs import job_to_dict
+from service.loss_store import finite_or_none
 from service.models import Job, Sweep
 from service.results.compare import pair_count, pairwise_max_rel_diff, shared_axis, summarize
 from service.results.curve_labels import LABEL_FIELDS
@@ -98,7 +99,7 @@ def _points(jobs: int) -> int:
 
 
 def _cells(values: np.ndarray) -> list[float | None]:
-    return [float(v) if np.isfinite(v) else None for v in values]
+    return [finite_or_none(v) for v in values]
 
 
 def _curves(jobs: Sequence[Job], grid: HistoryGrid, columns: np.ndarray) -> list[Curve]:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from service.jobs import SPEC_COLUMNS, job_to_dict
+from service.loss_store import finite_or_none
 from service.models import Job
 from service.results.compare import summarize
 from service.results.histories import read_grid
@@ -29,11 +30,6 @@ SUMMARY_FIELDS = (
     "step_below_0_1pct",
     "auc_log10",
 )
-
-
-def _number(value: float) -> float | None:
-    value = float(value)
-    return value if np.isfinite(value) else None
 
 
 def _csv_line(cells: Iterable[Any]) -> str:
@@ -66,7 +62,7 @@ def export_json(
         job["summary"] = summarize(steps, losses)
         job["history"] = {
             "steps": steps.tolist(),
-            "losses": [_number(v) for v in losses],
+            "losses": [finite_or_none(v) for v in losses],
         }
         yield ("," if n else "") + json.dumps(job)
     yield "]}\n"
