@@ -11,7 +11,14 @@ import sqlalchemy.exc
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from service.api.apidoc import Param, documented, int_param, path_id, str_param
-from service.api.extensions import ApiError, celery_client, config, db_session
+from service.api.extensions import (
+    ApiError,
+    celery_client,
+    config,
+    db_session,
+    not_found,
+    row_or_404,
+)
 from service.api.params import (
     choice_arg,
     float_arg,
@@ -25,7 +32,6 @@ from service.broker import enqueue_jobs
 from service.job_list import SORT_CHOICES, Cursor, CursorError, keyset_page, offset_page
 from service.jobs import (
     downsample,
-    get_job,
     job_to_dict,
     new_job,
     queue_for,
@@ -82,10 +88,6 @@ def send_jobs(jobs: list[Job]) -> None:
     session.commit()
     for job in jobs:
         job.enqueued_at = now
-
-
-def not_found(job_id: int) -> ApiError:
-    return ApiError(404, "not_found", f"no job {job_id}")
 
 
 @bp.post("/jobs")
@@ -194,10 +196,7 @@ def list_jobs():  # type: ignore[no-untyped-def]
 @documented("One job", tag="jobs", params=(JOB_ID,), responses={200: JobOut}, errors=(404,))
 def show_job(job_id: int):  # type: ignore[no-untyped-def]
     """One job with every field and its state."""
-    job = get_job(db_session(), job_id)
-    if job is None:
-        raise not_found(job_id)
-    return jsonify(job_to_dict(job))
+    return jsonify(job_to_dict(row_or_404(Job, job_id)))
 
 
 @bp.get("/jobs/<int:job_id>/losses")
@@ -217,9 +216,7 @@ def show_job(job_id: int):  # type: ignore[no-untyped-def]
 def job_losses(job_id: int):  # type: ignore[no-untyped-def]
     """The job's loss history, optionally a window of steps and downsampled to `points`."""
     session = db_session()
-    job = get_job(session, job_id)
-    if job is None:
-        raise not_found(job_id)
+    job = row_or_404(Job, job_id)
     start = int_arg("start", None, low=0)
     stop = int_arg("stop", None, low=0)
     points = int_arg("points", 0, low=0, high=1_000_000)
@@ -255,7 +252,7 @@ def cancel_job(job_id: int):  # type: ignore[no-untyped-def]
     session = db_session()
     job = session.get(Job, job_id, with_for_update=True)
     if job is None:
-        raise not_found(job_id)
+        raise not_found("job", job_id)
     if job.is_terminal:
         if job.status == JobStatus.CANCELLED:
             return jsonify(job_to_dict(job))

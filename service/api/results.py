@@ -10,7 +10,7 @@ import sqlalchemy.orm as so
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from service.api.apidoc import Param, documented, int_param, path_id, str_param
-from service.api.extensions import ApiError, db_session
+from service.api.extensions import ApiError, db_session, not_found, row_or_404
 from service.api.params import choice_arg, int_arg
 from service.api.schemas import CompareOut, ExportOut
 from service.jobs import job_to_dict
@@ -82,7 +82,7 @@ def load_jobs(ids: Sequence[int]) -> list[Job]:
     missing = [i for i in ids if i not in found]
     if missing:
         shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
-        raise ApiError(404, "not_found", f"no job {shown}", "jobs", missing=missing)
+        raise not_found("job", shown, "jobs", missing=missing)
     return [found[i] for i in ids]
 
 
@@ -229,13 +229,6 @@ def job_plot(job_id: int):  # type: ignore[no-untyped-def]
     return Response(render(figure, "png"), mimetype="image/png")
 
 
-def _sweep(sweep_id: int) -> Sweep:
-    sweep = db_session().get(Sweep, sweep_id)
-    if sweep is None:
-        raise ApiError(404, "not_found", f"no sweep {sweep_id}")
-    return sweep
-
-
 @bp.get("/sweeps/<int:sweep_id>/plot.png")
 @documented(
     "The sweep's curves coloured by one factor, and a panel of that factor's levels",
@@ -251,7 +244,7 @@ def _sweep(sweep_id: int) -> Sweep:
 )
 def sweep_plot(sweep_id: int):  # type: ignore[no-untyped-def]
     """A sweep's curves and factor panel."""
-    sweep = _sweep(sweep_id)
+    sweep = row_or_404(Sweep, sweep_id)
     varied = [f for f in (sweep.varied or []) if f in FACTORS]
     by = choice_arg("by", FACTORS, varied[0] if varied else "optimizer") or "optimizer"
     points = int_arg("points", 200, low=2, high=MAX_POINTS) or 200
@@ -312,5 +305,5 @@ def export_job(job_id: int):  # type: ignore[no-untyped-def]
 )
 def export_sweep(sweep_id: int):  # type: ignore[no-untyped-def]
     """A sweep's download."""
-    sweep = _sweep(sweep_id)
+    sweep = row_or_404(Sweep, sweep_id)
     return _export(sweep_jobs(db_session(), sweep_id), sweep_fields(sweep), f"sweep-{sweep_id}")

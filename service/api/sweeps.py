@@ -9,7 +9,13 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 from flask import Blueprint, jsonify, request, url_for
 
-from service.api.extensions import ApiError, celery_client, config, db_session
+from service.api.extensions import (
+    ApiError,
+    celery_client,
+    config,
+    db_session,
+    row_or_404,
+)
 from service.api.jobs import json_body
 from service.api.params import (
     choice_arg,
@@ -40,17 +46,6 @@ log = logging.getLogger(__name__)
 
 SKIPPED_SHOWN = 5
 STATUSES = tuple(s.value for s in JobStatus)
-
-
-def _not_found(sweep_id: int) -> ApiError:
-    return ApiError(404, "not_found", f"no sweep {sweep_id}")
-
-
-def _get_sweep(sweep_id: int, *, for_update: bool = False) -> Sweep:
-    sweep = db_session().get(Sweep, sweep_id, with_for_update=for_update)
-    if sweep is None:
-        raise _not_found(sweep_id)
-    return sweep
 
 
 def _show(sweep: Sweep) -> dict[str, Any]:
@@ -188,13 +183,13 @@ def list_sweeps():  # type: ignore[no-untyped-def]
 @bp.get("/sweeps/<int:sweep_id>")
 def show_sweep(sweep_id: int):  # type: ignore[no-untyped-def]
     """One sweep with its job counts per status and whether every job has ended."""
-    return jsonify(_show(_get_sweep(sweep_id)))
+    return jsonify(_show(row_or_404(Sweep, sweep_id)))
 
 
 @bp.post("/sweeps/<int:sweep_id>/cancel")
 def cancel_sweep(sweep_id: int):  # type: ignore[no-untyped-def]
     """Queued jobs are cancelled at once; running ones stop at their next flush."""
-    sweep = _get_sweep(sweep_id, for_update=True)
+    sweep = row_or_404(Sweep, sweep_id, for_update=True)
     sweep.cancel_requested = True
     cancel_sweep_jobs(db_session(), sweep_id)
     db_session().commit()
@@ -205,7 +200,7 @@ def cancel_sweep(sweep_id: int):  # type: ignore[no-untyped-def]
 @bp.get("/sweeps/<int:sweep_id>/results")
 def sweep_results(sweep_id: int):  # type: ignore[no-untyped-def]
     """The leaderboard: one row per job; finished runs by loss first, diverged and failed last."""
-    sweep = _get_sweep(sweep_id)
+    sweep = row_or_404(Sweep, sweep_id)
     sorts = tuple(SORTS) + tuple(f"-{s}" for s in SORTS)
     sort = choice_arg("sort", sorts, DEFAULT_SORT) or DEFAULT_SORT
     limit = int_arg("limit", 100, low=1, high=10_000) or 100
@@ -237,7 +232,7 @@ def sweep_results(sweep_id: int):  # type: ignore[no-untyped-def]
 @bp.get("/sweeps/<int:sweep_id>/factors")
 def sweep_factors(sweep_id: int):  # type: ignore[no-untyped-def]
     """Per factor and level: the final log10 loss over everything else; main effects; best."""
-    sweep = _get_sweep(sweep_id)
+    sweep = row_or_404(Sweep, sweep_id)
     rows = factor_rows(db_session(), sweep_id, sweep.varied)
     table = factor_table(rows, factor_fields(sweep.varied))
     return jsonify({"sweep_id": sweep_id, "varied": sweep.varied, **table})
