@@ -26,6 +26,11 @@ class ApiError(Exception):
         self.extra = extra
 
 
+def invalid_parameter(name: str, problem: str) -> ApiError:
+    """The 422 of a query parameter, its message "<name>: <problem>"."""
+    return ApiError(422, "invalid_parameter", f"{name}: {problem}", name)
+
+
 def not_found(kind: str, ident: object, field: str | None = None, **extra: object) -> ApiError:
     """The 404 of an id that names no job or sweep."""
     return ApiError(404, "not_found", f"no {kind} {ident}", field, **extra)

@@ -16,6 +16,7 @@ from service.api.extensions import (
     celery_client,
     config,
     db_session,
+    invalid_parameter,
     not_found,
     row_or_404,
 )
@@ -25,10 +26,12 @@ from service.api.params import (
     idempotency_key,
     int_arg,
     list_arg,
+    page_fields,
     previous_submission,
 )
 from service.api.schemas import JobOut, JobPage, LossHistory
 from service.broker import enqueue_jobs
+from service.db import row_count
 from service.job_list import SORT_CHOICES, Cursor, CursorError, keyset_page, offset_page
 from service.jobs import (
     downsample,
@@ -165,15 +168,15 @@ def list_jobs():  # type: ignore[no-untyped-def]
     offset = int_arg("offset", 0, low=0) or 0
     token = request.args.get("cursor") or None
     if token is not None and offset:
-        raise ApiError(422, "invalid_parameter", "cursor: give either cursor or offset", "cursor")
+        raise invalid_parameter("cursor", "give either cursor or offset")
     cursor = None
     if token is not None:
         try:
             cursor = Cursor.decode(token, sort.lstrip("-"))
         except CursorError as error:
-            raise ApiError(422, "invalid_parameter", f"cursor: {error}", "cursor") from None
+            raise invalid_parameter("cursor", str(error)) from None
     session = db_session()
-    total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
+    total = row_count(session, query)
     next_cursor = None
     if offset:
         jobs = offset_page(session, query, sort, limit, offset)
@@ -183,10 +186,7 @@ def list_jobs():  # type: ignore[no-untyped-def]
     return jsonify(
         {
             "jobs": [job_to_dict(job) for job in jobs],
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-            "next_offset": offset + limit if offset + limit < (total or 0) else None,
+            **page_fields(total, limit, offset),
             "next_cursor": next_cursor,
         }
     )

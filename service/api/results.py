@@ -10,7 +10,7 @@ import sqlalchemy.orm as so
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from service.api.apidoc import Param, documented, int_param, path_id, str_param
-from service.api.extensions import ApiError, db_session, not_found, row_or_404
+from service.api.extensions import ApiError, db_session, invalid_parameter, not_found, row_or_404
 from service.api.params import choice_arg, int_arg
 from service.api.schemas import CompareOut, ExportOut
 from service.jobs import job_to_dict
@@ -61,12 +61,12 @@ def job_ids_arg() -> list[int]:
     try:
         ids = [int(part) for part in raw.split(",") if part.strip()]
     except ValueError:
-        raise ApiError(422, "invalid_parameter", "jobs: comma-separated job ids", "jobs") from None
+        raise invalid_parameter("jobs", "comma-separated job ids") from None
     ids = list(dict.fromkeys(ids))
     if not ids:
-        raise ApiError(422, "invalid_parameter", "jobs: give at least one job id", "jobs")
+        raise invalid_parameter("jobs", "give at least one job id")
     if len(ids) > MAX_JOBS:
-        raise ApiError(422, "invalid_parameter", f"jobs: at most {MAX_JOBS} at once", "jobs")
+        raise invalid_parameter("jobs", f"at most {MAX_JOBS} at once")
     return ids
 
 

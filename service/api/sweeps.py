@@ -9,22 +9,18 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 from flask import Blueprint, jsonify, request, url_for
 
-from service.api.extensions import (
-    ApiError,
-    celery_client,
-    config,
-    db_session,
-    row_or_404,
-)
+from service.api.extensions import ApiError, celery_client, config, db_session, row_or_404
 from service.api.jobs import json_body
 from service.api.params import (
     choice_arg,
     idempotency_key,
     int_arg,
     list_arg,
+    page_fields,
     previous_submission,
 )
 from service.broker import enqueue_batches, enqueue_jobs
+from service.db import row_count
 from service.jobs import queue_for
 from service.jobspec import Limits, SpecError, validate_job
 from service.models import Job, JobStatus, Sweep
@@ -159,7 +155,7 @@ def list_sweeps():  # type: ignore[no-untyped-def]
     name = request.args.get("name")
     if name:
         query = query.where(Sweep.name == name)
-    total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+    total = row_count(session, query)
     sweeps = session.scalars(
         query.order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit).offset(offset)
     ).all()
@@ -169,15 +165,7 @@ def list_sweeps():  # type: ignore[no-untyped-def]
         item = sweep_to_dict(sweep, counts[sweep.id])
         item.pop("request")
         items.append(item)
-    return jsonify(
-        {
-            "sweeps": items,
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-            "next_offset": offset + limit if offset + limit < total else None,
-        }
-    )
+    return jsonify({"sweeps": items, **page_fields(total, limit, offset)})
 
 
 @bp.get("/sweeps/<int:sweep_id>")
@@ -221,10 +209,7 @@ def sweep_results(sweep_id: int):  # type: ignore[no-untyped-def]
             "sort": sort,
             "varied": sweep.varied,
             "results": results,
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-            "next_offset": offset + limit if offset + limit < total else None,
+            **page_fields(total, limit, offset),
         }
     )
 

@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
+from service.db import row_count
 from service.jobs import SPEC_COLUMNS
 from service.models import Job, JobStatus
 
@@ -77,7 +78,7 @@ def leaderboard(
     query = sa.select(*SUMMARY, *_field_columns(fields)).where(Job.sweep_id == sweep_id)
     if statuses:
         query = query.where(Job.status.in_(statuses))
-    total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+    total = row_count(session, query)
     rows = session.execute(query.order_by(*_ranking(sort)).limit(limit).offset(offset)).all()
     ranked = [
         {"rank": rank, **_as_dict(row, fields)} for rank, row in enumerate(rows, start=offset + 1)
