@@ -17,6 +17,7 @@ from torch import Tensor
 
 from service.choices import fusion_key
 from worker.training.problem import make_problem
+from worker.training.recorder import finite_prefix
 from worker.training.run import TrainResult
 from worker.training.spec import TrainSpec
 from worker.training.stacked_optim import StackedOptimizer
@@ -110,13 +111,13 @@ def _flush(
 ) -> list[int]:
     """Hand each running job its chunk's finite prefix; the rows that go on training."""
     chunk = losses[: len(running), : stop - first].cpu()  # (K, steps)
-    finite = torch.isfinite(chunk)
+    # One check over the whole chunk; only a row holding a non-finite loss is searched.
+    all_finite = torch.isfinite(chunk).all(dim=1).tolist()
     handed = []
     for row, job in enumerate(running):
-        values = chunk[row]
-        if not bool(finite[row].all()):
-            bad = int((~finite[row]).nonzero()[0])
-            outcomes[job].diverged_at, values = first + bad, values[:bad]
+        values, bad = (chunk[row], None) if all_finite[row] else finite_prefix(chunk[row])
+        if bad is not None:
+            outcomes[job].diverged_at = first + bad
         if len(values):
             outcomes[job].steps = first + len(values)
             handed.append((job, values.tolist()))
