@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from service.choices import DEVICES, DTYPES, STAGES
-from service.cli.client import ApiFailure, TrainqClient
+from service.cli.client import TrainqClient
 from service.cli.output import fmt, print_json, print_table
 from service.models import TERMINAL_STATES
 
@@ -29,10 +29,6 @@ JOB_COLUMNS = (
 
 def _client() -> TrainqClient:
     return TrainqClient()
-
-
-def _fail(error: ApiFailure) -> None:
-    raise click.ClickException(str(error))
 
 
 def wait_for(client: TrainqClient, job_id: int, poll: float = 0.5) -> dict[str, Any]:
@@ -82,12 +78,9 @@ def submit(
     if "stage" not in fields:
         raise click.UsageError("--stage is required (or a file with a 'stage' field)")
     client = _client()
-    try:
-        job = client.submit(fields, idempotency_key)
-        if wait:
-            job = wait_for(client, job["id"])
-    except ApiFailure as error:
-        _fail(error)
+    job = client.submit(fields, idempotency_key)
+    if wait:
+        job = wait_for(client, job["id"])
     if as_json:
         print_json(job)
     else:
@@ -105,11 +98,8 @@ def submit(
 def show(job_id: int, show_losses: bool, as_json: bool) -> None:
     """Show one job with every field."""
     client = _client()
-    try:
-        job = client.job(job_id)
-        history = client.losses(job_id) if show_losses else None
-    except ApiFailure as error:
-        _fail(error)
+    job = client.job(job_id)
+    history = client.losses(job_id) if show_losses else None
     if as_json:
         print_json({"job": job, "losses": history} if history else job)
         return
@@ -133,10 +123,7 @@ def show(job_id: int, show_losses: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def jobs(init_: str | None, as_json: bool, **filters: Any) -> None:
     """List jobs, newest first (filters as in GET /api/v1/jobs)."""
-    try:
-        page = _client().jobs(init=init_, **filters)
-    except ApiFailure as error:
-        _fail(error)
+    page = _client().jobs(init=init_, **filters)
     if as_json:
         print_json(page)
         return
@@ -148,10 +135,7 @@ def jobs(init_: str | None, as_json: bool, **filters: Any) -> None:
 @click.argument("job_id", type=int)
 def cancel(job_id: int) -> None:
     """Cancel a job (queued: at once; running: within a few iterations)."""
-    try:
-        job = _client().cancel(job_id)
-    except ApiFailure as error:
-        _fail(error)
+    job = _client().cancel(job_id)
     click.echo(f"job {job_id}: {job['status']}{' (stopping)' if job['cancel_requested'] else ''}")
 
 
