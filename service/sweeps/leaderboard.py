@@ -56,7 +56,7 @@ def _as_dict(row: sa.Row[Any], fields: list[str]) -> dict[str, Any]:
     return item
 
 
-def _ranking(sort: str) -> list[sa.ColumnElement[Any]]:
+def _ranking(sort: str) -> list[sa.ColumnExpressionArgument[Any]]:
     """The leaderboard's order: `sort` ('-' first: descending) within outcome buckets, then id."""
     column = SORTS[sort.lstrip("-")]
     direction = column.desc() if sort.startswith("-") else column.asc()
