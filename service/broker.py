@@ -7,11 +7,11 @@ import os
 from celery import Celery
 from kombu import Queue
 
+from service.choices import QUEUES
 from service.config import Config
 
 TRAIN_TASK = "trainq.train_job"
 BATCH_TASK = "trainq.train_batch"
-QUEUES = ("cpu", "gpu")
 
 
 def make_celery(config: Config) -> Celery:
@@ -29,7 +29,7 @@ def make_celery(config: Config) -> Celery:
         result_backend=None,
         task_acks_late=True,
         # Runaway jobs: the runner stops at the soft limit between chunks (worker/runner.py);
-        # the hard one kills the pool process (recorded by worker.tasks.JobRequest). 0: off.
+        # the hard one kills the pool process (recorded by worker.tasks.TrainTaskRequest). 0: off.
         task_time_limit=config.job_hard_limit_seconds or None,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

@@ -1,6 +1,7 @@
-"""The values a job's fields may take: one list, read by the API's validation and the worker."""
+"""The values a job's fields may take, and which fields fused jobs share: read by both sides."""
 
-from typing import Literal, get_args
+from collections.abc import Mapping
+from typing import Any, Literal, get_args
 
 # Each Literal is the type the request model checks; its tuple is the same values, in order.
 StageName = Literal["tensors", "autograd", "nn", "optim", "module"]
@@ -27,4 +28,14 @@ MOMENTUM_OPTIMIZERS = ("momentum", "nesterov", "rmsprop")
 INITS: tuple[InitName, ...] = get_args(InitName)
 DEVICES: tuple[DeviceName, ...] = get_args(DeviceName)
 DTYPES: tuple[DtypeName, ...] = get_args(DtypeName)
+# The Celery queues: one served by CPU workers, one by GPU workers.
+QUEUES = ("cpu", "gpu")
 MAX_SEED = 2**63 - 1
+# What jobs must share to train in one fused stack; seed, lr, init, momentum and weight
+# decay are each job's own.
+FUSION_FIELDS = ("stage", "N", "D_in", "H", "D_out", "iterations", "dtype", "optimizer")
+
+
+def fusion_key(fields: Mapping[str, Any]) -> tuple:
+    """The values of a job's fields (API names) that every job of one fused stack shares."""
+    return tuple(fields[name] for name in FUSION_FIELDS)

@@ -64,3 +64,8 @@ def session_scope(factory: so.sessionmaker[so.Session]) -> Iterator[so.Session]:
     """One short transaction: commit on success, roll back on error."""
     with factory() as session, session.begin():
         yield session
+
+
+def row_count(session: so.Session, query: sa.Select) -> int:
+    """How many rows the query returns, counted by the database."""
+    return session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0

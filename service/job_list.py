@@ -14,6 +14,7 @@ import sqlalchemy.orm as so
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
+from service.db import row_count
 from service.models import Job
 
 
@@ -124,8 +125,7 @@ def offset_page(
             # The page ends among the NULL keys: it starts there too when no valued row is on it.
             skip = 0
             if not ids:
-                valued_count = sa.select(sa.func.count()).select_from(valued.subquery())
-                skip = offset - (session.scalar(valued_count) or 0)
+                skip = offset - row_count(session, valued)
             nulls = ids_query.where(key.is_(None)).order_by(by_id)
             ids += session.scalars(nulls.limit(limit - len(ids)).offset(skip))
     jobs = {job.id: job for job in session.scalars(sa.select(Job).where(Job.id.in_(ids)))}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 import pydantic
@@ -24,7 +23,7 @@ from service.choices import (
 from service.choices import INITS as INITS
 from service.choices import OPTIMIZERS as OPTIMIZERS
 from service.choices import STAGES as STAGES
-from service.config import Config
+from service.config import Limits  # re-exported: the caps validate_job applies
 
 DIMENSIONS = ("N", "D_in", "H", "D_out")
 
@@ -44,7 +43,8 @@ class JobRequest(BaseModel):
     weight_decay: Annotated[float, Field(ge=0, le=10)] | None = None
     init: InitName | None = None
     lr: Annotated[float, Field(gt=0, le=10)] | None = None
-    iterations: Annotated[int, Field(ge=1, le=100_000)] = 500
+    # The schema's ceiling is the default cap; a deployment's own cap is checked after.
+    iterations: Annotated[int, Field(ge=1, le=Limits.max_iterations)] = 500
     N: Annotated[int, Field(ge=1)] = 64
     D_in: Annotated[int, Field(ge=1)] = 1000
     H: Annotated[int, Field(ge=1)] = 100
@@ -66,21 +66,6 @@ class SpecError(Exception):
         self.field = field
         self.message = message
         self.details = details or [{"field": field, "message": message}]
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The caps one deployment puts on a job."""
-
-    max_iterations: int = 100_000
-    max_dim: int = 100_000
-    max_elements: int = 50_000_000
-    max_work: float = 5e13
-
-    @classmethod
-    def from_config(cls, config: Config) -> Limits:
-        """The caps a configuration sets."""
-        return cls(config.max_iterations, config.max_dim, config.max_elements, config.max_work)
 
 
 def work_flops(iterations: int, n: int, d_in: int, h: int, d_out: int) -> float:

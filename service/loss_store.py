@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -15,6 +16,12 @@ DTYPE = np.dtype("<f8")
 IDS_PER_QUERY = 500
 
 Span = tuple[int, int]  # [first step, end step)
+
+
+def finite_or_none(value: float) -> float | None:
+    """A loss as JSON can carry it: None for NaN and the infinities, which JSON has not."""
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def pack(values: Sequence[float] | np.ndarray) -> bytes:

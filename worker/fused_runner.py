@@ -15,6 +15,7 @@ from service.config import Config
 from service.db import session_scope
 from service.jobs import job_spec
 from service.models import Job, JobStatus
+from service.sweeps.batching import batch_key
 from worker import device_errors
 from worker.heartbeat import Heartbeat
 from worker.recording import Claim, claim_stack, finish_job, mark_started_on, record_chunks
@@ -22,7 +23,7 @@ from worker.runner import describe_device, resolve_device
 from worker.state import heartbeat, session_factory, worker_config
 from worker.training import TrainSpec
 from worker.training.batch_size import fused_batch_size
-from worker.training.fused import FusedOutcome, fusion_key, train_fused
+from worker.training.fused import FusedOutcome, train_fused
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,11 @@ def run_batch(job_ids: list[int], worker_name: str) -> dict[int, str]:
     groups: dict[tuple, list[int]] = defaultdict(list)
     for job_id, (spec_fields, queue) in fields.items():
         try:
-            key = fusion_key(TrainSpec.from_fields(spec_fields))
+            TrainSpec.from_fields(spec_fields)  # refuses a spec no stage can train
+            key = batch_key(spec_fields, queue)
         except ValueError:
             key = ("unfusable", job_id)  # fails alone, when claimed, with its own error
-        groups[(*key, spec_fields["device"], queue)].append(job_id)
+        groups[key].append(job_id)
     for members in groups.values():
         spec_fields, queue = fields[members[0]]
         size = len(members)

@@ -12,8 +12,8 @@ from service.broker import BATCH_TASK, TRAIN_TASK
 log = logging.getLogger(__name__)
 
 
-class JobRequest(Request):
-    """A training request whose hard time limit also ends the job's record as failed."""
+class TrainTaskRequest(Request):
+    """The Celery request of one train_job message: its hard time limit also fails the job."""
 
     def on_timeout(self, soft: bool, timeout: float) -> None:
         """Celery acks a hard-killed task: write the job's terminal state so nothing re-sends it."""
@@ -34,7 +34,7 @@ class JobRequest(Request):
 
 
 @shared_task(
-    name=TRAIN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, Request=JobRequest
+    name=TRAIN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, Request=TrainTaskRequest
 )
 def train_job(self: Task, job_id: int) -> str:
     """Train one job and record its history; returns the job's final status."""

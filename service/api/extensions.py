@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from typing import TypeVar
 
 import sqlalchemy.orm as so
 from celery import Celery
@@ -11,6 +12,9 @@ from flask import Flask, current_app, g, request
 from service.broker import make_celery
 from service.config import Config
 from service.db import make_engine, make_session_factory
+from service.models.base import Base
+
+Row = TypeVar("Row", bound=Base)
 
 
 class ApiError(Exception):
@@ -22,6 +26,24 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
         self.extra = extra
+
+
+def invalid_parameter(name: str, problem: str) -> ApiError:
+    """The 422 of a query parameter, its message "<name>: <problem>"."""
+    return ApiError(422, "invalid_parameter", f"{name}: {problem}", name)
+
+
+def not_found(kind: str, ident: object, field: str | None = None, **extra: object) -> ApiError:
+    """The 404 of an id that names no job or sweep."""
+    return ApiError(404, "not_found", f"no {kind} {ident}", field, **extra)
+
+
+def row_or_404(model: type[Row], ident: int, *, for_update: bool = False) -> Row:
+    """The request's row of model with this id, or a 404 naming it ("no job 7")."""
+    row = db_session().get(model, ident, with_for_update=for_update)
+    if row is None:
+        raise not_found(model.__name__.lower(), ident)
+    return row
 
 
 def init_app(app: Flask) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import math
 
 import sqlalchemy as sa
 import sqlalchemy.exc
@@ -13,28 +12,38 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from service import job_states
 from service.api.apidoc import Param, documented, int_param, path_id, str_param
-from service.api.extensions import ApiError, celery_client, config, db_session
+from service.api.extensions import (
+    ApiError,
+    celery_client,
+    config,
+    db_session,
+    invalid_parameter,
+    not_found,
+    row_or_404,
+)
 from service.api.params import (
     choice_arg,
     float_arg,
     idempotency_key,
     int_arg,
     list_arg,
+    page_fields,
     previous_submission,
 )
 from service.api.schemas import JobOut, JobPage, LossHistory
 from service.broker import enqueue_jobs
+from service.db import row_count
 from service.job_list import SORT_CHOICES, Cursor, CursorError, keyset_page, offset_page
 from service.jobs import (
     downsample,
-    get_job,
     job_to_dict,
     new_job,
     queue_for,
     read_losses,
     tags_filter,
 )
-from service.jobspec import INITS, OPTIMIZERS, STAGES, JobRequest, Limits, validate_job
+from service.jobspec import INITS, OPTIMIZERS, STAGES, JobRequest, validate_job
+from service.loss_store import finite_or_none
 from service.models import Job, JobStatus
 from service.models.base import utcnow
 
@@ -85,10 +94,6 @@ def send_jobs(jobs: list[Job]) -> None:
         job.enqueued_at = now
 
 
-def not_found(job_id: int) -> ApiError:
-    return ApiError(404, "not_found", f"no job {job_id}")
-
-
 @bp.post("/jobs")
 @documented(
     "Validate a job, record it and enqueue it (Idempotency-Key: a retry returns the same job)",
@@ -106,7 +111,7 @@ def submit_job() -> tuple[Response, int]:
         if existing is not None:
             return jsonify(job_to_dict(existing)), 200
     cfg = config()
-    spec = validate_job(json_body(), Limits.from_config(cfg))
+    spec = validate_job(json_body(), cfg.limits)
     job = new_job(spec, queue_for(spec["device"], cfg.default_queue), idempotency_key=key)
     session.add(job)
     try:
@@ -164,15 +169,15 @@ def list_jobs() -> Response:
     offset = int_arg("offset", 0, low=0) or 0
     token = request.args.get("cursor") or None
     if token is not None and offset:
-        raise ApiError(422, "invalid_parameter", "cursor: give either cursor or offset", "cursor")
+        raise invalid_parameter("cursor", "give either cursor or offset")
     cursor = None
     if token is not None:
         try:
             cursor = Cursor.decode(token, sort.lstrip("-"))
         except CursorError as error:
-            raise ApiError(422, "invalid_parameter", f"cursor: {error}", "cursor") from None
+            raise invalid_parameter("cursor", str(error)) from None
     session = db_session()
-    total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
+    total = row_count(session, query)
     next_cursor = None
     if offset:
         jobs = offset_page(session, query, sort, limit, offset)
@@ -182,10 +187,7 @@ def list_jobs() -> Response:
     return jsonify(
         {
             "jobs": [job_to_dict(job) for job in jobs],
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-            "next_offset": offset + limit if offset + limit < (total or 0) else None,
+            **page_fields(total, limit, offset),
             "next_cursor": next_cursor,
         }
     )
@@ -195,10 +197,7 @@ def list_jobs() -> Response:
 @documented("One job", tag="jobs", params=(JOB_ID,), responses={200: JobOut}, errors=(404,))
 def show_job(job_id: int) -> Response:
     """One job with every field and its state."""
-    job = get_job(db_session(), job_id)
-    if job is None:
-        raise not_found(job_id)
-    return jsonify(job_to_dict(job))
+    return jsonify(job_to_dict(row_or_404(Job, job_id)))
 
 
 @bp.get("/jobs/<int:job_id>/losses")
@@ -218,9 +217,7 @@ def show_job(job_id: int) -> Response:
 def job_losses(job_id: int) -> Response:
     """The job's loss history, optionally a window of steps and downsampled to `points`."""
     session = db_session()
-    job = get_job(session, job_id)
-    if job is None:
-        raise not_found(job_id)
+    job = row_or_404(Job, job_id)
     start = int_arg("start", None, low=0)
     stop = int_arg("stop", None, low=0)
     points = int_arg("points", 0, low=0, high=1_000_000)
@@ -239,7 +236,7 @@ def job_losses(job_id: int) -> Response:
             headers={"Content-Disposition": f"attachment; filename=job-{job_id}-losses.csv"},
         )
     # JSON has no Infinity or NaN: a diverged job's last loss is null (CSV keeps repr()).
-    finite = [v if math.isfinite(v) else None for v in losses]
+    finite = [finite_or_none(v) for v in losses]
     return jsonify({"job_id": job_id, "status": job.status, "steps": steps, "losses": finite})
 
 
@@ -256,7 +253,7 @@ def cancel_job(job_id: int) -> Response | tuple[Response, int]:
     session = db_session()
     job = session.get(Job, job_id, with_for_update=True)
     if job is None:
-        raise not_found(job_id)
+        raise not_found("job", job_id)
     if job.is_terminal:
         if job.status == JobStatus.CANCELLED:
             return jsonify(job_to_dict(job))

@@ -1,4 +1,4 @@
-"""The reads behind the web pages: recent jobs, sweep progress, a sweep's leaderboard."""
+"""The reads behind the web pages: recent jobs, sweep progress, a sweep factor's value."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import sqlalchemy.orm as so
 
 from service.jobs import SPEC_COLUMNS
 from service.models import TERMINAL_STATES, Job, Sweep
-from service.sweeps.leaderboard import OUTCOME_RANK
 from service.sweeps.store import status_counts
 
 
@@ -57,17 +56,6 @@ def recent_sweeps(session: so.Session, limit: int) -> list[SweepProgress]:
     """The newest sweeps with their progress, newest first."""
     query = sa.select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit)
     return sweep_progress(session, list(session.scalars(query)))
-
-
-def leaderboard(session: so.Session, sweep_id: int, limit: int) -> list[Job]:
-    """A sweep's jobs in its results API's order: succeeded by final loss, then the rest."""
-    query = (
-        sa.select(Job)
-        .where(Job.sweep_id == sweep_id)
-        .order_by(OUTCOME_RANK, Job.final_loss, Job.id)
-        .limit(limit)
-    )
-    return list(session.scalars(query))
 
 
 def factor_value(job: Job, name: str) -> Any:

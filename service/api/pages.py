@@ -10,14 +10,14 @@ from werkzeug.exceptions import HTTPException
 from service.api.extensions import config, db_session
 from service.api.page_queries import (
     factor_value,
-    leaderboard,
     recent_jobs,
     recent_sweeps,
     sweep_progress,
 )
-from service.jobs import get_job, job_to_dict
+from service.jobs import get_job, job_spec, job_to_dict
 from service.models import Job, Sweep
 from service.results.curve_labels import colour, curve_labels, differing_fields
+from service.sweeps.leaderboard import leaderboard_jobs
 
 # Templates and static files are the app's own (service/api/templates, service/api/static).
 bp = Blueprint("pages", __name__)
@@ -124,7 +124,7 @@ def compare_page() -> str:
         "compare.html",
         jobs=jobs,
         series=series,
-        differing=differing_fields(jobs),
+        differing=differing_fields([job_spec(job) for job in jobs]),
         ids=",".join(str(i) for i in ids),
     )
 
@@ -136,7 +136,7 @@ def sweep_page(sweep_id: int) -> str:
     sweep = session.get(Sweep, sweep_id)
     if sweep is None:
         abort(404, description=f"There is no sweep {sweep_id}.")
-    jobs = leaderboard(session, sweep_id, LEADERBOARD_ROWS)
+    jobs = leaderboard_jobs(session, sweep_id, LEADERBOARD_ROWS)
     factors = list(sweep.varied or [])
     return render_template(
         "sweep.html",

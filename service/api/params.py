@@ -8,11 +8,16 @@ from typing import TypeVar, overload
 import sqlalchemy as sa
 from flask import request
 
-from service.api.extensions import ApiError, db_session
+from service.api.extensions import ApiError, db_session, invalid_parameter
 from service.models import Job, Sweep
 
 # The rows a request with an Idempotency-Key creates.
 Submitted = TypeVar("Submitted", Job, Sweep)
+
+
+def _given(name: str) -> str | None:
+    """The query parameter's text, or None when it is absent or empty."""
+    return request.args.get(name) or None
 
 
 @overload
@@ -25,41 +30,39 @@ def int_arg(
     name: str, default: int | None = None, *, low: int = 0, high: int = 2**31 - 1
 ) -> int | None:
     """An integer query parameter within [low, high], or the default when absent."""
-    raw = request.args.get(name)
-    if raw is None or raw == "":
+    raw = _given(name)
+    if raw is None:
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ApiError(422, "invalid_parameter", f"{name}: must be an integer", name) from None
+        raise invalid_parameter(name, "must be an integer") from None
     if not low <= value <= high:
-        raise ApiError(422, "invalid_parameter", f"{name}: must be in [{low}, {high}]", name)
+        raise invalid_parameter(name, f"must be in [{low}, {high}]")
     return value
 
 
 def float_arg(name: str) -> float | None:
     """A finite float query parameter, or None when absent."""
-    raw = request.args.get(name)
-    if raw is None or raw == "":
+    raw = _given(name)
+    if raw is None:
         return None
     try:
         value = float(raw)
     except ValueError:
-        raise ApiError(422, "invalid_parameter", f"{name}: must be a number", name) from None
+        raise invalid_parameter(name, "must be a number") from None
     if not math.isfinite(value):
-        raise ApiError(422, "invalid_parameter", f"{name}: must be finite", name)
+        raise invalid_parameter(name, "must be finite")
     return value
 
 
 def choice_arg(name: str, choices: tuple[str, ...], default: str | None = None) -> str | None:
     """A query parameter that must be one of `choices`."""
-    raw = request.args.get(name)
-    if raw is None or raw == "":
+    raw = _given(name)
+    if raw is None:
         return default
     if raw not in choices:
-        raise ApiError(
-            422, "invalid_parameter", f"{name}: must be one of {', '.join(choices)}", name
-        )
+        raise invalid_parameter(name, f"must be one of {', '.join(choices)}")
     return raw
 
 
@@ -69,13 +72,14 @@ def list_arg(name: str, choices: tuple[str, ...] | None = None) -> list[str]:
     if choices is not None:
         for value in values:
             if value not in choices:
-                raise ApiError(
-                    422,
-                    "invalid_parameter",
-                    f"{name}: {value!r} is not one of {', '.join(choices)}",
-                    name,
-                )
+                raise invalid_parameter(name, f"{value!r} is not one of {', '.join(choices)}")
     return values
+
+
+def page_fields(total: int, limit: int, offset: int) -> dict[str, int | None]:
+    """An offset page's paging fields: the total, the page asked for and where the next starts."""
+    following = offset + limit if offset + limit < total else None
+    return {"total": total, "limit": limit, "offset": offset, "next_offset": following}
 
 
 def idempotency_key() -> str | None:

@@ -10,21 +10,23 @@ import sqlalchemy.orm as so
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from service.api.apidoc import Param, documented, int_param, path_id, str_param
-from service.api.extensions import ApiError, db_session
+from service.api.extensions import ApiError, db_session, invalid_parameter, not_found, row_or_404
 from service.api.params import choice_arg, int_arg
 from service.api.schemas import CompareOut, ExportOut
 from service.jobs import job_to_dict
+from service.loss_store import finite_or_none
 from service.models import Job, Sweep
 from service.results.compare import pair_count, pairwise_max_rel_diff, shared_axis, summarize
+from service.results.curve_labels import LABEL_FIELDS
 from service.results.export import (
     export_csv_histories,
     export_csv_jobs,
     export_json,
     sweep_jobs,
-    sweep_to_dict,
 )
 from service.results.histories import HistoryGrid, read_grid
-from service.results.plots import LEGEND_FIELDS, Curve, curves_figure, render, sweep_figure
+from service.results.plots import Curve, curves_figure, render, sweep_figure
+from service.sweeps.store import sweep_fields
 
 bp = Blueprint("results", __name__)
 
@@ -50,7 +52,7 @@ SIZE_PARAMS = (
     int_param("width", "pixels", minimum=200, maximum=MAX_PIXELS),
     int_param("height", "pixels", minimum=150, maximum=MAX_PIXELS),
 )
-FACTORS = tuple(f for f in LEGEND_FIELDS if f not in ("name", "device"))
+FACTORS = tuple(f for f in LABEL_FIELDS if f not in ("name", "device", "tags"))
 
 
 def job_ids_arg() -> list[int]:
@@ -59,12 +61,12 @@ def job_ids_arg() -> list[int]:
     try:
         ids = [int(part) for part in raw.split(",") if part.strip()]
     except ValueError:
-        raise ApiError(422, "invalid_parameter", "jobs: comma-separated job ids", "jobs") from None
+        raise invalid_parameter("jobs", "comma-separated job ids") from None
     ids = list(dict.fromkeys(ids))
     if not ids:
-        raise ApiError(422, "invalid_parameter", "jobs: give at least one job id", "jobs")
+        raise invalid_parameter("jobs", "give at least one job id")
     if len(ids) > MAX_JOBS:
-        raise ApiError(422, "invalid_parameter", f"jobs: at most {MAX_JOBS} at once", "jobs")
+        raise invalid_parameter("jobs", f"at most {MAX_JOBS} at once")
     return ids
 
 
@@ -80,7 +82,7 @@ def load_jobs(ids: Sequence[int]) -> list[Job]:
     missing = [i for i in ids if i not in found]
     if missing:
         shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
-        raise ApiError(404, "not_found", f"no job {shown}", "jobs", missing=missing)
+        raise not_found("job", shown, "jobs", missing=missing)
     return [found[i] for i in ids]
 
 
@@ -97,7 +99,7 @@ def _points(jobs: int) -> int:
 
 
 def _cells(values: np.ndarray) -> list[float | None]:
-    return [float(v) if np.isfinite(v) else None for v in values]
+    return [finite_or_none(v) for v in values]
 
 
 def _curves(jobs: Sequence[Job], grid: HistoryGrid, columns: np.ndarray) -> list[Curve]:
@@ -227,13 +229,6 @@ def job_plot(job_id: int) -> Response:
     return Response(render(figure, "png"), mimetype="image/png")
 
 
-def _sweep(sweep_id: int) -> Sweep:
-    sweep = db_session().get(Sweep, sweep_id)
-    if sweep is None:
-        raise ApiError(404, "not_found", f"no sweep {sweep_id}")
-    return sweep
-
-
 @bp.get("/sweeps/<int:sweep_id>/plot.png")
 @documented(
     "The sweep's curves coloured by one factor, and a panel of that factor's levels",
@@ -249,7 +244,7 @@ def _sweep(sweep_id: int) -> Sweep:
 )
 def sweep_plot(sweep_id: int) -> Response:
     """A sweep's curves and factor panel."""
-    sweep = _sweep(sweep_id)
+    sweep = row_or_404(Sweep, sweep_id)
     varied = [f for f in (sweep.varied or []) if f in FACTORS]
     by = choice_arg("by", FACTORS, varied[0] if varied else "optimizer") or "optimizer"
     points = int_arg("points", 200, low=2, high=MAX_POINTS) or 200
@@ -310,5 +305,5 @@ def export_job(job_id: int) -> Response:
 )
 def export_sweep(sweep_id: int) -> Response:
     """A sweep's download."""
-    sweep = _sweep(sweep_id)
-    return _export(sweep_jobs(db_session(), sweep_id), sweep_to_dict(sweep), f"sweep-{sweep_id}")
+    sweep = row_or_404(Sweep, sweep_id)
+    return _export(sweep_jobs(db_session(), sweep_id), sweep_fields(sweep), f"sweep-{sweep_id}")

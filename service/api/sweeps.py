@@ -11,17 +11,19 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from service import job_states
 from service.api.apidoc import documented, int_param, path_id, str_param
-from service.api.extensions import ApiError, celery_client, config, db_session
+from service.api.extensions import ApiError, celery_client, config, db_session, row_or_404
 from service.api.jobs import json_body
 from service.api.params import (
     choice_arg,
     idempotency_key,
     int_arg,
     list_arg,
+    page_fields,
     previous_submission,
 )
 from service.api.schemas import SweepFactors, SweepOut, SweepPage, SweepResults
 from service.broker import enqueue_batches, enqueue_jobs
+from service.db import row_count
 from service.jobs import queue_for
 from service.jobspec import Limits, SpecError, validate_job
 from service.models import Job, JobStatus, Sweep
@@ -29,7 +31,13 @@ from service.models.base import utcnow
 from service.sweeps.batching import plan_batches
 from service.sweeps.expansion import count_jobs, expand
 from service.sweeps.factors import factor_table
-from service.sweeps.leaderboard import SORTS, factor_fields, factor_rows, leaderboard
+from service.sweeps.leaderboard import (
+    DEFAULT_SORT,
+    SORTS,
+    factor_fields,
+    factor_rows,
+    leaderboard,
+)
 from service.sweeps.request import SweepRequest, validate_sweep
 from service.sweeps.store import insert_sweep_jobs, status_counts, sweep_to_dict
 
@@ -40,17 +48,6 @@ SKIPPED_SHOWN = 5
 STATUSES = tuple(s.value for s in JobStatus)
 SORT_KEYS = tuple(SORTS) + tuple(f"-{s}" for s in SORTS)
 SWEEP_ID = path_id("sweep_id", "sweep")
-
-
-def _not_found(sweep_id: int) -> ApiError:
-    return ApiError(404, "not_found", f"no sweep {sweep_id}")
-
-
-def _get_sweep(sweep_id: int, *, for_update: bool = False) -> Sweep:
-    sweep = db_session().get(Sweep, sweep_id, with_for_update=for_update)
-    if sweep is None:
-        raise _not_found(sweep_id)
-    return sweep
 
 
 def _show(sweep: Sweep) -> dict[str, Any]:
@@ -110,9 +107,7 @@ def submit_sweep() -> tuple[Response, int]:
     expansion = expand(sweep_request)
     for job in expansion.jobs:
         job.setdefault("name", sweep_request.name)
-    specs, skipped = _validate_all(
-        expansion.jobs, Limits.from_config(cfg), sweep_request.skip_invalid
-    )
+    specs, skipped = _validate_all(expansion.jobs, cfg.limits, sweep_request.skip_invalid)
     if not specs:
         raise ApiError(422, "no_valid_jobs", "every combination of the sweep is invalid", "grid")
     # Stored as submitted (what GET /sweeps/{id} shows), with the seed that replays it.
@@ -186,7 +181,7 @@ def list_sweeps() -> Response:
     name = request.args.get("name")
     if name:
         query = query.where(Sweep.name == name)
-    total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+    total = row_count(session, query)
     sweeps = session.scalars(
         query.order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit).offset(offset)
     ).all()
@@ -196,15 +191,7 @@ def list_sweeps() -> Response:
         item = sweep_to_dict(sweep, counts[sweep.id])
         item.pop("request")
         items.append(item)
-    return jsonify(
-        {
-            "sweeps": items,
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-            "next_offset": offset + limit if offset + limit < total else None,
-        }
-    )
+    return jsonify({"sweeps": items, **page_fields(total, limit, offset)})
 
 
 @bp.get("/sweeps/<int:sweep_id>")
@@ -217,7 +204,7 @@ def list_sweeps() -> Response:
 )
 def show_sweep(sweep_id: int) -> Response:
     """One sweep with its job counts per status and whether every job has ended."""
-    return jsonify(_show(_get_sweep(sweep_id)))
+    return jsonify(_show(row_or_404(Sweep, sweep_id)))
 
 
 @bp.post("/sweeps/<int:sweep_id>/cancel")
@@ -230,7 +217,7 @@ def show_sweep(sweep_id: int) -> Response:
 )
 def cancel_sweep(sweep_id: int) -> tuple[Response, int]:
     """Queued jobs are cancelled at once; running ones stop at their next flush."""
-    sweep = _get_sweep(sweep_id, for_update=True)
+    sweep = row_or_404(Sweep, sweep_id, for_update=True)
     sweep.cancel_requested = True
     job_states.cancel_sweep(db_session(), sweep_id)
     db_session().commit()
@@ -254,8 +241,8 @@ def cancel_sweep(sweep_id: int) -> tuple[Response, int]:
 )
 def sweep_results(sweep_id: int) -> Response:
     """The leaderboard: one row per job; finished runs by loss first, diverged and failed last."""
-    sweep = _get_sweep(sweep_id)
-    sort = choice_arg("sort", SORT_KEYS, "final_loss") or "final_loss"
+    sweep = row_or_404(Sweep, sweep_id)
+    sort = choice_arg("sort", SORT_KEYS, DEFAULT_SORT) or DEFAULT_SORT
     limit = int_arg("limit", 100, low=1, high=10_000) or 100
     offset = int_arg("offset", 0, low=0) or 0
     statuses = list_arg("status", STATUSES)
@@ -274,10 +261,7 @@ def sweep_results(sweep_id: int) -> Response:
             "sort": sort,
             "varied": sweep.varied,
             "results": results,
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-            "next_offset": offset + limit if offset + limit < total else None,
+            **page_fields(total, limit, offset),
         }
     )
 
@@ -292,7 +276,7 @@ def sweep_results(sweep_id: int) -> Response:
 )
 def sweep_factors(sweep_id: int) -> Response:
     """Per factor and level: the final log10 loss over everything else; main effects; best."""
-    sweep = _get_sweep(sweep_id)
+    sweep = row_or_404(Sweep, sweep_id)
     rows = factor_rows(db_session(), sweep_id, sweep.varied)
     table = factor_table(rows, factor_fields(sweep.varied))
     return jsonify({"sweep_id": sweep_id, "varied": sweep.varied, **table})

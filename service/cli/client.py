@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import click
 import requests
 
 
-class ApiFailure(Exception):
-    """The API answered with an error body."""
+class ApiFailure(click.ClickException):
+    """The API answered with an error body; a command it escapes from prints it and exits 1."""
 
     def __init__(self, status: int, error: dict[str, Any]):
         self.status = status

@@ -9,8 +9,10 @@ from typing import Any
 
 import click
 
-from service.cli.client import ApiFailure, TrainqClient
+from service.choices import DEVICES, DTYPES, STAGES
+from service.cli.client import TrainqClient
 from service.cli.output import fmt, print_json, print_table
+from service.models import TERMINAL_STATES
 
 JOB_COLUMNS = (
     "id",
@@ -23,15 +25,10 @@ JOB_COLUMNS = (
     "final_loss",
     "name",
 )
-TERMINAL = {"succeeded", "diverged", "failed", "cancelled"}
 
 
 def _client() -> TrainqClient:
     return TrainqClient()
-
-
-def _fail(error: ApiFailure) -> None:
-    raise click.ClickException(str(error))
 
 
 def wait_for(client: TrainqClient, job_id: int, poll: float = 0.5) -> dict[str, Any]:
@@ -41,13 +38,13 @@ def wait_for(client: TrainqClient, job_id: int, poll: float = 0.5) -> dict[str, 
             job = client.job(job_id)
             bar.length = job["iterations"]
             bar.update(job["steps_done"] - bar.pos)
-            if job["status"] in TERMINAL:
+            if job["status"] in TERMINAL_STATES:
                 return job
             time.sleep(poll)
 
 
 @click.command()
-@click.option("--stage", type=click.Choice(["tensors", "autograd", "nn", "optim", "module"]))
+@click.option("--stage", type=click.Choice(STAGES))
 @click.option("--optimizer")
 @click.option("--init", "init_")
 @click.option("--lr", type=float)
@@ -59,8 +56,8 @@ def wait_for(client: TrainqClient, job_id: int, poll: float = 0.5) -> dict[str, 
 @click.option("--H", "h", type=int)
 @click.option("--D-out", "d_out", type=int)
 @click.option("--seed", type=int)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--dtype", type=click.Choice(["float32", "float64"]))
+@click.option("--device", type=click.Choice(DEVICES))
+@click.option("--dtype", type=click.Choice(DTYPES))
 @click.option("--name")
 @click.option("--tag", "tags", multiple=True, help="a label (repeatable)")
 @click.option(
@@ -81,12 +78,9 @@ def submit(
     if "stage" not in fields:
         raise click.UsageError("--stage is required (or a file with a 'stage' field)")
     client = _client()
-    try:
-        job = client.submit(fields, idempotency_key)
-        if wait:
-            job = wait_for(client, job["id"])
-    except ApiFailure as error:
-        _fail(error)
+    job = client.submit(fields, idempotency_key)
+    if wait:
+        job = wait_for(client, job["id"])
     if as_json:
         print_json(job)
     else:
@@ -104,11 +98,8 @@ def submit(
 def show(job_id: int, show_losses: bool, as_json: bool) -> None:
     """Show one job with every field."""
     client = _client()
-    try:
-        job = client.job(job_id)
-        history = client.losses(job_id) if show_losses else None
-    except ApiFailure as error:
-        _fail(error)
+    job = client.job(job_id)
+    history = client.losses(job_id) if show_losses else None
     if as_json:
         print_json({"job": job, "losses": history} if history else job)
         return
@@ -132,10 +123,7 @@ def show(job_id: int, show_losses: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def jobs(init_: str | None, as_json: bool, **filters: Any) -> None:
     """List jobs, newest first (filters as in GET /api/v1/jobs)."""
-    try:
-        page = _client().jobs(init=init_, **filters)
-    except ApiFailure as error:
-        _fail(error)
+    page = _client().jobs(init=init_, **filters)
     if as_json:
         print_json(page)
         return
@@ -147,10 +135,7 @@ def jobs(init_: str | None, as_json: bool, **filters: Any) -> None:
 @click.argument("job_id", type=int)
 def cancel(job_id: int) -> None:
     """Cancel a job (queued: at once; running: within a few iterations)."""
-    try:
-        job = _client().cancel(job_id)
-    except ApiFailure as error:
-        _fail(error)
+    job = _client().cancel(job_id)
     click.echo(f"job {job_id}: {job['status']}{' (stopping)' if job['cancel_requested'] else ''}")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from service.cli.client import ApiFailure, TrainqClient
+from service.cli.client import TrainqClient
 from service.cli.output import fmt, print_json, print_table
 from service.results.export import SUMMARY_FIELDS
 
@@ -31,13 +31,10 @@ def compare(
     client = TrainqClient()
     ids = ",".join(map(str, job_ids))
     params = {"jobs": ids, **({"points": points} if points is not None else {})}
-    try:
-        result = client.api("GET", "/compare", params=params)
-        if kind and plot_path:
-            image = client.request("GET", f"/api/v1/compare/plot.{kind}", params=params).content
-            Path(plot_path).write_bytes(image)
-    except ApiFailure as error:
-        raise click.ClickException(str(error)) from None
+    result = client.api("GET", "/compare", params=params)
+    if kind and plot_path:
+        image = client.request("GET", f"/api/v1/compare/plot.{kind}", params=params).content
+        Path(plot_path).write_bytes(image)
     if as_json:
         print_json(result)
         return
@@ -74,10 +71,7 @@ def export(
         raise click.UsageError("give exactly one of --job ID or --sweep ID")
     path = f"/api/v1/jobs/{job_id}/export" if job_id else f"/api/v1/sweeps/{sweep_id}/export"
     client = TrainqClient()
-    try:
-        response = client.request("GET", path, params={"format": fmt_, "table": table}, stream=True)
-    except ApiFailure as error:
-        raise click.ClickException(str(error)) from None
+    response = client.request("GET", path, params={"format": fmt_, "table": table}, stream=True)
     with response:
         chunks = response.iter_content(chunk_size=1 << 16)
         if output:

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from service.choices import QUEUES
 from service.config import Config
 
 
@@ -69,7 +70,7 @@ def worker_command(
 
 
 @click.command()
-@click.option("--queues", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
+@click.option("--queues", type=click.Choice(QUEUES), default="cpu", show_default=True)
 @click.option(
     "--concurrency", type=int, help="processes (cpu, default one per core) or threads (gpu)"
 )

@@ -10,7 +10,7 @@ from typing import Any
 import click
 import yaml
 
-from service.cli.client import ApiFailure, TrainqClient
+from service.cli.client import TrainqClient
 from service.cli.output import fmt, print_json, print_table
 
 SWEEP_COLUMNS = ("id", "name", "job_count", "finished", "done", "varied", "created_at")
@@ -116,20 +116,17 @@ def sweep(
         raise click.ClickException(f"{path}: not valid YAML: {error}") from None
     client = TrainqClient()
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    try:
-        submitted = client.api("POST", "/sweeps", json=body, headers=headers)
-        click.echo(
-            f"sweep {submitted['id']} {submitted['name']!r}: {submitted['job_count']} job(s),"
-            f" varying {', '.join(submitted['varied']) or 'nothing'}, seed {submitted['seed']}"
-            + (f", {submitted['skipped']} skipped" if submitted["skipped"] else "")
-        )
-        if detach:
-            return
-        done = follow(client, submitted, poll)
-        board = client.api("GET", f"/sweeps/{done['id']}/results", params={"limit": top})
-        table = client.api("GET", f"/sweeps/{done['id']}/factors")
-    except ApiFailure as error:
-        raise click.ClickException(str(error)) from None
+    submitted = client.api("POST", "/sweeps", json=body, headers=headers)
+    click.echo(
+        f"sweep {submitted['id']} {submitted['name']!r}: {submitted['job_count']} job(s),"
+        f" varying {', '.join(submitted['varied']) or 'nothing'}, seed {submitted['seed']}"
+        + (f", {submitted['skipped']} skipped" if submitted["skipped"] else "")
+    )
+    if detach:
+        return
+    done = follow(client, submitted, poll)
+    board = client.api("GET", f"/sweeps/{done['id']}/results", params={"limit": top})
+    table = client.api("GET", f"/sweeps/{done['id']}/factors")
     if as_json:
         print_json({"sweep": done, "results": board, "factors": table})
         return
@@ -143,10 +140,7 @@ def sweep(
 @click.option("--json", "as_json", is_flag=True)
 def sweeps(limit: int, as_json: bool) -> None:
     """List sweeps, newest first, with their progress."""
-    try:
-        page = TrainqClient().api("GET", "/sweeps", params={"limit": limit})
-    except ApiFailure as error:
-        raise click.ClickException(str(error)) from None
+    page = TrainqClient().api("GET", "/sweeps", params={"limit": limit})
     if as_json:
         print_json(page)
         return

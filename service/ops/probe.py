@@ -1,4 +1,4 @@
-"""Liveness probes a container healthcheck runs: database, broker, and one worker node."""
+"""Probes of the database, the broker and one worker node: the healthcheck and /health use them."""
 
 from __future__ import annotations
 
@@ -9,30 +9,45 @@ from celery.utils.nodenames import host_format
 from service.db import make_engine
 
 
+def database_failure(engine: sa.Engine) -> Exception | None:
+    """None when the database answers SELECT 1, else the error it raised."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except Exception as error:
+        return error
+    return None
+
+
+def broker_failure(app: Celery, timeout: float) -> Exception | None:
+    """None when the broker answers PING within timeout seconds, else the error it raised."""
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=timeout)
+            connection.default_channel.client.ping()
+    except Exception as error:
+        return error
+    return None
+
+
+def _described(error: Exception | None) -> str | None:
+    return None if error is None else f"{type(error).__name__}: {error}".splitlines()[0]
+
+
 def database_error(url: str) -> str | None:
-    """None when the database answers SELECT 1, else what went wrong."""
+    """None when the database at url answers, else what went wrong."""
     # A probe must answer within the healthcheck's timeout, not wait on an unreachable server.
     timeout = {} if url.startswith("sqlite") else {"connect_args": {"connect_timeout": 5}}
     engine = make_engine(url, **timeout)
     try:
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-        return None
-    except Exception as error:
-        return f"{type(error).__name__}: {error}".splitlines()[0]
+        return _described(database_failure(engine))
     finally:
         engine.dispose()
 
 
 def broker_error(app: Celery) -> str | None:
     """None when the broker answers PING, else what went wrong."""
-    try:
-        with app.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, timeout=5)
-            connection.default_channel.client.ping()
-        return None
-    except Exception as error:
-        return f"{type(error).__name__}: {error}".splitlines()[0]
+    return _described(broker_failure(app, timeout=5))
 
 
 def node_name(pattern: str) -> str:

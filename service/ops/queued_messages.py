@@ -9,7 +9,8 @@ from collections.abc import Iterable
 
 import redis
 
-from service.broker import BATCH_TASK, QUEUES, TRAIN_TASK
+from service.broker import BATCH_TASK, TRAIN_TASK
+from service.choices import QUEUES
 
 # kombu's Redis transport: a queue's priority levels are lists `name`, `name\x06\x163`, ...
 PRIORITY_SEPARATOR = "\x06\x16"

@@ -8,14 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from service.loss_store import finite_or_none
 from service.results.histories import HistoryGrid
 
 # Loss values at or below this are drawn and summed as this, so log10 stays finite.
 LOG_FLOOR = 1e-300
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
 
 
 def summarize(steps: np.ndarray, losses: np.ndarray) -> dict[str, Any]:
@@ -38,8 +35,8 @@ def summarize(steps: np.ndarray, losses: np.ndarray) -> dict[str, Any]:
     summary.update(
         first_step=int(steps[0]),
         last_step=int(steps[-1]),
-        initial=_finite(losses[0]),
-        final=_finite(losses[-1]),
+        initial=finite_or_none(losses[0]),
+        final=finite_or_none(losses[-1]),
     )
     finite = np.isfinite(losses)
     if finite.any():

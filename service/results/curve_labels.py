@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from service.jobs import job_spec
@@ -23,29 +23,49 @@ PALETTE = (
 )
 
 
-def _text(value: Any) -> str:
+# The job fields (API names) a label may name, in the order it names them: factors first.
+LABEL_FIELDS = (
+    "stage",
+    "optimizer",
+    "init",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "seed",
+    "iterations",
+    "N",
+    "D_in",
+    "H",
+    "D_out",
+    "dtype",
+    "device",
+    "name",
+    "tags",
+)
+
+
+def label_text(value: Any, float_format: str = "g") -> str:
+    """A field's value as a label writes it: floats in float_format, lists comma-joined."""
     if isinstance(value, float):
-        return f"{value:g}"
+        return format(value, float_format)
     if isinstance(value, list):
         return ",".join(str(v) for v in value) or "-"
     return "-" if value is None else str(value)
 
 
-def differing_fields(jobs: Sequence[Job]) -> list[str]:
-    """The job fields (API names) whose values are not the same for every job, in spec order."""
-    specs = [job_spec(job) for job in jobs]
-    if len(specs) < 2:
-        return []
-    return [field for field in specs[0] if any(spec[field] != specs[0][field] for spec in specs)]
+def differing_fields(jobs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The label fields whose values are not the same in every job (API-named dicts)."""
+    first = jobs[0] if jobs else {}
+    return [f for f in LABEL_FIELDS if any(job.get(f) != first.get(f) for job in jobs)]
 
 
 def curve_labels(jobs: Sequence[Job]) -> list[str]:
     """One label per job: `field=value` for every differing field, or the job id alone."""
-    fields = differing_fields(jobs)
+    specs = [job_spec(job) for job in jobs]
+    fields = differing_fields(specs)
     labels = []
-    for job in jobs:
-        spec = job_spec(job)
-        parts = [f"{field}={_text(spec[field])}" for field in fields]
+    for job, spec in zip(jobs, specs, strict=True):
+        parts = [f"{field}={label_text(spec[field])}" for field in fields]
         labels.append(", ".join(parts) if parts else f"job {job.id}")
     return labels
 

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from service.jobs import SPEC_COLUMNS, job_to_dict
-from service.models import Job, Sweep
+from service.loss_store import finite_or_none
+from service.models import Job
 from service.results.compare import summarize
 from service.results.histories import read_grid
 
@@ -33,30 +34,12 @@ SUMMARY_FIELDS = (
 )
 
 
-def _number(value: float) -> float | None:
-    value = float(value)
-    return value if np.isfinite(value) else None
-
-
 def _csv_line(cells: Iterable[Any]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerow(
         "" if c is None else repr(c) if isinstance(c, float) else c for c in cells
     )
     return buffer.getvalue()
-
-
-def sweep_to_dict(sweep: Sweep) -> dict[str, Any]:
-    """The sweep's own fields for an export header."""
-    return {
-        "id": sweep.id,
-        "name": sweep.name,
-        "created_at": sweep.created_at.isoformat(),
-        "seed": sweep.seed,
-        "varied": sweep.varied,
-        "job_count": sweep.job_count,
-        "request": sweep.request,
-    }
 
 
 def _batches(
@@ -83,7 +66,7 @@ def export_json(
         job["summary"] = summarize(steps, losses)
         job["history"] = {
             "steps": steps.tolist(),
-            "losses": [_number(v) for v in losses],
+            "losses": [finite_or_none(v) for v in losses],
         }
         yield ("," if n else "") + json.dumps(job)
     yield "]}\n"

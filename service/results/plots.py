@@ -14,27 +14,10 @@ matplotlib.use("Agg")  # before anything could import pyplot: no display on a se
 import numpy as np
 from matplotlib.figure import Figure
 
+from service.results.curve_labels import differing_fields, label_text
 from service.sweeps.factors import outcomes
 
 DPI = 100
-# Fields that may tell two curves apart, in the order a legend names them.
-LEGEND_FIELDS = (
-    "stage",
-    "optimizer",
-    "init",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "seed",
-    "iterations",
-    "N",
-    "D_in",
-    "H",
-    "D_out",
-    "dtype",
-    "device",
-    "name",
-)
 
 
 @dataclass(frozen=True)
@@ -47,14 +30,7 @@ class Curve:
 
 
 def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
-
-
-def differing_fields(jobs: Sequence[dict[str, Any]]) -> list[str]:
-    """The legend fields whose values are not the same in every job."""
-    return [f for f in LEGEND_FIELDS if len({repr(job.get(f)) for job in jobs}) > 1]
+    return label_text(value, ".3g")
 
 
 def curve_label(job: dict[str, Any], fields: Sequence[str]) -> str:

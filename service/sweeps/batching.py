@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from itertools import pairwise
+from typing import Any
 
+from service.choices import FUSION_FIELDS, fusion_key
+from service.jobs import SPEC_COLUMNS
 from service.models import Job
 
 # Jobs per message: enough to amortise launches, few enough that a sweep's batches spread
@@ -14,20 +17,14 @@ from service.models import Job
 MAX_BATCH = {"cpu": 64, "gpu": 256}
 
 
-def fusion_group(job: Job) -> tuple:
-    """What fused jobs share: queue, stage, sizes, iterations, dtype, device, optimizer."""
-    return (
-        job.queue,
-        job.stage,
-        job.n,
-        job.d_in,
-        job.h,
-        job.d_out,
-        job.iterations,
-        job.dtype,
-        job.device,
-        job.optimizer,
-    )
+def batch_key(fields: Mapping[str, Any], queue: str) -> tuple:
+    """What the jobs of one batch message share: queue, device and fusion key."""
+    return (queue, fields["device"], *fusion_key(fields))
+
+
+def _batch_key_of(job: Job) -> tuple:
+    fields = {name: getattr(job, SPEC_COLUMNS[name]) for name in (*FUSION_FIELDS, "device")}
+    return batch_key(fields, job.queue)
 
 
 def plan_batches(jobs: Iterable[Job], max_batch: int | None = None) -> list[tuple[str, list[int]]]:
@@ -36,7 +33,7 @@ def plan_batches(jobs: Iterable[Job], max_batch: int | None = None) -> list[tupl
         raise ValueError("max_batch must be positive")
     groups: dict[tuple, list[int]] = defaultdict(list)
     for job in jobs:
-        groups[fusion_group(job)].append(job.id)
+        groups[_batch_key_of(job)].append(job.id)
     batches: list[tuple[str, list[int]]] = []
     for key, ids in groups.items():
         ids.sort()

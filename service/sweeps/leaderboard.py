@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
+from service.db import row_count
 from service.jobs import SPEC_COLUMNS
 from service.models import Job, JobStatus
 
@@ -36,6 +37,7 @@ OUTCOME_RANK = sa.case(
     (Job.status == JobStatus.CANCELLED.value, 4),
     else_=5,
 )
+DEFAULT_SORT = "final_loss"
 
 
 def factor_fields(varied: list[str]) -> list[str]:
@@ -54,6 +56,13 @@ def _as_dict(row: sa.Row[Any], fields: list[str]) -> dict[str, Any]:
     return item
 
 
+def _ranking(sort: str) -> list[sa.ColumnExpressionArgument[Any]]:
+    """The leaderboard's order: `sort` ('-' first: descending) within outcome buckets, then id."""
+    column = SORTS[sort.lstrip("-")]
+    direction = column.desc() if sort.startswith("-") else column.asc()
+    return [direction, Job.id] if column is Job.id else [OUTCOME_RANK, direction, Job.id]
+
+
 def leaderboard(
     session: so.Session,
     sweep_id: int,
@@ -66,18 +75,21 @@ def leaderboard(
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of ranked rows (summary, varied fields, seed) and the number of rows in all."""
     fields = [*factor_fields(varied), "seed"]
-    column = SORTS[sort.lstrip("-")]
-    direction = column.desc() if sort.startswith("-") else column.asc()
-    order = [direction, Job.id] if column is Job.id else [OUTCOME_RANK, direction, Job.id]
     query = sa.select(*SUMMARY, *_field_columns(fields)).where(Job.sweep_id == sweep_id)
     if statuses:
         query = query.where(Job.status.in_(statuses))
-    total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
-    rows = session.execute(query.order_by(*order).limit(limit).offset(offset)).all()
+    total = row_count(session, query)
+    rows = session.execute(query.order_by(*_ranking(sort)).limit(limit).offset(offset)).all()
     ranked = [
         {"rank": rank, **_as_dict(row, fields)} for rank, row in enumerate(rows, start=offset + 1)
     ]
     return ranked, total
+
+
+def leaderboard_jobs(session: so.Session, sweep_id: int, limit: int) -> list[Job]:
+    """The leaderboard's first rows in its default order, as whole jobs (the sweep page)."""
+    query = sa.select(Job).where(Job.sweep_id == sweep_id).order_by(*_ranking(DEFAULT_SORT))
+    return list(session.scalars(query.limit(limit)))
 
 
 def factor_rows(session: so.Session, sweep_id: int, varied: list[str]) -> list[dict[str, Any]]:

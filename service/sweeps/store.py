@@ -79,9 +79,8 @@ def status_counts(session: so.Session, sweep_ids: list[int]) -> dict[int, dict[s
     return counts
 
 
-def sweep_to_dict(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
-    """The sweep as the API shows it, with its progress."""
-    finished = sum(n for status, n in counts.items() if status in TERMINAL_STATES)
+def sweep_fields(sweep: Sweep) -> dict[str, Any]:
+    """The sweep's own fields, as the API and the export header show them."""
     return {
         "id": sweep.id,
         "name": sweep.name,
@@ -91,8 +90,16 @@ def sweep_to_dict(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
         "varied": sweep.varied,
         "skipped": sweep.skipped,
         "cancel_requested": sweep.cancel_requested,
+        "request": sweep.request,
+    }
+
+
+def sweep_to_dict(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
+    """The sweep as the API shows it, with its progress."""
+    finished = sum(n for status, n in counts.items() if status in TERMINAL_STATES)
+    return {
+        **sweep_fields(sweep),
         "counts": {status.value: counts.get(status.value, 0) for status in JobStatus},
         "finished": finished,
         "done": finished == sweep.job_count,
-        "request": sweep.request,
     }

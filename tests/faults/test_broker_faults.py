@@ -9,7 +9,7 @@ import redis
 
 from service.db import session_scope
 from service.jobs import new_job
-from service.jobspec import Limits, validate_job
+from service.jobspec import validate_job
 from service.ops.queued_messages import job_ids_in_broker
 from tests.faults.checker import Expectation
 from tests.faults.conftest import SMALL, FaultEnv
@@ -77,7 +77,7 @@ def test_redis_down_at_submission_is_accepted_and_sent_when_it_returns(env: Faul
 
 def test_crash_between_commit_and_enqueue_is_sent_by_the_reconciler(env: FaultEnv) -> None:
     # Given job rows committed by an API process that died before sending their messages
-    limits = Limits.from_config(env.config)
+    limits = env.config.limits
     with session_scope(env.sessions) as session:
         jobs = [
             new_job(validate_job({**SMALL, "iterations": 300, "seed": s}, limits), "cpu")

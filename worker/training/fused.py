@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from service.choices import fusion_key
 from worker.training.problem import make_problem
+from worker.training.recorder import finite_prefix
 from worker.training.run import TrainResult
 from worker.training.spec import TrainSpec
 from worker.training.stacked_optim import StackedOptimizer
@@ -23,20 +25,6 @@ from worker.training.stacked_optim import StackedOptimizer
 # flush(first_step, [(job index, losses)]) stores one chunk of every running job (in one
 # transaction, say) and returns the indices of the jobs that must stop (cancelled).
 BatchFlush = Callable[[int, list[tuple[int, list[float]]]], Collection[int]]
-
-
-def fusion_key(spec: TrainSpec) -> tuple:
-    """What jobs must share to train in one stack."""
-    return (
-        spec.stage,
-        spec.N,
-        spec.D_in,
-        spec.H,
-        spec.D_out,
-        spec.iterations,
-        spec.dtype,
-        spec.optimizer,
-    )
 
 
 @dataclass
@@ -65,7 +53,7 @@ def train_fused(
     flush_seconds: float = 0.5,
 ) -> list[FusedOutcome]:
     """Train K compatible specs together, handing every running job's chunk to flush."""
-    if not specs or len({fusion_key(spec) for spec in specs}) != 1:
+    if not specs or len({fusion_key(vars(spec)) for spec in specs}) != 1:
         raise ValueError("a fused batch needs one or more specs sharing fusion_key")
     x, y, w1, w2 = _stack(specs, device)
     optimizer = StackedOptimizer(specs, [w1, w2])
@@ -123,13 +111,13 @@ def _flush(
 ) -> list[int]:
     """Hand each running job its chunk's finite prefix; the rows that go on training."""
     chunk = losses[: len(running), : stop - first].cpu()  # (K, steps)
-    finite = torch.isfinite(chunk)
+    # One check over the whole chunk; only a row holding a non-finite loss is searched.
+    all_finite = torch.isfinite(chunk).all(dim=1).tolist()
     handed = []
     for row, job in enumerate(running):
-        values = chunk[row]
-        if not bool(finite[row].all()):
-            bad = int((~finite[row]).nonzero()[0])
-            outcomes[job].diverged_at, values = first + bad, values[:bad]
+        values, bad = (chunk[row], None) if all_finite[row] else finite_prefix(chunk[row])
+        if bad is not None:
+            outcomes[job].diverged_at = first + bad
         if len(values):
             outcomes[job].steps = first + len(values)
             handed.append((job, values.tolist()))

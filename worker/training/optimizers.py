@@ -7,9 +7,11 @@ from typing import Any
 import torch
 from torch import nn
 
-# The classic SGD-with-momentum default; torch's own is 0.
+from service.choices import MOMENTUM_OPTIMIZERS
+
+# The classic SGD-with-momentum default for the two SGD variants with momentum; torch's own is 0.
 SGD_MOMENTUM = 0.9
-TAKES_MOMENTUM = ("momentum", "nesterov", "rmsprop")
+SGD_WITH_MOMENTUM = ("momentum", "nesterov")
 # torch's fused kernels update each parameter in one pass instead of one pass per operation:
 # the same algorithm, rounding differing by ~1e-7 relative in float32, and a default CPU job
 # 3-22% faster (bench/bench_optimizers.py). Plain SGD gains nothing (its update is one
@@ -57,7 +59,7 @@ def make_optimizer(
     weight_decay: float | None = None,
 ) -> torch.optim.Optimizer:
     """Build the named optimizer; momentum and weight decay fall back to the defaults when None."""
-    if momentum is not None and name not in TAKES_MOMENTUM:
+    if momentum is not None and name not in MOMENTUM_OPTIMIZERS:
         raise ValueError(f"optimizer {name!r} takes no momentum")
     params = list(params)
     # Any: each constructor below takes its own set of these keywords.
@@ -68,13 +70,13 @@ def make_optimizer(
         options["fused" if fused_kernel(name, device_type) else "foreach"] = True
     if weight_decay is not None:
         options["weight_decay"] = weight_decay
-    if name in ("momentum", "nesterov"):
+    if name in SGD_WITH_MOMENTUM:
         options["momentum"] = SGD_MOMENTUM if momentum is None else momentum
         options["nesterov"] = name == "nesterov"
     elif name == "rmsprop" and momentum is not None:
         options["momentum"] = momentum
 
-    if name in ("sgd", "momentum", "nesterov"):
+    if name == "sgd" or name in SGD_WITH_MOMENTUM:
         return torch.optim.SGD(params, **options)
     if name == "rmsprop":
         return torch.optim.RMSprop(params, **options)

@@ -12,6 +12,15 @@ from worker.training.checkpoints import Checkpointer
 Flush = Callable[[int, list[float]], bool]
 
 
+def finite_prefix(chunk: Tensor) -> tuple[Tensor, int | None]:
+    """A chunk's losses before its first non-finite one, and that one's index (None: none)."""
+    finite = torch.isfinite(chunk)
+    if bool(finite.all()):
+        return chunk, None
+    bad = int((~finite).nonzero()[0])
+    return chunk[:bad], bad
+
+
 class LossRecorder:
     """Collect every step's loss without a device sync per step; flush in chunks."""
 
@@ -85,11 +94,9 @@ class LossRecorder:
         """Copy the pending chunk to the CPU and hand its finite prefix to flush."""
         first = self._flushed_to
         chunk = self._losses[first - self._start_step : self._next_step - self._start_step].cpu()
-        finite = torch.isfinite(chunk)
-        if not finite.all():
-            bad = int((~finite).nonzero()[0])
+        chunk, bad = finite_prefix(chunk)
+        if bad is not None:
             self.diverged_at = first + bad
-            chunk = chunk[:bad]
         self._flushed_to = self._next_step
         self._last_flush = time.monotonic()
         if len(chunk) and not self._flush(first, chunk.tolist()):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from worker.training.optimizers import SGD_MOMENTUM
+from worker.training.optimizers import SGD_MOMENTUM, SGD_WITH_MOMENTUM
 from worker.training.spec import TrainSpec
 
 # torch.optim's defaults for what a job cannot set.
@@ -41,7 +41,7 @@ class StackedOptimizer:
         self.weight_decay = _column(
             [default_wd if s.weight_decay is None else s.weight_decay for s in specs], like
         )
-        default_momentum = SGD_MOMENTUM if self.name in ("momentum", "nesterov") else 0.0
+        default_momentum = SGD_MOMENTUM if self.name in SGD_WITH_MOMENTUM else 0.0
         self.momentum = _column(
             [default_momentum if s.momentum is None else s.momentum for s in specs], like
         )
