@@ -50,11 +50,13 @@ class Config:
     # Rows per write: a 500-step job in 2 transactions, not 8; flush_seconds keeps it live.
     flush_every: int = 256
     flush_seconds: float = 0.5
-    lease_seconds: float = 120.0
+    # Short, since the heartbeat (not the training loop) keeps it: a dead worker's job is free
+    # again within a lease, and the reconciler's next pass sends it to another worker.
+    lease_seconds: float = 12.0
     # A worker's heartbeat renews its jobs' leases this often, whatever its training does.
     heartbeat_seconds: float = 2.0
     max_attempts: int = 3
-    reconcile_seconds: float = 10.0
+    reconcile_seconds: float = 2.0
     # A queued job whose message is in no queue this long after sending is sent again.
     lost_message_seconds: float = 300.0
     # Checkpoints of long jobs: every so many steps (0: off) or seconds, whichever comes first.

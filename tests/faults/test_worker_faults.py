@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import statistics
 import threading
+import time
 
 import sqlalchemy as sa
 
@@ -14,7 +16,7 @@ from service.models import Checkpoint, JobStatus
 from service.ops.reconcile import reconcile_once
 from tests.conftest import TERMINAL
 from tests.faults.checker import Expectation
-from tests.faults.conftest import FaultEnv
+from tests.faults.conftest import FIGURES, FaultEnv
 from tests.support.waiting import wait_until
 
 LONG = 20_000  # tensors steps of the small problem: a few seconds of training
@@ -56,6 +58,51 @@ def test_sigkill_of_the_worker_main_process(env: FaultEnv) -> None:
     # Then a new worker, with the reconciler, finishes every job exactly once into the record
     env.worker(concurrency=2)
     env.wait_all(timeout=150)
+    env.check()
+
+
+# `make run`'s defaults for the lease and the heartbeat, as `trainq up` runs them.
+DEFAULT_FAILOVER = {"TRAINQ_LEASE_SECONDS": "12", "TRAINQ_HEARTBEAT_SECONDS": "2"}
+FAILOVER_ROUNDS = 3
+
+
+def test_a_dead_workers_job_runs_again_elsewhere_within_seconds(env: FaultEnv) -> None:
+    # Given two workers with the default lease and heartbeat, and the reconciler every 2 s
+    env.start_reconciler(interval=2.0)
+    spare = env.worker(concurrency=1, **DEFAULT_FAILOVER)
+    recoveries = []
+    for _ in range(FAILOVER_ROUNDS):
+        # (the spare is kept busy until the victim has the job, so the victim takes it)
+        blocker = env.submit(iterations=LONG * 5)
+        env.wait(blocker, lambda j: j["status"] == "running")
+        victim = env.worker(concurrency=1, **DEFAULT_FAILOVER)
+        job_id = env.submit(iterations=LONG * 5)
+        env.wait(job_id, lambda j: j["status"] == "running" and j["steps_done"] > 0)
+        assert env.job(job_id)["worker"].startswith(victim.name)
+        env.client.post(f"/api/v1/jobs/{blocker}/cancel")
+        env.accepted[blocker].status = JobStatus.CANCELLED
+        env.accepted[blocker].losses = None
+        # When the worker's machine dies: its main process and its pool process, SIGKILL
+        assert victim.process is not None
+        killed_at = time.monotonic()
+        os.killpg(victim.process.pid, signal.SIGKILL)
+        env.fault()
+        # Then the job is running again, on the spare, within seconds
+        env.wait(
+            job_id,
+            lambda j: j["attempts"] == 2 and j["status"] == "running",
+            timeout=60,
+        )
+        recoveries.append(time.monotonic() - killed_at)
+        assert env.job(job_id)["worker"].startswith(spare.name)
+        env.wait(job_id, lambda j: j["status"] in TERMINAL, timeout=240)
+    FIGURES["recovery_s"] = {
+        "median": round(statistics.median(recoveries), 1),
+        "worst": round(max(recoveries), 1),
+        "each": [round(r, 1) for r in recoveries],
+    }
+    assert statistics.median(recoveries) <= 15, recoveries
+    assert max(recoveries) <= 30, recoveries
     env.check()
 
 
