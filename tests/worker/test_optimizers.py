@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.support.training import summed_squared_losses
 from tests.worker.test_fused import DIMS, RATES, assert_same_history
 from tests.worker.test_stages import OPTIMIZERS, make_spec
 from worker.training import optimizers, train_to_list
@@ -30,14 +31,7 @@ def trajectory(name: str, steps: int = 100) -> torch.Tensor:
     x, y = torch.randn(32, 20), torch.randn(32, 5)
     model = nn.Sequential(nn.Linear(20, 16, bias=False), nn.ReLU(), nn.Linear(16, 5, bias=False))
     optimizer = make_optimizer(name, model.parameters(), 1e-3, weight_decay=0.01)
-    losses = []
-    for _ in range(steps):
-        loss = (model(x) - y).pow(2).sum()
-        losses.append(loss.detach())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return torch.stack(losses)
+    return summed_squared_losses(model, optimizer, x, y, steps)
 
 
 @pytest.mark.parametrize("name", FUSABLE)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.support.training import summed_squared_losses
 from worker.training import STAGES, LossRecorder, TrainSpec, train, train_to_list
 from worker.training.inits import init_weight
 from worker.training.optimizers import make_optimizer
@@ -441,14 +442,7 @@ def test_optimizers_use_torchs_fused_kernel_and_follow_the_loop_implementation(n
         if not fused:  # torch's default on the CPU: one operation at a time over each tensor
             for group in optimizer.param_groups:
                 group.update(foreach=False, **({"fused": False} if "fused" in group else {}))
-        losses = []
-        for _ in range(200):
-            loss = (model(x) - y).pow(2).sum()
-            losses.append(loss.detach())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        return torch.stack(losses)
+        return summed_squared_losses(model, optimizer, x, y, 200)
 
     built = make_optimizer(name, [nn.Parameter(torch.zeros(2))], 0.1)
     assert built.defaults.get("fused") is (None if name in ("sgd", "rmsprop") else True)
