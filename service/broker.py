@@ -71,6 +71,14 @@ def enqueue_jobs(app: Celery, jobs: list[tuple[int, str]]) -> None:
 
 def enqueue_batches(app: Celery, batches: list[tuple[str, list[int]]]) -> None:
     """Send one fused-training message per (queue, job ids), over one broker connection."""
+    # The worker keeps each stack's hard limit; the message's covers one stack per job at most.
+    limit = app.conf.task_time_limit
     with app.producer_or_acquire() as producer, producer.batch():
         for queue, job_ids in batches:
-            app.send_task(BATCH_TASK, args=[list(job_ids)], queue=queue, producer=producer)
+            app.send_task(
+                BATCH_TASK,
+                args=[list(job_ids)],
+                queue=queue,
+                producer=producer,
+                time_limit=limit * len(job_ids) if limit else None,
+            )

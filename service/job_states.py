@@ -111,6 +111,16 @@ def finish(
     return job
 
 
+def hand_back(session: so.Session, attempt: Attempt) -> Job | None:
+    """Queue a held job again, its attempt not counted: its worker stopped, not the job."""
+    job = held(session, [attempt]).get(attempt.job_id)
+    if job is None:
+        return None
+    job.status, job.worker, job.lease_expires_at = JobStatus.QUEUED, None, None
+    job.attempts -= 1
+    return job
+
+
 def fail(session: so.Session, job_id: int, error: str) -> bool:
     """End a job that has not ended as failed, whichever attempt runs it (one was killed)."""
     job = session.get(Job, job_id, with_for_update=True, populate_existing=True)

@@ -53,7 +53,6 @@ def _preload_training(sender: Worker, **_kwargs: object) -> None:
     """Import torch and the runners once, before forking, so a new pool process starts at once."""
     import torch
 
-    import worker.fused_runner
     import worker.runner  # noqa: F401
     from worker import watchdog
 
@@ -67,6 +66,18 @@ def _preload_training(sender: Worker, **_kwargs: object) -> None:
 @signals.worker_process_init.connect
 def _configure_process(**_kwargs: object) -> None:
     """Each pool process: its own torch threads and database engine (never shared over fork)."""
+    from worker import shutdown
     from worker.state import reset_process_state
 
     reset_process_state()
+    shutdown.reset()
+    shutdown.handle_sigterm_in_pool_process()
+
+
+@signals.worker_shutting_down.connect
+def _hand_jobs_back(sig: str = "", how: str = "", **_kwargs: object) -> None:
+    """On a warm shutdown (SIGTERM) running jobs checkpoint and go back to the queue at once."""
+    from worker import shutdown
+
+    if how == "Warm":
+        shutdown.tell_pool_processes()

@@ -118,17 +118,18 @@ def _summarise_kept_rows(session: so.Session, claim: Claim) -> None:
     claim.steps = claim.resume_step
 
 
-def save_checkpoint(
-    session: so.Session, claim: Claim, step: int, blob: bytes, layout: dict
-) -> bool:
-    """Store the state to resume from at `step`, unless the attempt no longer holds the job."""
-    if not job_states.held(session, [claim]):
-        return False
-    checkpoint = session.get(Checkpoint, claim.job_id) or Checkpoint(job_id=claim.job_id)
-    checkpoint.step, checkpoint.attempt, checkpoint.created_at = step, claim.attempt, utcnow()
-    checkpoint.tensors, checkpoint.layout = blob, layout
-    session.add(checkpoint)
-    return True
+def save_checkpoints(
+    session: so.Session, step: int, states: Sequence[tuple[Claim, bytes, dict]]
+) -> int:
+    """Store each job's state to resume from at `step`, where its attempt still holds it."""
+    jobs = job_states.held(session, [claim for claim, _, _ in states])
+    saved = [state for state in states if state[0].job_id in jobs]
+    for claim, blob, layout in saved:
+        checkpoint = session.get(Checkpoint, claim.job_id) or Checkpoint(job_id=claim.job_id)
+        checkpoint.step, checkpoint.attempt, checkpoint.created_at = step, claim.attempt, utcnow()
+        checkpoint.tensors, checkpoint.layout = blob, layout
+        session.add(checkpoint)
+    return len(saved)
 
 
 def record_chunk(
@@ -185,8 +186,20 @@ def finish_job(
     return True
 
 
-def mark_started_on(session: so.Session, claim: Claim, ran_on: str, torch_version: str) -> None:
-    """Record the device and torch version the attempt really uses."""
-    job = session.get(Job, claim.job_id)
-    if job_states.owns(job, claim):
-        job.ran_on, job.torch_version = ran_on, torch_version
+def mark_started_on(
+    session: so.Session, claims: Sequence[Claim], ran_on: str, torch_version: str
+) -> None:
+    """Record the device and torch version the attempts really use."""
+    for claim in claims:
+        job = session.get(Job, claim.job_id)
+        if job_states.owns(job, claim):
+            job.ran_on, job.torch_version = ran_on, torch_version
+
+
+def hand_back(session: so.Session, claim: Claim) -> bool:
+    """Queue the job again from its checkpoint, with the summary of what is stored."""
+    job = job_states.hand_back(session, claim)
+    if job is None:
+        return False
+    claim.write_summary(job)
+    return True

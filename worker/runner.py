@@ -1,14 +1,24 @@
-"""Run one job: claim it, train it with its losses streamed to the database, record the outcome."""
+"""Run jobs, alone or as fused stacks, under one contract: claim, lease, record, limit, finish.
+
+A single job is the stack of one: it trains in its stage's own function; jobs of a batch
+message train fused (a stack of one too, when that is all there is). Both go through the same
+claim (attempt cap), database retries, fencing by the heartbeat, soft limit per job, hard limit
+per stack, checkpoints, hand-back on shutdown and terminal write.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 import sqlalchemy.exc
 import sqlalchemy.orm as so
 import torch
@@ -16,20 +26,25 @@ import torch
 from service.config import Config
 from service.db import session_scope
 from service.jobs import job_spec
-from service.models import Job, JobStatus
-from worker import device_errors
+from service.models import Checkpoint, Job, JobStatus
+from service.sweeps.batching import batch_key
+from worker import device_errors, shutdown
 from worker.heartbeat import Heartbeat
 from worker.recording import (
     Claim,
-    claim_job,
+    claim_stack,
     finish_job,
+    hand_back,
     mark_started_on,
-    record_chunk,
-    save_checkpoint,
+    record_chunks,
+    save_checkpoints,
 )
 from worker.state import heartbeat, session_factory, worker_config
 from worker.training import LossRecorder, TrainSpec, train
-from worker.training.checkpoints import Checkpointer, Snapshot
+from worker.training.batch_size import fused_batch_size
+from worker.training.checkpoints import Checkpointer, Snapshot, StackCheckpointer, is_stacked
+from worker.training.fused import FusedOutcome, train_fused
+from worker.watchdog import hard_limit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,138 +92,358 @@ def describe_device(device: torch.device) -> str:
     return device.type
 
 
-def run_job(job_id: int, worker_name: str) -> str:
-    """Train one job end to end and return the status it ended in (or why it was skipped)."""
-    config = worker_config()
-    factory = session_factory()
+@dataclass(frozen=True)
+class QueuedJob:
+    """What planning needs of a job: its spec, queue, attempts so far and checkpoint."""
 
-    def in_transaction(action: Callable[..., T], *args: object) -> T:
+    fields: dict[str, Any]
+    queue: str
+    attempts: int
+    resume_step: int
+    # How its checkpoint resumes: "fused", "stage", or None without one.
+    resumes: str | None
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Jobs to train together: fused (one or more), or one alone in its stage."""
+
+    job_ids: list[int]
+    fused: bool
+
+
+class Run:
+    """One message's run: this worker, its configuration, database and heartbeat."""
+
+    def __init__(self, worker_name: str) -> None:
+        self.worker = worker_name
+        self.config = worker_config()
+        self.factory = session_factory()
+        self.beat: Heartbeat = heartbeat()
+
+    def transaction(self, action: Callable[..., T], *args: Any) -> T:
+        """Run action(session, *args) in one transaction, retried while the database is away."""
+
         def attempt() -> T:
-            with session_scope(factory) as session:
+            with session_scope(self.factory) as session:
                 return action(session, *args)
 
-        return with_db_retries(config, attempt)
+        return with_db_retries(self.config, attempt)
 
-    def claim_and_read(
-        session: so.Session,
-    ) -> tuple[Claim | None, str, dict[str, Any] | None, str, Job | None]:
-        claim, state = claim_job(
-            session, job_id, worker_name, config.lease_seconds, config.max_attempts
+
+def run_job(job_id: int, worker_name: str) -> str:
+    """Train one job end to end; the status it ended in (or why it was not run)."""
+    return run_jobs([job_id], worker_name, fused=False)[job_id]
+
+
+def run_batch(job_ids: list[int], worker_name: str) -> dict[int, str]:
+    """Train compatible jobs fused, in stacks sized for this device; each job's status."""
+    return run_jobs(job_ids, worker_name, fused=True)
+
+
+def run_jobs(job_ids: list[int], worker_name: str, *, fused: bool) -> dict[int, str]:
+    """Plan the jobs into stacks and run each in turn; each job's status (or why skipped)."""
+    run = Run(worker_name)
+    queued = run.transaction(read_jobs, job_ids)
+    results = {job_id: "missing" for job_id in job_ids if job_id not in queued}
+    for stack in plan_stacks(queued, fused=fused):
+        results.update(_run_stack(run, stack, queued))
+    return results
+
+
+def read_jobs(session: so.Session, job_ids: Sequence[int]) -> dict[int, QueuedJob]:
+    """The planning facts of each job that exists."""
+    jobs = session.scalars(sa.select(Job).where(Job.id.in_(job_ids)).order_by(Job.id)).all()
+    checkpoints = {
+        row.job_id: (row.step, row.layout)
+        for row in session.execute(
+            sa.select(Checkpoint.job_id, Checkpoint.step, Checkpoint.layout).where(
+                Checkpoint.job_id.in_(job_ids)
+            )
         )
-        job = session.get(Job, job_id) if claim else None
-        return claim, state, job_spec(job) if job else None, job.queue if job else "cpu", job
+    }
+    queued = {}
+    for job in jobs:
+        step, layout = checkpoints.get(job.id, (0, None))
+        resumes = None if layout is None else ("fused" if is_stacked(layout) else "stage")
+        queued[job.id] = QueuedJob(job_spec(job), job.queue, job.attempts, step, resumes)
+    return queued
 
-    claim, state, fields, queue, job = in_transaction(claim_and_read)
-    if claim is None or fields is None or job is None:
+
+def plan_stacks(queued: dict[int, QueuedJob], *, fused: bool) -> list[Stack]:
+    """The stacks to train, in order.
+
+    A job resumes the way its checkpoint was written (fused rows fused, a stage's alone). In a
+    batch, jobs that share a fusion key and a resume step stack, up to the device's size; a
+    job already retried (its stack died twice) trains alone, last, so a job that kills its
+    worker takes no stack-mate's attempts with it.
+    """
+    if not fused:
+        return [Stack([job_id], fused=job.resumes == "fused") for job_id, job in queued.items()]
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    alone: list[Stack] = []
+    for job_id, job in queued.items():
+        if job.resumes == "stage":
+            alone.append(Stack([job_id], fused=False))
+            continue
+        if job.attempts >= 2:
+            alone.append(Stack([job_id], fused=True))
+            continue
+        try:
+            TrainSpec.from_fields(job.fields)  # refuses a spec no stage can train
+            key = (*batch_key(job.fields, job.queue), job.resume_step)
+        except ValueError:
+            key = ("unfusable", job_id)  # fails alone, when claimed, with its own error
+        groups[key].append(job_id)
+    stacks: list[Stack] = []
+    for members in groups.values():
+        first = queued[members[0]]
+        size = len(members)
+        # On a bad spec or a missing device training records the error against each job.
+        with contextlib.suppress(ValueError, RuntimeError):
+            size = fused_batch_size(
+                TrainSpec.from_fields(first.fields),
+                resolve_device(first.fields["device"], first.queue),
+            )
+        stacks.extend(
+            Stack(members[start : start + size], fused=True)
+            for start in range(0, len(members), size)
+        )
+    return stacks + alone
+
+
+def _run_stack(run: Run, stack: Stack, queued: dict[int, QueuedJob]) -> dict[int, str]:
+    """Claim the stack's jobs in one transaction, train those claimed, finish each."""
+    config = run.config
+    claims, refused = run.transaction(
+        claim_stack, stack.job_ids, run.worker, config.lease_seconds, config.max_attempts
+    )
+    for job_id, state in refused.items():
         log.info("job %s not run: %s", job_id, state)
-        return state
-    crash_if_told(job.name)
-    beat = heartbeat()
-    with beat.holding([claim]):
-        return _train_claimed(claim, fields, queue, config, in_transaction, beat)
+    results: dict[int, str] = dict(refused)
+    for claim in claims:
+        crash_if_told(queued[claim.job_id].fields.get("name"))
+    # Claims resume from their own checkpoints: a stack trains from one step, in one way.
+    groups: dict[tuple[int, bool], list[Claim]] = defaultdict(list)
+    for claim in claims:
+        resumes_fused = (
+            is_stacked(claim.resume_layout) if claim.resume_blob is not None else stack.fused
+        )
+        groups[(claim.resume_step, resumes_fused)].append(claim)
+    with run.beat.holding(claims):
+        for (_, fused), members in groups.items():
+            trainings = [members] if fused else [[claim] for claim in members]
+            for group in trainings:
+                ids = [claim.job_id for claim in group]
+                # The hard limit is each job's, from its own start, not the message's.
+                with hard_limit(ids, config.job_hard_limit_seconds, always=stack.fused):
+                    results.update(_train(run, group, queued, fused=fused))
+    return results
 
 
-def _train_claimed(
-    claim: Claim,
-    fields: dict[str, Any],
-    queue: str,
-    config: Config,
-    in_transaction: Callable[..., Any],
-    beat: Heartbeat,
-) -> str:
-    """Train a claimed job with its losses streamed to the database; record its outcome."""
-    job_id = claim.job_id
-    # The soft time limit is checked here, between chunks: Celery's own raises at any point,
-    # in the middle of a database commit too, and leaves the connection and record unsure.
-    soft_limit = config.job_soft_limit_seconds
-    deadline = time.monotonic() + soft_limit if soft_limit > 0 else None
+class Recording:
+    """The claims of one training as they write: fenced, within their soft limit, retried."""
+
+    def __init__(self, run: Run, claims: list[Claim]) -> None:
+        self.run = run
+        self.claims = claims
+        soft = run.config.job_soft_limit_seconds
+        self.soft_limit = soft
+        # Checked between chunks: Celery's own soft limit raises anywhere, mid-commit too.
+        self.deadline = time.monotonic() + soft if soft > 0 else None
+
+    def write(self, first_step: int, chunks: list[tuple[Claim, list[float]]]) -> set[int]:
+        """Store one flush's chunks in one transaction; the job ids that must stop."""
+        beat = self.run.beat
+        # A fenced attempt writes not one more loss (see Heartbeat.lost).
+        live = [(claim, losses) for claim, losses in chunks if not beat.lost(claim)]
+        stopping = {claim.job_id for claim in self.claims if beat.lost(claim)}
+        if live:
+            summaries = [claim.summary() for claim, _ in live]
+            try:
+                stop = self.run.transaction(
+                    record_chunks, live, first_step, self.run.config.lease_seconds
+                )
+            except BaseException:
+                # Rolled back: the claims must not count those rows.
+                for (claim, _), summary in zip(live, summaries, strict=True):
+                    claim.restore(summary)
+                raise
+            stopping |= {claim.job_id for claim in stop}
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            for claim in self.claims:
+                if claim.job_id not in stopping:
+                    claim.failure = (
+                        f"soft time limit exceeded: the job ran longer than {self.soft_limit:g} s"
+                    )
+                    stopping.add(claim.job_id)
+        return stopping
+
+    def save(self, step: int, states: list[tuple[Claim, bytes, dict]]) -> None:
+        """Store the jobs' checkpoints at `step` in one transaction."""
+        self.run.transaction(save_checkpoints, step, states)
+
+
+def _train(
+    run: Run, claims: list[Claim], queued: dict[int, QueuedJob], *, fused: bool
+) -> dict[int, str]:
+    """Train claimed jobs (fused, or one in its stage) and write each one's outcome."""
+    first = queued[claims[0].job_id]
+    recording = Recording(run, claims)
+    ran_on = None
+    error: Exception | None = None
+    try:
+        for claim in claims:
+            device_errors.simulate_if_told(queued[claim.job_id].fields.get("name"))
+        specs = [TrainSpec.from_fields(queued[claim.job_id].fields) for claim in claims]
+        device = resolve_device(first.fields["device"], first.queue)
+        ran_on = describe_device(device)
+        run.transaction(mark_started_on, claims, ran_on, torch.__version__)
+        if fused:
+            outcomes = _train_stack(run.config, claims, specs, device, recording)
+        else:
+            outcomes = [_train_alone(run.config, claims[0], specs[0], device, recording)]
+    except Exception as raised:
+        error = raised
+        log.exception("jobs %s failed", [claim.job_id for claim in claims])
+        outcomes = [FusedOutcome() for _ in claims]
+    results = run.transaction(_write_outcomes, run.beat, claims, outcomes, error, ran_on)
+    handed = [claim.job_id for claim in claims if results[claim.job_id] == "handed back"]
+    if handed:
+        _send_again(handed, first.queue, fused=fused)
+    device_errors.exit_if_device_broken(error)
+    return results
+
+
+def _train_alone(
+    config: Config, claim: Claim, spec: TrainSpec, device: torch.device, recording: Recording
+) -> FusedOutcome:
+    """One job in its stage's own training function, resumed from its checkpoint."""
+    initial = None
+    if claim.resume_blob is not None:
+        log.info("job %s resumes from its checkpoint at step %d", claim.job_id, claim.resume_step)
+        initial = Snapshot(claim.resume_step, claim.resume_blob, claim.resume_layout or {})
 
     def write_chunk(first_step: int, losses: list[float]) -> bool:
-        if beat.lost(claim):
-            return False  # fenced: not one more loss from an attempt that may not own the job
-        summary = claim.summary()
-        try:
-            keep_going = in_transaction(
-                record_chunk, claim, first_step, losses, config.lease_seconds
-            )
-        except BaseException:
-            # Rolled back: the claim must not count those rows.
-            claim.restore(summary)
-            raise
-        if deadline is not None and time.monotonic() > deadline:
-            claim.failure = f"soft time limit exceeded: the job ran longer than {soft_limit:g} s"
-            return False
-        return keep_going
+        return claim.job_id not in recording.write(first_step, [(claim, losses)])
 
     def write_checkpoint(step: int, blob: bytes, layout: dict) -> None:
-        in_transaction(save_checkpoint, claim, step, blob, layout)
+        recording.save(step, [(claim, blob, layout)])
 
-    ran_on = None
-    try:
-        device_errors.simulate_if_told(fields.get("name"))
-        spec = TrainSpec.from_fields(fields)
-        device = resolve_device(fields["device"], queue)
-        ran_on = describe_device(device)
-        in_transaction(mark_started_on, claim, ran_on, torch.__version__)
-        initial = None
-        if claim.resume_blob is not None:
-            log.info("job %s resumes from its checkpoint at step %d", job_id, claim.resume_step)
-            initial = Snapshot(claim.resume_step, claim.resume_blob, claim.resume_layout or {})
-        recorder = LossRecorder(
-            spec.iterations,
-            device,
-            write_chunk,
-            flush_every=config.flush_every,
-            flush_seconds=config.flush_seconds,
-            start_step=claim.resume_step,
-            checkpointer=Checkpointer(
-                write_checkpoint,
-                every=config.checkpoint_every,
-                seconds=config.checkpoint_seconds,
-                initial=initial,
-            ),
+    recorder = LossRecorder(
+        spec.iterations,
+        device,
+        write_chunk,
+        flush_every=config.flush_every,
+        flush_seconds=config.flush_seconds,
+        start_step=claim.resume_step,
+        checkpointer=Checkpointer(
+            write_checkpoint,
+            every=config.checkpoint_every,
+            seconds=config.checkpoint_seconds,
+            initial=initial,
+        ),
+        should_yield=shutdown.requested,
+    )
+    train(spec, device, recorder)
+    return FusedOutcome(
+        diverged_at=recorder.diverged_at, stopped=recorder.stopped, yielded=recorder.yielded
+    )
+
+
+def _train_stack(
+    config: Config,
+    claims: list[Claim],
+    specs: list[TrainSpec],
+    device: torch.device,
+    recording: Recording,
+) -> list[FusedOutcome]:
+    """Jobs as one fused stack, every row checkpointed, resumed from their checkpoints."""
+    resume = None
+    if claims[0].resume_blob is not None:
+        log.info(
+            "jobs %s resume fused at step %d", [c.job_id for c in claims], claims[0].resume_step
         )
-        train(spec, device, recorder)
-    except Exception as error:
-        if beat.lost(claim):
-            return _lost(claim)
-        log.exception("job %s failed", job_id)
-        status = _finish(in_transaction, claim, JobStatus.FAILED, ran_on, error=_describe(error))
-        device_errors.exit_if_device_broken(error)
-        return status
-    if beat.lost(claim):
-        return _lost(claim)
-    if claim.failure is not None:
-        return _finish(in_transaction, claim, JobStatus.FAILED, ran_on, error=claim.failure)
-    if recorder.diverged_at is not None:
-        return _finish(
-            in_transaction, claim, JobStatus.DIVERGED, ran_on, diverged_at=recorder.diverged_at
-        )
-    if recorder.stopped:
-        return _finish(in_transaction, claim, JobStatus.CANCELLED, ran_on)
-    return _finish(in_transaction, claim, JobStatus.SUCCEEDED, ran_on)
+        resume = [
+            Snapshot(claim.resume_step, claim.resume_blob or b"", claim.resume_layout or {})
+            for claim in claims
+        ]
+
+    def write_chunks(first_step: int, chunks: list[tuple[int, list[float]]]) -> list[int]:
+        stopping = recording.write(first_step, [(claims[k], losses) for k, losses in chunks])
+        return [k for k, claim in enumerate(claims) if claim.job_id in stopping]
+
+    def write_checkpoints(step: int, rows: list[tuple[int, bytes, dict]]) -> None:
+        recording.save(step, [(claims[k], blob, layout) for k, blob, layout in rows])
+
+    return train_fused(
+        specs,
+        device,
+        write_chunks,
+        flush_every=config.flush_every,
+        flush_seconds=config.flush_seconds,
+        checkpointer=StackCheckpointer(
+            write_checkpoints, every=config.checkpoint_every, seconds=config.checkpoint_seconds
+        ),
+        resume=resume,
+        should_yield=shutdown.requested,
+    )
 
 
-def _lost(claim: Claim) -> str:
-    """Another attempt owns the job, or may by now: its outcome is not this attempt's to write."""
-    log.warning("job %s: attempt %d lost its lease and stopped", claim.job_id, claim.attempt)
-    return "lost"
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"[:4000]
-
-
-def _finish(
-    in_transaction: Callable[[Callable[[so.Session], bool]], bool],
-    claim: Claim,
-    status: str,
+def _write_outcomes(
+    session: so.Session,
+    beat: Heartbeat,
+    claims: list[Claim],
+    outcomes: list[FusedOutcome],
+    error: Exception | None,
     ran_on: str | None,
-    **outcome: Any,
-) -> str:
-    def write(session: so.Session) -> bool:
-        return finish_job(
-            session, claim, status, ran_on=ran_on, torch_version=torch.__version__, **outcome
+) -> dict[int, str]:
+    """Each job's one terminal state (or its hand-back), where its attempt still holds it."""
+    results = {}
+    for claim, outcome in zip(claims, outcomes, strict=True):
+        if beat.lost(claim):
+            # Another attempt owns the job, or may by now: its outcome is not this one's.
+            log.warning("job %s: attempt %d lost its lease", claim.job_id, claim.attempt)
+            results[claim.job_id] = "lost"
+            continue
+        if outcome.yielded and error is None and claim.failure is None:
+            written = hand_back(session, claim)
+            results[claim.job_id] = "handed back" if written else "superseded"
+            continue
+        status, details = _status(claim, outcome, error)
+        written = finish_job(
+            session, claim, status, ran_on=ran_on, torch_version=torch.__version__, **details
         )
+        results[claim.job_id] = str(status) if written else "superseded"
+    return results
 
-    return str(status) if in_transaction(write) else "superseded"
+
+def _status(
+    claim: Claim, outcome: FusedOutcome, error: Exception | None
+) -> tuple[JobStatus, dict[str, Any]]:
+    """The terminal state a training outcome stands for, with what the job records of it."""
+    if error is not None:
+        return JobStatus.FAILED, {"error": f"{type(error).__name__}: {error}"[:4000]}
+    if claim.failure is not None:
+        return JobStatus.FAILED, {"error": claim.failure}
+    if outcome.diverged_at is not None:
+        return JobStatus.DIVERGED, {"diverged_at": outcome.diverged_at}
+    if outcome.stopped:
+        return JobStatus.CANCELLED, {}
+    return JobStatus.SUCCEEDED, {}
+
+
+def _send_again(job_ids: list[int], queue: str, *, fused: bool) -> None:
+    """Queue handed-back jobs' messages for the next worker (the reconciler's if this fails)."""
+    from service.broker import enqueue_batches, enqueue_jobs
+    from worker.celery_app import app
+
+    try:
+        if fused:
+            enqueue_batches(app, [(queue, job_ids)])
+        else:
+            enqueue_jobs(app, [(job_id, queue) for job_id in job_ids])
+    except Exception:
+        log.exception("could not send jobs %s again; the reconciler will", job_ids)
+    else:
+        log.info("handed jobs %s back to the queue", job_ids)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -12,6 +14,9 @@ log = logging.getLogger(__name__)
 # Set when the worker starts (worker.celery_app): prefork kills a process past task_time_limit
 # and worker.tasks records it; a thread cannot be killed, so other pools get this watchdog.
 _armed = False
+# A fused stack's limit is its own, not its message's: the watchdog keeps it in every pool; in
+# a prefork process, a stack still stuck in one step this long after its limit ends the process.
+STUCK_GRACE_SECONDS = 30.0
 
 
 def arm(enabled: bool) -> None:
@@ -26,13 +31,16 @@ def armed() -> bool:
 
 
 @contextmanager
-def hard_limit(job_ids: Sequence[int], seconds: float | None) -> Iterator[None]:
+def hard_limit(
+    job_ids: Sequence[int], seconds: float | None, *, always: bool = False
+) -> Iterator[None]:
     """Past `seconds`, end the jobs as failed; their training stops at its next flush.
 
     The flush sees that the attempt no longer holds its job (as after a cancel) and stops the
     loop, so the thread comes back to the pool and the worker takes its next message.
+    `always` watches in a prefork process too (where Celery's limit is the message's).
     """
-    if not _armed or not seconds or seconds <= 0:
+    if not (_armed or always) or not seconds or seconds <= 0:
         yield
         return
     done = threading.Event()
@@ -46,6 +54,9 @@ def hard_limit(job_ids: Sequence[int], seconds: float | None) -> Iterator[None]:
             record_failures(job_ids, reason)
         except Exception:  # the lease runs out and the reconciler's attempt cap ends them
             log.exception("could not record the time limit of jobs %s", list(job_ids))
+        if not _armed and not done.wait(STUCK_GRACE_SECONDS):
+            log.critical("jobs %s are stuck past their hard limit: ending the process", job_ids)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     thread = threading.Thread(target=watch, name=f"hard-limit-{job_ids[0]}", daemon=True)
     thread.start()

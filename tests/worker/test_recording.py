@@ -13,7 +13,7 @@ from service.jobs import new_job
 from service.jobspec import validate_job
 from service.models import Checkpoint, Job, JobStatus
 from tests.support.loss_chunks import stored_steps
-from worker.recording import claim_job, claim_stack, finish_job, record_chunk, save_checkpoint
+from worker.recording import claim_job, claim_stack, finish_job, record_chunk, save_checkpoints
 
 
 @pytest.fixture
@@ -66,7 +66,9 @@ def test_a_restarted_attempt_keeps_rows_before_the_checkpoint(
         claim, _ = claim_job(session, job_id, "a", lease_seconds=-1, max_attempts=3)
     with session_scope(factory) as session:
         record_chunk(session, claim, 0, [5.0, 1.0, 4.0, 3.0, 2.0], -1)
-        assert save_checkpoint(session, claim, 4, b"\x00" * 8, {"tensors": [], "extra": {}})
+        assert (
+            save_checkpoints(session, 4, [(claim, b"\x00" * 8, {"tensors": [], "extra": {}})]) == 1
+        )
         record_chunk(session, claim, 5, [0.5, 0.4], -1)
     # The worker died; the next attempt resumes at step 4.
     with session_scope(factory) as session:

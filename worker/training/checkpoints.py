@@ -57,6 +57,11 @@ class Checkpointer:
             optimizer.load_state_dict(_optimizer_state(saved, self._initial.layout["extra"]))
         return self._initial.step
 
+    @property
+    def attached(self) -> bool:
+        """Whether a stage's state is tracked (there is something to save)."""
+        return bool(self._tensors)
+
     def due(self, step: int) -> bool:
         """Whether a checkpoint should be taken before `step` trains."""
         if step <= self._last_step or not self._tensors:
@@ -94,3 +99,68 @@ def _optimizer_state(saved: dict[str, Tensor], extra: dict[str, Any]) -> dict[st
             _, index, key = name.split(".", 2)
             state.setdefault(int(index), {})[key] = tensor
     return {"state": state, "param_groups": extra["optimizer"]["param_groups"]}
+
+
+# save(step, [(job index, blob, layout)]) stores every running job's state of one stack at `step`.
+StackSave = Callable[[int, list[tuple[int, bytes, dict[str, Any]]]], None]
+
+
+def is_stacked(layout: dict[str, Any] | None) -> bool:
+    """Whether a checkpoint holds a fused stack's row (it resumes fused, never in a stage)."""
+    return layout is not None and "fused" in layout.get("extra", {})
+
+
+class StackCheckpointer:
+    """Saves each row of a fused stack as its job's own checkpoint; loads rows to resume."""
+
+    def __init__(self, save: StackSave, every: int = 0, seconds: float = 0.0) -> None:
+        self._save = save
+        self._every = every
+        self._seconds = seconds
+        self._last_step = 0
+        self._last_time = time.monotonic()
+
+    def load(
+        self, snapshots: list[Snapshot], params: list[Tensor]
+    ) -> tuple[int, list[list[Tensor]]]:
+        """Copy every row's weights into the stacked params; the step and optimizer slots."""
+        steps = {snapshot.step for snapshot in snapshots}
+        if len(steps) != 1:
+            raise ValueError(f"a stack resumes from one step, its checkpoints hold {sorted(steps)}")
+        rows = [unpack(s.blob, s.layout) for s in snapshots]
+        with torch.no_grad():
+            for index, param in enumerate(params):
+                param.copy_(torch.stack([row[f"model.w{index + 1}"] for row in rows]))
+        slots = sorted({name for row in rows for name in row if name.startswith("optimizer.")})
+        state = [
+            [
+                torch.stack([row[name] for row in rows]).to(params[0].device)
+                for name in slots
+                if name.startswith(f"optimizer.{index}.")
+            ]
+            for index in range(len(params))
+        ]
+        self._last_step = steps.pop()
+        return self._last_step, state
+
+    def due(self, step: int) -> bool:
+        """Whether the stack should be saved now, before `step` trains."""
+        if step <= self._last_step:
+            return False
+        by_steps = self._every > 0 and step - self._last_step >= self._every
+        by_time = self._seconds > 0 and time.monotonic() - self._last_time >= self._seconds
+        return by_steps or by_time
+
+    def save(
+        self, step: int, jobs: list[int], params: list[Tensor], state: list[list[Tensor]], name: str
+    ) -> None:
+        """Store row k of the stack as job jobs[k]'s state to resume from at `step`."""
+        rows = []
+        for row, job in enumerate(jobs):
+            tensors = {f"model.w{i + 1}": p[row] for i, p in enumerate(params)}
+            for i, slots in enumerate(state):
+                tensors.update({f"optimizer.{i}.{n}": s[row] for n, s in enumerate(slots)})
+            blob, layout = pack(tensors, {"fused": {"optimizer": name, "step": step}})
+            rows.append((job, blob, layout))
+        self._save(step, rows)
+        self._last_step, self._last_time = step, time.monotonic()

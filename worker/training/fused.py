@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from service.choices import fusion_key
+from worker.training.checkpoints import Snapshot, StackCheckpointer
 from worker.training.problem import make_problem
 from worker.training.recorder import finite_prefix
 from worker.training.run import TrainResult
@@ -34,6 +35,8 @@ class FusedOutcome:
     steps: int = 0
     diverged_at: int | None = None
     stopped: bool = False
+    # Checkpointed and handed back unfinished (the worker is shutting down).
+    yielded: bool = False
 
 
 def _stack(specs: list[TrainSpec], device: torch.device) -> tuple[Tensor, ...]:
@@ -51,19 +54,32 @@ def train_fused(
     flush: BatchFlush,
     flush_every: int = 64,
     flush_seconds: float = 0.5,
+    checkpointer: StackCheckpointer | None = None,
+    resume: list[Snapshot] | None = None,
+    should_yield: Callable[[], bool] = lambda: False,
 ) -> list[FusedOutcome]:
-    """Train K compatible specs together, handing every running job's chunk to flush."""
+    """Train K compatible specs together, handing every running job's chunk to flush.
+
+    With a checkpointer the stack saves every row when due, and at once when should_yield
+    says so (then it stops, each running job `yielded`); `resume` holds one snapshot per spec.
+    """
     if not specs or len({fusion_key(vars(spec)) for spec in specs}) != 1:
         raise ValueError("a fused batch needs one or more specs sharing fusion_key")
     x, y, w1, w2 = _stack(specs, device)
     optimizer = StackedOptimizer(specs, [w1, w2])
-    outcomes = [FusedOutcome() for _ in specs]
+    start = 0
+    if resume is not None:
+        if checkpointer is None or len(resume) != len(specs):
+            raise ValueError("a resumed stack needs a checkpointer and one snapshot per job")
+        start, state = checkpointer.load(resume, [w1, w2])
+        optimizer.resume(start, state)
+    outcomes = [FusedOutcome(steps=start) for _ in specs]
     running = list(range(len(specs)))  # stack row -> job index
     iterations = specs[0].iterations
     # Losses stay on the device, one row per running job, copied back a chunk at a time.
     losses = torch.empty(len(specs), flush_every, dtype=torch.float64, device=device)
-    chunk_start, last_flush = 0, time.monotonic()
-    for it in range(iterations):
+    chunk_start, last_flush = start, time.monotonic()
+    for it in range(start, iterations):
         # Forward pass
         h = torch.bmm(x, w1)  # (K, N, H)
         h_relu = h.clamp(min=0)  # (K, N, H)
@@ -81,11 +97,12 @@ def train_fused(
         grad_w1 = torch.bmm(x.transpose(1, 2), grad_h)  # (K, D_in, H)
 
         done = it + 1
-        if (
+        flushed = (
             done == iterations
             or done - chunk_start == flush_every
             or time.monotonic() - last_flush >= flush_seconds
-        ):
+        )
+        if flushed:
             keep = _flush(losses, chunk_start, done, running, flush, outcomes)
             chunk_start, last_flush = done, time.monotonic()
             if len(keep) < len(running):
@@ -98,6 +115,15 @@ def train_fused(
                 running = [running[row] for row in keep]
         if done < iterations:
             optimizer.step([w1, w2], [grad_w1, grad_w2])
+            if flushed and checkpointer is not None:
+                # The state now is the one before step `done`, whose losses are all stored.
+                leaving = should_yield()
+                if leaving or checkpointer.due(done):
+                    checkpointer.save(done, running, [w1, w2], optimizer.state, optimizer.name)
+                if leaving:
+                    for job in running:
+                        outcomes[job].yielded = True
+                    break
     return outcomes
 
 

@@ -33,8 +33,10 @@ class LossRecorder:
         flush_seconds: float = 0.5,
         start_step: int = 0,
         checkpointer: Checkpointer | None = None,
+        should_yield: Callable[[], bool] = lambda: False,
     ) -> None:
         self._flush = flush
+        self._should_yield = should_yield
         self._checkpointer = checkpointer
         self._flush_every = flush_every
         self._flush_seconds = flush_seconds
@@ -46,11 +48,13 @@ class LossRecorder:
         self._last_flush = time.monotonic()
         self.diverged_at: int | None = None
         self.stopped = False
+        # Checkpointed and handed back unfinished (the worker is shutting down).
+        self.yielded = False
 
     @property
     def finished(self) -> bool:
-        """Whether training should stop: cancelled or diverged."""
-        return self.stopped or self.diverged_at is not None
+        """Whether training should stop: cancelled, diverged or handed back."""
+        return self.stopped or self.yielded or self.diverged_at is not None
 
     def attach_state(
         self, tensors: dict[str, Tensor], optimizer: torch.optim.Optimizer | None = None
@@ -69,12 +73,20 @@ class LossRecorder:
             return False
         if step != self._next_step:
             raise ValueError(f"expected step {self._next_step}, got {step}")
-        if self._checkpointer is not None and self._checkpointer.due(step):
+        leaving = self._should_yield()
+        checkpointer = self._checkpointer
+        if checkpointer is not None and (
+            checkpointer.due(step) or (leaving and checkpointer.attached)
+        ):
             # The state now is the one before step's update: store the steps before it, then it.
             self._flush_pending()
             if self.finished:
                 return False
-            self._checkpointer.save(step)
+            checkpointer.save(step)
+        if leaving:
+            self._flush_pending()
+            self.yielded = True
+            return False
         self._losses[step - self._start_step].copy_(loss.detach())
         self._next_step = step + 1
         pending = self._next_step - self._flushed_to

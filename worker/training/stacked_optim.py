@@ -61,6 +61,13 @@ class StackedOptimizer:
             setattr(self, name, getattr(self, name).index_select(0, index))
         self.state = [[s.index_select(0, index) for s in slots] for slots in self.state]
 
+    def resume(self, steps: int, state: list[list[Tensor]]) -> None:
+        """Continue from a checkpoint: `steps` updates done, with these state slots."""
+        if [len(slots) for slots in state] != [len(slots) for slots in self.state]:
+            raise ValueError(f"checkpoint does not hold {self.name}'s optimizer state")
+        self.steps = steps
+        self.state = [[s.clone() for s in slots] for slots in state]
+
     @torch.no_grad()
     def step(self, params: list[Tensor], grads: list[Tensor]) -> None:
         """Update params in place from grads, as torch.optim's step would for each job."""
