@@ -62,6 +62,8 @@ class Config:
     # Checkpoints of long jobs: every so many steps (0: off) or seconds, whichever comes first.
     checkpoint_every: int = 0
     checkpoint_seconds: float = 60.0
+    # The most jobs one fused stack holds; the device's memory or cache may make it fewer.
+    max_stack: int = 1024
     # Both below the broker's visibility timeout (12 h), so no message is redelivered mid-job.
     job_soft_limit_seconds: float = 10 * 3600.0
     job_hard_limit_seconds: float = 11 * 3600.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from celery import signals
@@ -18,6 +19,8 @@ app = make_celery(Config.from_env())
 app.conf.imports = ("worker.tasks",)
 
 log = logging.getLogger(__name__)
+# The worker's main process (a pool process has another pid; a threads pool the same).
+_main_pid: int | None = None
 
 
 def is_prefork(pool_cls: object) -> bool:
@@ -54,10 +57,14 @@ def _preload_training(sender: Worker, **_kwargs: object) -> None:
     import torch
 
     import worker.runner  # noqa: F401
-    from worker import watchdog
+    from worker import shutdown, watchdog
 
     # Only prefork enforces task_time_limit (by killing the process): the others need a watchdog.
     watchdog.arm(not is_prefork(sender.pool_cls))
+    # The flag pool processes read must exist before they fork.
+    shutdown.reset_shared()
+    global _main_pid
+    _main_pid = os.getpid()
 
     # torch.optim's first Optimizer() imports torch._dynamo (~2 s): paid here, not by a job.
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
@@ -71,7 +78,15 @@ def _configure_process(**_kwargs: object) -> None:
 
     reset_process_state()
     shutdown.reset()
-    shutdown.handle_sigterm_in_pool_process()
+
+
+@signals.task_prerun.connect
+def _sigterm_hands_back(**_kwargs: object) -> None:
+    """In a pool process, a SIGTERM of its own asks its job to hand back (see shutdown)."""
+    from worker import shutdown
+
+    if _main_pid is not None and os.getpid() != _main_pid:
+        shutdown.handle_sigterm_here()
 
 
 @signals.worker_shutting_down.connect
@@ -80,4 +95,4 @@ def _hand_jobs_back(sig: str = "", how: str = "", **_kwargs: object) -> None:
     from worker import shutdown
 
     if how == "Warm":
-        shutdown.tell_pool_processes()
+        shutdown.request()

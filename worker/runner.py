@@ -41,7 +41,7 @@ from worker.recording import (
 )
 from worker.state import heartbeat, session_factory, worker_config
 from worker.training import LossRecorder, TrainSpec, train
-from worker.training.batch_size import fused_batch_size
+from worker.training.batch_size import MAX_FUSED, fused_batch_size
 from worker.training.checkpoints import Checkpointer, Snapshot, StackCheckpointer, is_stacked
 from worker.training.fused import FusedOutcome, train_fused
 from worker.watchdog import hard_limit
@@ -146,7 +146,7 @@ def run_jobs(job_ids: list[int], worker_name: str, *, fused: bool) -> dict[int, 
     run = Run(worker_name)
     queued = run.transaction(read_jobs, job_ids)
     results = {job_id: "missing" for job_id in job_ids if job_id not in queued}
-    for stack in plan_stacks(queued, fused=fused):
+    for stack in plan_stacks(queued, fused=fused, max_stack=run.config.max_stack):
         results.update(_run_stack(run, stack, queued))
     return results
 
@@ -170,7 +170,9 @@ def read_jobs(session: so.Session, job_ids: Sequence[int]) -> dict[int, QueuedJo
     return queued
 
 
-def plan_stacks(queued: dict[int, QueuedJob], *, fused: bool) -> list[Stack]:
+def plan_stacks(
+    queued: dict[int, QueuedJob], *, fused: bool, max_stack: int = MAX_FUSED
+) -> list[Stack]:
     """The stacks to train, in order.
 
     A job resumes the way its checkpoint was written (fused rows fused, a stage's alone). In a
@@ -204,6 +206,7 @@ def plan_stacks(queued: dict[int, QueuedJob], *, fused: bool) -> list[Stack]:
             size = fused_batch_size(
                 TrainSpec.from_fields(first.fields),
                 resolve_device(first.fields["device"], first.queue),
+                cap=max_stack,
             )
         stacks.extend(
             Stack(members[start : start + size], fused=True)

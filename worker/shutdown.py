@@ -1,65 +1,54 @@
 """A worker's shutdown: on SIGTERM its running jobs checkpoint at once and go back to the queue.
 
 Celery's warm shutdown waits for every running task to end, which for a long job is hours;
-`docker stop` and systemd give a process seconds. The main process tells its pool processes
-(prefork resets their SIGTERM to "die"), and each job sees `requested()` at its next step.
+`docker stop` and systemd give a process seconds. The main process raises a flag in memory its
+pool processes share (made before they fork), and each job sees `requested()` at its next step.
 """
 
 from __future__ import annotations
 
-import logging
-import os
+import mmap
 import signal
 import threading
-from pathlib import Path
 from types import FrameType
 
-log = logging.getLogger(__name__)
-
-_requested = threading.Event()
+# One byte shared over fork with every pool process: 1 once the worker is shutting down.
+_shared = mmap.mmap(-1, 1)
+_local = threading.Event()
 
 
 def requested() -> bool:
-    """Whether this process was asked to stop: running jobs checkpoint and hand back."""
-    return _requested.is_set()
+    """Whether this worker is stopping: running jobs checkpoint and hand back."""
+    return _local.is_set() or _shared[0] == 1
 
 
 def request() -> None:
-    """Ask this process's running jobs to checkpoint and hand their jobs back."""
-    _requested.set()
+    """Ask this process and the pool processes it forked to hand their jobs back."""
+    _local.set()
+    _shared[0] = 1
 
 
 def reset() -> None:
-    """Forget a request (a new pool process, or a test)."""
-    _requested.clear()
+    """Forget a request in this process only (a new pool process, or a test)."""
+    _local.clear()
 
 
-def handle_sigterm_in_pool_process() -> None:
-    """In a pool process, SIGTERM asks its job to hand back instead of killing it mid-step."""
-
-    def on_sigterm(_signum: int, _frame: FrameType | None) -> None:
-        request()
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+def reset_shared() -> None:
+    """Forget a request for every process sharing the flag (a test)."""
+    _local.clear()
+    _shared[0] = 0
 
 
-def tell_pool_processes() -> None:
-    """From the main process: pass the shutdown on to each child process (the pool's)."""
-    request()
-    for pid in child_pids(os.getpid()):
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:  # it just exited
-            continue
-        log.info("asked pool process %d to hand its jobs back", pid)
+def on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    """A SIGTERM sent to a pool process itself (systemd signals them all): hand back."""
+    _local.set()
 
 
-def child_pids(pid: int) -> list[int]:
-    """The direct children of a process (Linux's /proc; none where it is absent)."""
-    children: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children.extend(int(n) for n in (task / "children").read_text().split())
-        except OSError:
-            continue
-    return children
+def handle_sigterm_here() -> None:
+    """Make SIGTERM in this pool process a request to hand back, not a kill mid-step.
+
+    billiard installs its own handler after the pool process's initializer, so this runs as
+    each task starts; it is a no-op once installed.
+    """
+    if signal.getsignal(signal.SIGTERM) is not on_sigterm:
+        signal.signal(signal.SIGTERM, on_sigterm)

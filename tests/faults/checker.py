@@ -21,6 +21,8 @@ class Expectation:
     # (The fault suite's env fills them in for every job that succeeded.)
     losses: list[float] | None = None
     max_attempts: int | None = None
+    # Trained fused (in a batch message): its reference is the fused one.
+    fused: bool = False
 
 
 @dataclass

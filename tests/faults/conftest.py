@@ -11,18 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask.testing import FlaskClient
 
 from service.broker import make_celery
 from service.config import Config
 from service.db import make_engine, make_session_factory
+from service.models import Job
 from service.ops.reconcile import reconcile_once
 from service.ops.redis_server import RedisServer, free_port
 from tests.conftest import TERMINAL, make_test_app
 from tests.faults.checker import Expectation, Report, check
 from tests.support.processes import WorkerProcess
 from worker.training import TrainSpec, train_to_list
+from worker.training.fused import train_fused_to_lists
 
 # Figures of the whole run, printed at the end (and written to $TRAINQ_FAULT_FIGURES if set).
 FIGURES = {
@@ -125,6 +128,25 @@ class FaultEnv:
         self.accepted[job["id"]] = expect or Expectation()
         return job["id"]
 
+    def submit_stack(
+        self,
+        grid: dict[str, list[Any]],
+        expect: Callable[[str | None], Expectation] | None = None,
+        **base: Any,
+    ) -> list[int]:
+        """POST a fused sweep over grid; its job ids, in order, each expected as `expect(name)`."""
+        body = {"name": "stack", "base": {**SMALL, "seed": 7, **base}, "grid": grid, "fused": True}
+        response = self.client.post("/api/v1/sweeps", json=body)
+        assert response.status_code == 201, response.get_json()
+        sweep_id = response.get_json()["id"]
+        with self.sessions() as session:
+            rows = session.execute(
+                sa.select(Job.id, Job.name).where(Job.sweep_id == sweep_id).order_by(Job.id)
+            ).all()
+        for job_id, name in rows:
+            self.accepted[job_id] = expect(name) if expect else Expectation(fused=True)
+        return [job_id for job_id, _ in rows]
+
     def job(self, job_id: int) -> dict[str, Any]:
         """The job as the API shows it."""
         return self.client.get(f"/api/v1/jobs/{job_id}").get_json()
@@ -154,7 +176,7 @@ class FaultEnv:
         for job_id, expected in self.accepted.items():
             job = self.job(job_id)
             if expected.losses is None and job.get("status") == "succeeded":
-                expected.losses = reference_losses(job)
+                expected.losses = reference_losses(job, fused=expected.fused)
         report = check(self.sessions, self.accepted)
         FIGURES["jobs_checked"] += report.jobs_checked
         for name, count in zip(("lost", "duplicated", "unexpected"), report.counts, strict=True):
@@ -177,15 +199,20 @@ class FaultEnv:
         self.app.extensions["trainq.engine"].dispose()
 
 
-_REFERENCES: dict[str, list[float]] = {}
+_REFERENCES: dict[tuple[str, bool], list[float]] = {}
 
 
-def reference_losses(job: dict[str, Any]) -> list[float]:
-    """The uninterrupted run of a job's fields on the CPU (what its stored history must equal)."""
+def reference_losses(job: dict[str, Any], *, fused: bool = False) -> list[float]:
+    """The uninterrupted run of a job's fields on the CPU (what its stored history must equal).
+
+    A fused job's is its fused run, which is the same in a stack of any size (each row's bmm
+    is its own product), so a stack of one stands for the stack it trained in.
+    """
     spec = TrainSpec.from_fields(job)
-    key = repr(spec)
+    key = (repr(spec), fused)
     if key not in _REFERENCES:
-        _REFERENCES[key] = train_to_list(spec).losses
+        run = train_fused_to_lists([spec])[0] if fused else train_to_list(spec)
+        _REFERENCES[key] = run.losses
     return _REFERENCES[key]
 
 

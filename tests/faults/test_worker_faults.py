@@ -134,20 +134,6 @@ def test_a_worker_frozen_past_its_lease_writes_nothing_more_and_stops(env: Fault
     env.check()
 
 
-def test_sigterm_during_a_job_finishes_it_before_the_worker_exits(env: FaultEnv) -> None:
-    worker = env.worker(concurrency=1)
-    job_id = env.submit(iterations=LONG)
-    env.wait(job_id, mid_job)
-    # Warm shutdown: Celery stops taking messages and waits for the running task.
-    os.kill(worker.process.pid, signal.SIGTERM)
-    env.fault()
-    assert worker.process.wait(90) == 0
-    job = env.job(job_id)
-    assert job["status"] == "succeeded", job
-    assert job["attempts"] == 1, job
-    env.check()
-
-
 def test_poison_job_fails_after_max_attempts_and_others_still_run(env: FaultEnv) -> None:
     # Given a job whose every attempt kills its worker process, among ordinary jobs
     env.worker(concurrency=2)
