@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -59,6 +60,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         target = os.environ.get("TRAINQ_FAULT_FIGURES")
         if target:
             Path(target).write_text(json.dumps(FIGURES, indent=2) + "\n")
+
+
+def record_recovery(fault: str, seconds: float) -> None:
+    """Add one recovery time (fault to running again) to the suite's figures, per fault."""
+    times = FIGURES.setdefault("recovery_by_fault_s", {}).setdefault(fault, {"each": []})
+    times["each"].append(round(seconds, 1))
+    times["median"] = round(statistics.median(times["each"]), 1)
+    times["worst"] = max(times["each"])
 
 
 class FaultEnv:

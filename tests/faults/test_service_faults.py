@@ -142,3 +142,29 @@ def test_postgresql_restarting_while_jobs_run(
     with env.sessions() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Job)) == len(ids)
     env.check()
+
+
+@pytest.mark.parametrize("database_url", [POSTGRESQL], indirect=True)
+def test_postgresql_restarting_under_a_fused_stack(
+    env: FaultEnv, postgres_server: PostgresServer
+) -> None:
+    # Given a fused stack training
+    worker = env.worker(concurrency=1)
+    env.start_reconciler()
+    ids = env.submit_stack({"seed": [1, 2, 3, 4]}, iterations=15_000)
+    for job_id in ids:
+        env.wait(job_id, lambda j: j["status"] == "running" and j["steps_done"] > 0)
+    # When the server goes away for a while under it
+    postgres_server.stop()
+    env.fault()
+    wait_until(
+        lambda: "database unavailable, retrying" in worker.log_tail(3000),
+        30,
+        lambda: f"the worker to notice:\n{env.logs()}",
+    )
+    postgres_server.start()
+    # Then the stack retries, survives, and each job ends once, with its whole fused history
+    env.wait_all(timeout=150)
+    assert worker.process is not None
+    assert worker.process.poll() is None
+    env.check()

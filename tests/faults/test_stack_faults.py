@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import statistics
 import time
 from collections.abc import Callable
 
@@ -13,18 +12,10 @@ import sqlalchemy as sa
 from service.models import Job, JobStatus
 from tests.conftest import TERMINAL
 from tests.faults.checker import Expectation
-from tests.faults.conftest import FIGURES, FaultEnv
+from tests.faults.conftest import FIGURES, FaultEnv, record_recovery
 
 LONG = 20_000  # tensors steps of the small problem: a few seconds of training
 SEEDS = {"seed": [1, 2, 3, 4]}
-
-
-def record_recovery(fault: str, seconds: float) -> None:
-    """Add one recovery time (fault to running again) to the suite's figures, per fault."""
-    times = FIGURES.setdefault("recovery_by_fault_s", {}).setdefault(fault, {"each": []})
-    times["each"].append(round(seconds, 1))
-    times["median"] = round(statistics.median(times["each"]), 1)
-    times["worst"] = max(times["each"])
 
 
 def all_jobs(env: FaultEnv, ids: list[int], until: Callable[[dict], bool], timeout: float) -> None:

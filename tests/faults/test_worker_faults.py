@@ -16,7 +16,7 @@ from service.models import Checkpoint, JobStatus
 from service.ops.reconcile import reconcile_once
 from tests.conftest import TERMINAL
 from tests.faults.checker import Expectation
-from tests.faults.conftest import FIGURES, FaultEnv
+from tests.faults.conftest import FIGURES, FaultEnv, record_recovery
 from tests.support.waiting import wait_until
 
 LONG = 20_000  # tensors steps of the small problem: a few seconds of training
@@ -33,9 +33,12 @@ def test_sigkill_of_a_worker_child_mid_job_resumes_from_its_checkpoint(env: Faul
     job_id = env.submit(iterations=LONG)
     env.wait(job_id, mid_job)
     # When its pool process is killed in mid-job
+    killed_at = time.monotonic()
     for pid in worker.children():
         os.kill(pid, signal.SIGKILL)
     env.fault()
+    env.wait(job_id, lambda j: j["attempts"] == 2 and j["status"] == "running", timeout=60)
+    record_recovery("kill -9 pool process mid-job", time.monotonic() - killed_at)
     # Then a second attempt resumes from the checkpoint and the history equals one whole run
     job = env.wait(job_id, lambda j: j["status"] in ("succeeded", "failed"), timeout=120)
     assert job["status"] == "succeeded", job
@@ -94,6 +97,7 @@ def test_a_dead_workers_job_runs_again_elsewhere_within_seconds(env: FaultEnv) -
             timeout=60,
         )
         recoveries.append(time.monotonic() - killed_at)
+        record_recovery("kill -9 whole worker mid-job (make run's lease)", recoveries[-1])
         assert env.job(job_id)["worker"].startswith(spare.name)
         env.wait(job_id, lambda j: j["status"] in TERMINAL, timeout=240)
     FIGURES["recovery_s"] = {
@@ -118,7 +122,9 @@ def test_a_worker_frozen_past_its_lease_writes_nothing_more_and_stops(env: Fault
     env.fault()
     try:
         taker = env.worker(concurrency=1)
+        started = time.monotonic()
         env.wait(job_id, lambda j: j["attempts"] == 2, timeout=90)
+        record_recovery("SIGSTOP past the lease (taker started)", time.monotonic() - started)
     finally:
         os.killpg(frozen.process.pid, signal.SIGCONT)
     # Then the frozen attempt, woken, stops on its own and writes neither a loss nor a state

@@ -87,3 +87,38 @@ def test_snapshot_refuses_a_layout_outside_the_blob_or_odd_dtype() -> None:
     layout["tensors"][0].update(nbytes=16, dtype="object")
     with pytest.raises(KeyError):
         unpack(blob, layout)
+
+
+@pytest.mark.parametrize(("stage", "optimizer"), CASES)
+def test_a_run_asked_to_yield_checkpoints_where_its_losses_end(stage: str, optimizer: str) -> None:
+    spec = small_spec(stage, optimizer)
+    reference = train_to_list(spec).losses
+    # Given a run with no checkpoint due (every 1,000 steps) that is asked to stop at step 23
+    losses: list[float] = []
+    snapshots: list[Snapshot] = []
+    steps = iter(range(1000))
+    recorder = LossRecorder(
+        spec.iterations,
+        torch.device("cpu"),
+        lambda first, chunk: losses.extend(chunk) or True,
+        5,
+        60.0,
+        checkpointer=Checkpointer(lambda s, b, lay: snapshots.append(Snapshot(s, b, lay)), 1000),
+        should_yield=lambda: next(steps) == 23,
+    )
+    train(spec, torch.device("cpu"), recorder)
+    # Then it saved once, at the step its stored losses reach, and stopped there
+    assert recorder.yielded
+    assert [s.step for s in snapshots] == [23]
+    assert losses == reference[:23]
+    # and the next attempt resumes from there to the uninterrupted history
+    after: list[float] = []
+    resumed = LossRecorder(
+        spec.iterations,
+        torch.device("cpu"),
+        lambda first, chunk: after.extend(chunk) or True,
+        start_step=23,
+        checkpointer=Checkpointer(lambda *a: None, initial=snapshots[0]),
+    )
+    train(spec, torch.device("cpu"), resumed)
+    assert losses + after == reference

@@ -7,6 +7,7 @@ import torch
 
 from worker.training import TrainSpec, train_to_list
 from worker.training.batch_size import bytes_per_job, fused_batch_size
+from worker.training.checkpoints import Snapshot, StackCheckpointer, is_stacked
 from worker.training.fused import train_fused, train_fused_to_lists
 from worker.training.spec import INIT_NAMES, OPTIMIZER_NAMES
 
@@ -147,3 +148,79 @@ def test_fused_on_gpu_matches_the_jobs_alone_on_gpu() -> None:
     assert results[0].diverged_at is None
     assert results[1].diverged_at is not None
     assert fused_batch_size(specs[0], device) > 1
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZER_NAMES)
+def test_a_stack_handed_back_and_resumed_equals_the_uninterrupted_stack_bitwise(
+    optimizer: str,
+) -> None:
+    # Given a stack that checkpoints every 32 steps, and its uninterrupted run
+    specs = [spec(optimizer=optimizer, lr=RATES[optimizer] * (1 + s / 4), seed=s) for s in range(3)]
+    whole = train_fused_to_lists(specs)
+    histories: list[list[float]] = [[] for _ in specs]
+    saved: dict[int, Snapshot] = {}
+
+    def flush(first: int, chunks: list[tuple[int, list[float]]]) -> list[int]:
+        for k, chunk in chunks:
+            del histories[k][first:]  # a resumed run writes from its checkpoint again
+            histories[k].extend(chunk)
+        return []
+
+    def save(step: int, rows: list[tuple[int, bytes, dict]]) -> None:
+        saved.update({k: Snapshot(step, blob, layout) for k, blob, layout in rows})
+
+    flushes = iter(range(1000))
+    # When it is asked to stop at its fifth flush (after a checkpoint at step 64)
+    outcomes = train_fused(
+        specs,
+        torch.device("cpu"),
+        flush,
+        flush_every=16,
+        checkpointer=StackCheckpointer(save, every=32),
+        should_yield=lambda: next(flushes) == 4,
+    )
+    # Then every row stopped, saved at the step its stored losses reach
+    assert all(outcome.yielded for outcome in outcomes)
+    step = saved[0].step
+    assert {s.step for s in saved.values()} == {step} == {len(h) for h in histories}
+    assert is_stacked(saved[0].layout)
+    # and the stack rebuilt from the checkpoints trains on to the uninterrupted histories
+    again = train_fused(
+        specs,
+        torch.device("cpu"),
+        flush,
+        flush_every=16,
+        checkpointer=StackCheckpointer(save, every=32),
+        resume=[saved[k] for k in range(len(specs))],
+    )
+    assert not any(outcome.yielded for outcome in again)
+    assert [h == w.losses for h, w in zip(histories, whole, strict=True)] == [True] * len(specs)
+
+
+def test_a_rows_history_does_not_depend_on_its_stack_bitwise() -> None:
+    # The fault suite's reference for a fused job is its stack of one: the rows never mix.
+    specs = [spec(optimizer="adam", seed=s, lr=1e-3 * (s + 1)) for s in range(5)]
+    stacked = train_fused_to_lists(specs)
+    for job, result in zip(specs, stacked, strict=True):
+        assert train_fused_to_lists([job])[0].losses == result.losses
+
+
+def test_a_resumed_stack_refuses_checkpoints_of_different_steps() -> None:
+    specs = [spec(seed=s) for s in range(2)]
+    saved: dict[int, Snapshot] = {}
+
+    def save(step: int, rows: list[tuple[int, bytes, dict]]) -> None:
+        saved.update({k: Snapshot(step, blob, layout) for k, blob, layout in rows})
+
+    train_fused(specs, torch.device("cpu"), lambda *_: [], 16, 60.0, StackCheckpointer(save, 32))
+    older = Snapshot(32, saved[0].blob, saved[0].layout)
+    with pytest.raises(ValueError, match="one step"):
+        train_fused(
+            specs,
+            torch.device("cpu"),
+            lambda *_: [],
+            16,
+            60.0,
+            StackCheckpointer(save, 32),
+            resume=[older, saved[1]],
+        )
