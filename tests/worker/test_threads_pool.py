@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -142,3 +143,22 @@ def test_only_errors_that_break_the_context_end_the_process(monkeypatch) -> None
     assert exits == []
     device_errors.exit_if_device_broken(RuntimeError("CUDA error: device-side assert triggered"))
     assert exits == [EXIT_DEVICE_BROKEN]
+
+
+def test_sigterm_hands_the_running_job_back_and_the_worker_exits(threads_worker) -> None:  # type: ignore[no-untyped-def]
+    # Given a long job on the threads pool (the GPU worker's), past its first flush
+    worker = threads_worker.start()
+    job_id = threads_worker.submit(stage="optim", iterations=100_000, N=8, D_in=20, H=16, D_out=3)
+    threads_worker.wait(job_id, lambda j: j["status"] == "running" and j["steps_done"] > 0)
+    # When the worker is asked to stop
+    worker.process.send_signal(signal.SIGTERM)
+    # Then it exits at once, the job queued again (its attempt not counted) and its message sent
+    assert worker.process.wait(30) == 0
+    job = threads_worker.job(job_id)
+    assert job["status"] == "queued", job
+    assert job["attempts"] == 0, job
+    assert f"handed jobs [{job_id}] back to the queue" in worker.log_tail(200)
+    # and the next worker trains it from there to the end
+    threads_worker.start()
+    done = threads_worker.wait(job_id, lambda j: j["status"] in ("succeeded", "failed"), 120)
+    assert done["steps_done"] > job["steps_done"], done
