@@ -406,7 +406,9 @@ def _write_outcomes(
     for claim, outcome in zip(claims, outcomes, strict=True):
         if beat.lost(claim):
             # Another attempt owns the job, or may by now: its outcome is not this one's.
-            log.warning("job %s: attempt %d lost its lease", claim.job_id, claim.attempt)
+            log.warning(
+                "job %s: attempt %d lost its lease and stopped", claim.job_id, claim.attempt
+            )
             results[claim.job_id] = "lost"
             continue
         if outcome.yielded and error is None and claim.failure is None:
