@@ -35,6 +35,8 @@ class EndpointDoc:
     params: Sequence[Param] = ()
     request: type[BaseModel] | None = None
     responses: Mapping[int, Response] = field(default_factory=dict)
+    # The token scope it needs when tokens are configured (None: read for GET, submit else).
+    scope: str | None = None
 
 
 def documented(
@@ -45,12 +47,13 @@ def documented(
     request: type[BaseModel] | None = None,
     responses: Mapping[int, Response] | None = None,
     errors: Sequence[int] = (422,),
+    scope: str | None = None,
 ) -> Callable[[View], View]:
     """Attach an OpenAPI description to a view; error statuses answer with ErrorBody."""
     answers: dict[int, Response] = dict(responses or {})
     for status in errors:
         answers.setdefault(status, ErrorBody)
-    doc = EndpointDoc(summary, tag, tuple(params), request, answers)
+    doc = EndpointDoc(summary, tag, tuple(params), request, answers, scope)
 
     def attach(view: View) -> View:
         # A function attribute, read back by build_document with getattr; mypy knows no such field.
