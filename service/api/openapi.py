@@ -77,11 +77,11 @@ def _operation(
             "content": content,
         }
     if secured and guarded(path):
-        for status in ("401", "403"):
+        for code in ("401", "403"):
             responses.setdefault(
-                status,
+                code,
                 {
-                    "description": "no valid token" if status == "401" else "scope or owner",
+                    "description": "no valid token" if code == "401" else "scope or owner",
                     "content": {"application/json": {"schema": schemas.ref(ErrorBody)}},
                 },
             )
