@@ -47,6 +47,11 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     max_sweep_jobs: int = 10_000
     max_request_bytes: int = 1_000_000
+    # Submissions (POST /jobs and /sweeps together) per token, or per address without tokens,
+    # in Flask-Limiter's notation ("6000/minute", "100/second"); "off" disables it.
+    submit_rate_limit: str = "6000/minute"
+    # Queued-plus-running jobs one owner may have (0: no cap); a sweep counts all its jobs.
+    max_active_jobs_per_owner: int = 100_000
     # Rows per write: a 500-step job in 2 transactions, not 8; flush_seconds keeps it live.
     flush_every: int = 256
     flush_seconds: float = 0.5

@@ -42,10 +42,22 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Before any rule is added: every <int:id> in a route becomes a bounded id.
     app.url_map.converters["int"] = IdConverter
 
-    from service.api import errors, extensions, health, jobs, openapi, pages, results, sweeps
+    from service.api import (
+        errors,
+        extensions,
+        health,
+        jobs,
+        limits,
+        openapi,
+        pages,
+        results,
+        sweeps,
+    )
 
     extensions.init_app(app)
     errors.init_app(app)
+    # After the token check, whose token names the client a limit counts.
+    limits.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(pages.bp)

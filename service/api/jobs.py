@@ -23,6 +23,7 @@ from service.api.extensions import (
     require_owner,
     row_or_404,
 )
+from service.api.limits import check_active_cap
 from service.api.params import (
     choice_arg,
     float_arg,
@@ -103,7 +104,7 @@ def send_jobs(jobs: list[Job]) -> None:
     tag="jobs",
     request=JobRequest,
     responses={201: JobOut, 200: JobOut},
-    errors=(400, 413, 422),
+    errors=(400, 413, 422, 429),
 )
 def submit_job() -> tuple[Response, int]:
     """Validate a job, write its row, then enqueue it."""
@@ -115,6 +116,7 @@ def submit_job() -> tuple[Response, int]:
             return jsonify(job_to_dict(existing)), 200
     cfg = config()
     spec = validate_job(json_body(), cfg.limits)
+    check_active_cap(1)
     job = new_job(
         spec,
         queue_for(spec["device"], cfg.default_queue),

@@ -21,6 +21,7 @@ from service.api.extensions import (
     row_or_404,
 )
 from service.api.jobs import json_body
+from service.api.limits import check_active_cap
 from service.api.params import (
     choice_arg,
     idempotency_key,
@@ -91,7 +92,7 @@ def _validate_all(
     tag="sweeps",
     request=SweepRequest,
     responses={201: SweepOut, 200: SweepOut},
-    errors=(400, 413, 422),
+    errors=(400, 413, 422, 429),
 )
 def submit_sweep() -> tuple[Response, int]:
     """Expand and validate every job, write them in one bulk insert, enqueue them in one go."""
@@ -118,6 +119,7 @@ def submit_sweep() -> tuple[Response, int]:
     specs, skipped = _validate_all(expansion.jobs, cfg.limits, sweep_request.skip_invalid)
     if not specs:
         raise ApiError(422, "no_valid_jobs", "every combination of the sweep is invalid", "grid")
+    check_active_cap(len(specs))
     # Stored as submitted (what GET /sweeps/{id} shows), with the seed that replays it.
     stored_request = {**cast(dict[str, Any], body), "seed": expansion.seed}
     sweep = Sweep(
