@@ -45,6 +45,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from service.api import (
         errors,
         extensions,
+        headers,
         health,
         jobs,
         limits,
@@ -56,6 +57,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     extensions.init_app(app)
     errors.init_app(app)
+    headers.init_app(app)
     # After the token check, whose token names the client a limit counts.
     limits.init_app(app)
     app.register_blueprint(health.bp)
