@@ -1,4 +1,4 @@
-"""jobs.owner and sweeps.owner: the name of the token that created the row
+"""jobs.owner and sweeps.owner (the name of the token that created the row); an index for /metrics
 
 Revision ID: 0008
 Revises: 0007
@@ -22,10 +22,15 @@ def upgrade() -> None:
     op.add_column("sweeps", sa.Column("owner", sa.String(64), nullable=True))
     # GET /jobs?owner= and the per-owner cap on queued-plus-running jobs.
     op.create_index("ix_jobs_owner_status", "jobs", ["owner", "status"], unique=False)
+    # /metrics: jobs per (status, queue) and each queue's oldest queued job, from the index alone.
+    op.create_index(
+        "ix_jobs_status_queue_created_at", "jobs", ["status", "queue", "created_at"], unique=False
+    )
 
 
 def downgrade() -> None:
     # Plain DROP COLUMN (SQLite 3.35+), never a batch copy that would cascade to child rows.
+    op.drop_index("ix_jobs_status_queue_created_at", table_name="jobs")
     op.drop_index("ix_jobs_owner_status", table_name="jobs")
     op.drop_column("sweeps", "owner")
     op.drop_column("jobs", "owner")

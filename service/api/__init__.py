@@ -49,12 +49,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         health,
         jobs,
         limits,
+        metrics,
         openapi,
         pages,
         results,
         sweeps,
     )
 
+    # First, so a request is timed from before the token check to after the last header.
+    metrics.init_app(app)
     extensions.init_app(app)
     errors.init_app(app)
     headers.init_app(app)

@@ -45,6 +45,7 @@ class Job(Base):
         sa.Index("ix_jobs_status_final_loss_id", "status", "final_loss", "id"),
         sa.Index("ix_jobs_sweep_id_final_loss_id", "sweep_id", "final_loss", "id"),
         sa.Index("ix_jobs_owner_status", "owner", "status"),
+        sa.Index("ix_jobs_status_queue_created_at", "status", "queue", "created_at"),
     )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
