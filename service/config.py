@@ -72,6 +72,8 @@ class Config:
     job_hard_limit_seconds: float = 11 * 3600.0
     # How long a worker keeps retrying a database that went away before failing the job.
     db_retry_seconds: float = 120.0
+    # Celery task events for Flower: 1 on (workers and the API send them), 0 off.
+    task_events: int = 1
     var_dir: Path = field(default_factory=_var_dir)
 
     @classmethod

@@ -1,6 +1,10 @@
-"""Operations verbs: `trainq token new` (a scoped API token) and `trainq flower`."""
+"""Operations verbs: `trainq token new` (a scoped API token) and `trainq flower` (Celery Flower)."""
 
 from __future__ import annotations
+
+import importlib.util
+import os
+import sys
 
 import click
 
@@ -25,4 +29,27 @@ def token_new(name: str, scope: str) -> None:
     click.echo(f"entry:  {entry}")
 
 
-COMMANDS = [token]
+def flower_command(address: str, port: int, extra: tuple[str, ...]) -> list[str]:
+    """The Celery Flower command line `trainq flower` runs."""
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "flower",
+        f"--address={address}", f"--port={port}", *extra,
+    ]  # fmt: skip
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option("--address", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5555, show_default=True, type=int)
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+def flower(address: str, port: int, extra: tuple[str, ...]) -> None:
+    """Celery Flower on trainq's broker (the `flower` extra); EXTRA goes to Flower as is,
+    e.g. --basic-auth=user:password."""
+    if importlib.util.find_spec("flower") is None:
+        raise click.ClickException(
+            "Flower is not installed: pip install 'trainq[flower]' (or make install)"
+        )
+    argv = flower_command(address, port, extra)
+    os.execv(sys.executable, argv)
+
+
+COMMANDS = [token, flower]

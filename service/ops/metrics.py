@@ -130,30 +130,35 @@ class DeploymentCollector(Collector):
             ).one()
             steps.add_metric([], float(total_steps))
             retries.add_metric([], float(total_retries))
+            # One pass over the running jobs: each worker's latest lease, and the lapsed ones.
             running = session.execute(
-                sa.select(Job.worker, Job.queue, sa.func.max(Job.lease_expires_at))
-                .where(Job.status == JobStatus.RUNNING, Job.worker.is_not(None))
+                sa.select(
+                    Job.worker,
+                    Job.queue,
+                    sa.func.max(Job.lease_expires_at),
+                    sa.func.sum(sa.case((Job.lease_expires_at < now, 1), else_=0)),
+                )
+                .where(Job.status == JobStatus.RUNNING)
                 .group_by(Job.worker, Job.queue)
             ).all()
-            lapsed = session.scalar(
-                sa.select(sa.func.count())
-                .select_from(Job)
-                .where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now)
-            )
         per_queue = dict.fromkeys(QUEUES, 0)
         last: dict[str, float] = {}
         lease = self.config.lease_seconds
-        for worker, queue, lease_end in running:
+        lapsed = 0
+        for worker, queue, lease_end, expired_here in running:
+            lapsed += expired_here or 0
+            if worker is None:
+                continue
             if lease_end is not None and lease_end > now:
                 per_queue[queue] = per_queue.get(queue, 0) + 1
-            if worker is not None and lease_end is not None:
+            if lease_end is not None:
                 renewed = lease_end.timestamp() - lease
                 last[worker] = max(last.get(worker, renewed), renewed)
         for queue, count in sorted(per_queue.items()):
             busy.add_metric([queue], count)
         for worker, when in sorted(last.items()):
             beat.add_metric([worker], when)
-        expired.add_metric([], lapsed or 0)
+        expired.add_metric([], lapsed)
         yield from (jobs, oldest, steps, retries, busy, beat, expired)
 
     def _from_redis(self) -> Iterator[Metric]:
