@@ -63,16 +63,24 @@ def documented(
     return attach
 
 
+# What every integer parameter fits in (params.int_arg's range), and what no text may hold.
+MAX_INT_PARAM = 2**31 - 1
+NO_NUL = "^[^\\x00]*$"
+
+
 def int_param(name: str, description: str = "", **bounds: int) -> Param:
-    """An integer query parameter."""
-    return Param(name, {"type": "integer", **bounds}, description)
+    """An integer query parameter (within [0, 2**31-1] unless its bounds say narrower)."""
+    schema = {"type": "integer", "minimum": 0, "maximum": MAX_INT_PARAM, **bounds}
+    return Param(name, schema, description)
 
 
 def str_param(name: str, description: str = "", enum: Sequence[str] | None = None) -> Param:
-    """A string query parameter, optionally one of `enum`."""
+    """A string query parameter, optionally one of `enum` (empty: the default)."""
     schema: dict[str, Any] = {"type": "string"}
     if enum:
-        schema["enum"] = list(enum)
+        schema["enum"] = ["", *enum]
+    else:
+        schema["pattern"] = NO_NUL
     return Param(name, schema, description)
 
 

@@ -174,13 +174,14 @@ def test_every_api_operation_states_its_scope(scoped: FlaskClient) -> None:
     scopes = {}
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
-            if path.startswith("/api/"):
+            if path.startswith("/api/") or path == "/metrics":
                 assert operation["security"] == [{"bearer": []}], (method, path)
                 assert {"401", "403"} <= set(operation["responses"]), (method, path)
                 scopes[(method, path)] = operation["x-trainq-scope"]
             else:
                 assert "x-trainq-scope" not in operation, (method, path)
     assert scopes[("get", "/api/v1/jobs")] == "read"
+    assert scopes[("get", "/metrics")] == "read"
     assert scopes[("post", "/api/v1/jobs")] == "submit"
     assert scopes[("post", "/api/v1/sweeps/{sweep_id}/cancel")] == "submit"
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
