@@ -48,7 +48,10 @@ def make_celery(config: Config) -> Celery:
             "unacked_restore_throttle": 1,
         },
         broker_heartbeat=None,
-        worker_send_task_events=False,
+        # Task events (received, started, succeeded, ...) and task-sent events from the API, so
+        # Celery Flower lists trainq's tasks; the jobs table stays the truth about jobs.
+        worker_send_task_events=bool(config.task_events),
+        task_send_sent_event=bool(config.task_events),
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
         task_publish_retry_policy={

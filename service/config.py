@@ -47,6 +47,11 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     max_sweep_jobs: int = 10_000
     max_request_bytes: int = 1_000_000
+    # Submissions (POST /jobs and /sweeps together) per token, or per address without tokens,
+    # in Flask-Limiter's notation ("6000/minute", "100/second"); "off" disables it.
+    submit_rate_limit: str = "6000/minute"
+    # Queued-plus-running jobs one owner may have (0: no cap); a sweep counts all its jobs.
+    max_active_jobs_per_owner: int = 100_000
     # Rows per write: a 500-step job in 2 transactions, not 8; flush_seconds keeps it live.
     flush_every: int = 256
     flush_seconds: float = 0.5
@@ -69,6 +74,8 @@ class Config:
     job_hard_limit_seconds: float = 11 * 3600.0
     # How long a worker keeps retrying a database that went away before failing the job.
     db_retry_seconds: float = 120.0
+    # Celery task events for Flower: 1 on (workers and the API send them), 0 off.
+    task_events: int = 1
     var_dir: Path = field(default_factory=_var_dir)
 
     @classmethod

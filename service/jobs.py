@@ -34,6 +34,7 @@ STATE_COLUMNS = (
     "status",
     "queue",
     "sweep_id",
+    "owner",
     "attempts",
     "stack_size",
     "worker",

@@ -42,10 +42,27 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Before any rule is added: every <int:id> in a route becomes a bounded id.
     app.url_map.converters["int"] = IdConverter
 
-    from service.api import errors, extensions, health, jobs, openapi, pages, results, sweeps
+    from service.api import (
+        errors,
+        extensions,
+        headers,
+        health,
+        jobs,
+        limits,
+        metrics,
+        openapi,
+        pages,
+        results,
+        sweeps,
+    )
 
+    # First, so a request is timed from before the token check to after the last header.
+    metrics.init_app(app)
     extensions.init_app(app)
     errors.init_app(app)
+    headers.init_app(app)
+    # After the token check, whose token names the client a limit counts.
+    limits.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(pages.bp)

@@ -35,6 +35,8 @@ class EndpointDoc:
     params: Sequence[Param] = ()
     request: type[BaseModel] | None = None
     responses: Mapping[int, Response] = field(default_factory=dict)
+    # The token scope it needs when tokens are configured (None: read for GET, submit else).
+    scope: str | None = None
 
 
 def documented(
@@ -45,12 +47,13 @@ def documented(
     request: type[BaseModel] | None = None,
     responses: Mapping[int, Response] | None = None,
     errors: Sequence[int] = (422,),
+    scope: str | None = None,
 ) -> Callable[[View], View]:
     """Attach an OpenAPI description to a view; error statuses answer with ErrorBody."""
     answers: dict[int, Response] = dict(responses or {})
     for status in errors:
         answers.setdefault(status, ErrorBody)
-    doc = EndpointDoc(summary, tag, tuple(params), request, answers)
+    doc = EndpointDoc(summary, tag, tuple(params), request, answers, scope)
 
     def attach(view: View) -> View:
         # A function attribute, read back by build_document with getattr; mypy knows no such field.
@@ -60,16 +63,24 @@ def documented(
     return attach
 
 
+# What every integer parameter fits in (params.int_arg's range), and what no text may hold.
+MAX_INT_PARAM = 2**31 - 1
+NO_NUL = "^[^\\x00]*$"
+
+
 def int_param(name: str, description: str = "", **bounds: int) -> Param:
-    """An integer query parameter."""
-    return Param(name, {"type": "integer", **bounds}, description)
+    """An integer query parameter (within [0, 2**31-1] unless its bounds say narrower)."""
+    schema = {"type": "integer", "minimum": 0, "maximum": MAX_INT_PARAM, **bounds}
+    return Param(name, schema, description)
 
 
 def str_param(name: str, description: str = "", enum: Sequence[str] | None = None) -> Param:
-    """A string query parameter, optionally one of `enum`."""
+    """A string query parameter, optionally one of `enum` (empty: the default)."""
     schema: dict[str, Any] = {"type": "string"}
     if enum:
-        schema["enum"] = list(enum)
+        schema["enum"] = ["", *enum]
+    else:
+        schema["pattern"] = NO_NUL
     return Param(name, schema, description)
 
 

@@ -51,7 +51,12 @@ def init_app(app: Flask) -> None:
         code = {413: "too_large", 404: "not_found", 405: "method_not_allowed"}.get(
             status, (error.name or "error").lower().replace(" ", "_")
         )
-        return error_response(status, code, error.description or error.name)
+        response, _ = error_response(status, code, error.description or error.name)
+        # The error's own headers (a 405's Allow), but not its HTML content type.
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, status
 
     @app.errorhandler(sqlalchemy.exc.OperationalError)
     def _database_down(error: Exception) -> tuple[Response, int]:

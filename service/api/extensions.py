@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import TypeVar
 
 import sqlalchemy.orm as so
@@ -13,6 +12,7 @@ from service.broker import make_celery
 from service.config import Config
 from service.db import make_engine, make_session_factory
 from service.models.base import Base
+from service.tokens import ApiToken, identify, parse_tokens
 
 Row = TypeVar("Row", bound=Base)
 
@@ -54,6 +54,7 @@ def init_app(app: Flask) -> None:
     app.extensions["trainq.sessions"] = make_session_factory(engine)
     app.extensions["trainq.write_sessions"] = make_session_factory(engine, writer=True)
     app.extensions["trainq.celery"] = make_celery(config)
+    app.extensions["trainq.tokens"] = parse_tokens(config.api_tokens)
     app.teardown_appcontext(_close_session)
     app.before_request(_check_token)
     app.before_request(_refuse_nul_in_query)
@@ -91,16 +92,57 @@ def _refuse_nul_in_query() -> None:
             raise ApiError(422, "invalid_parameter", f"{name!r}: NUL bytes are not allowed", name)
 
 
+def needed_scope(method: str, endpoint: str | None) -> str:
+    """The scope a request needs: its view's documented one, else read for GET, submit else."""
+    view = current_app.view_functions.get(endpoint or "")
+    doc = getattr(view, "apidoc", None)
+    if doc is not None and doc.scope:
+        return doc.scope
+    return "read" if method in ("GET", "HEAD") else "submit"
+
+
+def guarded(path: str) -> bool:
+    """Whether a path needs a token when tokens are configured: the API and the metrics."""
+    return path.startswith("/api/") or path == "/metrics"
+
+
+def current_token() -> ApiToken | None:
+    """The token the request came with (None when the deployment has no tokens)."""
+    return g.get("api_token")
+
+
+def owner_name() -> str | None:
+    """The owner a row created by this request records: its token's name."""
+    token = current_token()
+    return token.name if token else None
+
+
+def require_owner(kind: str, ident: int, owner: str | None) -> None:
+    """403 unless the request's token is admin or the row's own owner."""
+    token = current_token()
+    if token is None or token.scope == "admin" or token.name == owner:
+        return
+    raise ApiError(
+        403,
+        "forbidden",
+        f"{kind} {ident} belongs to {owner or 'nobody'}: only its owner or an admin may change it",
+    )
+
+
 def _check_token() -> None:
-    tokens = config().api_tokens
-    if not tokens or not request.path.startswith("/api/"):
+    tokens: tuple[ApiToken, ...] = current_app.extensions["trainq.tokens"]
+    if not tokens or not guarded(request.path):
         return
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
-    given_bytes = given.strip().encode()
-    # Compare against every token so the time taken says nothing about which one nearly matched.
-    matched = False
-    for token in tokens:
-        matched |= hmac.compare_digest(given_bytes, token.encode())
-    if scheme.lower() != "bearer" or not matched:
+    token = identify(tokens, given.strip()) if scheme.lower() == "bearer" else None
+    if token is None:
         raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
+    g.api_token = token
+    needed = needed_scope(request.method, request.endpoint)
+    if not token.allows(needed):
+        raise ApiError(
+            403,
+            "forbidden",
+            f"this needs a token of scope {needed!r}; {token.name} is {token.scope!r}",
+        )

@@ -19,8 +19,11 @@ from service.api.extensions import (
     db_session,
     invalid_parameter,
     not_found,
+    owner_name,
+    require_owner,
     row_or_404,
 )
+from service.api.limits import check_active_cap
 from service.api.params import (
     choice_arg,
     float_arg,
@@ -62,6 +65,7 @@ LIST_PARAMS = (
     int_param("sweep", "the sweep's id", minimum=1),
     str_param("tag", "comma-separated: jobs carrying every one"),
     str_param("name", "exact name"),
+    str_param("owner", "exact owner: the name of the token that submitted the job"),
     str_param("sort", "key, '-' for descending; NULL keys sort last", SORT_CHOICES),
     int_param("limit", "page size (default 50)", minimum=1, maximum=1000),
     int_param("offset", "rows to skip (compatibility; prefer cursor)", minimum=0),
@@ -100,7 +104,7 @@ def send_jobs(jobs: list[Job]) -> None:
     tag="jobs",
     request=JobRequest,
     responses={201: JobOut, 200: JobOut},
-    errors=(400, 413, 422),
+    errors=(400, 413, 422, 429),
 )
 def submit_job() -> tuple[Response, int]:
     """Validate a job, write its row, then enqueue it."""
@@ -112,7 +116,13 @@ def submit_job() -> tuple[Response, int]:
             return jsonify(job_to_dict(existing)), 200
     cfg = config()
     spec = validate_job(json_body(), cfg.limits)
-    job = new_job(spec, queue_for(spec["device"], cfg.default_queue), idempotency_key=key)
+    check_active_cap(1)
+    job = new_job(
+        spec,
+        queue_for(spec["device"], cfg.default_queue),
+        idempotency_key=key,
+        owner=owner_name(),
+    )
     session.add(job)
     try:
         session.commit()
@@ -164,6 +174,9 @@ def list_jobs() -> Response:
     name = request.args.get("name")
     if name:
         query = query.where(Job.name == name)
+    owner = request.args.get("owner")
+    if owner:
+        query = query.where(Job.owner == owner)
     sort = choice_arg("sort", SORT_CHOICES, "-created") or "-created"
     limit = int_arg("limit", 50, low=1, high=1000) or 50
     offset = int_arg("offset", 0, low=0) or 0
@@ -246,7 +259,7 @@ def job_losses(job_id: int) -> Response:
     tag="jobs",
     params=(JOB_ID,),
     responses={200: JobOut, 202: JobOut},
-    errors=(404, 409),
+    errors=(403, 404, 409),
 )
 def cancel_job(job_id: int) -> Response | tuple[Response, int]:
     """Cancel a queued job at once, or ask a running one to stop at its next flush."""
@@ -254,6 +267,7 @@ def cancel_job(job_id: int) -> Response | tuple[Response, int]:
     job = session.get(Job, job_id, with_for_update=True)
     if job is None:
         raise not_found("job", job_id)
+    require_owner("job", job_id, job.owner)
     if job.is_terminal:
         if job.status == JobStatus.CANCELLED:
             return jsonify(job_to_dict(job))

@@ -11,6 +11,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
 from service.api.apidoc import EndpointDoc, Param, documented
+from service.api.extensions import guarded
+from service.api.schemas import ErrorBody
 
 bp = Blueprint("openapi", __name__)
 
@@ -45,8 +47,16 @@ def _parameter(param: Param) -> dict[str, Any]:
     }
 
 
-def _operation(doc: EndpointDoc, schemas: Schemas) -> dict[str, Any]:
+def _operation(
+    doc: EndpointDoc, schemas: Schemas, method: str, path: str, secured: bool
+) -> dict[str, Any]:
     operation: dict[str, Any] = {"summary": doc.summary, "tags": [doc.tag]}
+    if guarded(path):
+        scope = doc.scope or ("read" if method == "GET" else "submit")
+        operation["x-trainq-scope"] = scope
+        operation["description"] = f"Needs a token of scope `{scope}` when tokens are configured."
+        if secured:
+            operation["security"] = [{"bearer": []}]
     if doc.params:
         operation["parameters"] = [_parameter(p) for p in doc.params]
     if doc.request is not None:
@@ -66,20 +76,34 @@ def _operation(doc: EndpointDoc, schemas: Schemas) -> dict[str, Any]:
             "description": "OK" if status < 400 else "error",
             "content": content,
         }
-    operation["responses"] = responses
+    if secured and guarded(path):
+        for code in ("401", "403"):
+            responses.setdefault(
+                code,
+                {
+                    "description": "no valid token" if code == "401" else "scope or owner",
+                    "content": {"application/json": {"schema": schemas.ref(ErrorBody)}},
+                },
+            )
+    operation["responses"] = dict(sorted(responses.items()))
     return operation
 
 
 def build_document(app: Flask) -> dict[str, Any]:
     """The OpenAPI 3.1 document of every route the app serves whose view carries a doc."""
     schemas = Schemas()
+    secured = bool(app.extensions.get("trainq.tokens"))
     paths: dict[str, dict[str, Any]] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         doc = getattr(app.view_functions[rule.endpoint], "apidoc", None)
         if doc is None:  # an HTML page, outside the API
             continue
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-            paths.setdefault(openapi_path(rule.rule), {})[method.lower()] = _operation(doc, schemas)
+            operation = _operation(doc, schemas, method, rule.rule, secured)
+            paths.setdefault(openapi_path(rule.rule), {})[method.lower()] = operation
+    components: dict[str, Any] = {"schemas": dict(sorted(schemas.components.items()))}
+    if secured:
+        components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -88,7 +112,7 @@ def build_document(app: Flask) -> dict[str, Any]:
             "description": "PyTorch training jobs as a service",
         },
         "paths": dict(sorted(paths.items())),
-        "components": {"schemas": dict(sorted(schemas.components.items()))},
+        "components": components,
     }
 
 

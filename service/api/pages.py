@@ -56,9 +56,8 @@ def page_globals() -> dict[str, object]:
 
 @bp.after_request
 def secure_headers(response: Response) -> Response:
-    """A strict content security policy on every page."""
+    """A strict content security policy on every page (service/api/headers.py adds the rest)."""
     response.headers.setdefault("Content-Security-Policy", CSP)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
     return response
 
 

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
+from service.api import MAX_ID
 from service.api.apidoc import Param, documented, int_param, path_id, str_param
 from service.api.extensions import ApiError, db_session, invalid_parameter, not_found, row_or_404
 from service.api.params import choice_arg, int_arg
@@ -75,7 +76,8 @@ def load_jobs(ids: Sequence[int]) -> list[Job]:
     session = db_session()
     found: dict[int, Job] = {}
     for start in range(0, len(ids), 500):
-        chunk = list(ids[start : start + 500])
+        # An id past the column's range names no job (and must not reach the database).
+        chunk = [i for i in ids[start : start + 500] if 0 < i <= MAX_ID]
         found.update(
             (job.id, job) for job in session.scalars(sa.select(Job).where(Job.id.in_(chunk)))
         )
@@ -124,7 +126,9 @@ def _csv(lines: Iterator[str], filename: str) -> Response:
     params=(
         JOBS_PARAM,
         POINTS_PARAM,
-        int_param("pairs_offset", "first pair to return (pairs run a<b in request order)"),
+        int_param(
+            "pairs_offset", "first pair to return (pairs run a<b in request order)", minimum=0
+        ),
         int_param("pairs_limit", "pairs per response (default 2000)", minimum=0, maximum=100_000),
         str_param("format", "json, or csv (a table, see `table`)", ("json", "csv")),
         str_param(

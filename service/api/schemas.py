@@ -52,6 +52,9 @@ class JobOut(Closed):
     status: str
     queue: str
     sweep_id: int | None
+    owner: str | None = Field(
+        description="the name of the token that submitted it; null without tokens"
+    )
     attempts: int
     stack_size: int | None = Field(
         description="jobs its latest attempt trained with: 1 alone, K in a fused stack of K; "
@@ -179,6 +182,7 @@ class SweepOut(BaseModel):
     id: int
     name: str
     job_count: int
+    owner: str | None = None
     counts: dict[str, int] | None = None
 
 

@@ -11,8 +11,17 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from service import job_states
 from service.api.apidoc import documented, int_param, path_id, str_param
-from service.api.extensions import ApiError, celery_client, config, db_session, row_or_404
+from service.api.extensions import (
+    ApiError,
+    celery_client,
+    config,
+    db_session,
+    owner_name,
+    require_owner,
+    row_or_404,
+)
 from service.api.jobs import json_body
+from service.api.limits import check_active_cap
 from service.api.params import (
     choice_arg,
     idempotency_key,
@@ -83,7 +92,7 @@ def _validate_all(
     tag="sweeps",
     request=SweepRequest,
     responses={201: SweepOut, 200: SweepOut},
-    errors=(400, 413, 422),
+    errors=(400, 413, 422, 429),
 )
 def submit_sweep() -> tuple[Response, int]:
     """Expand and validate every job, write them in one bulk insert, enqueue them in one go."""
@@ -110,6 +119,7 @@ def submit_sweep() -> tuple[Response, int]:
     specs, skipped = _validate_all(expansion.jobs, cfg.limits, sweep_request.skip_invalid)
     if not specs:
         raise ApiError(422, "no_valid_jobs", "every combination of the sweep is invalid", "grid")
+    check_active_cap(len(specs))
     # Stored as submitted (what GET /sweeps/{id} shows), with the seed that replays it.
     stored_request = {**cast(dict[str, Any], body), "seed": expansion.seed}
     sweep = Sweep(
@@ -120,6 +130,7 @@ def submit_sweep() -> tuple[Response, int]:
         job_count=len(specs),
         skipped=len(skipped),
         idempotency_key=key,
+        owner=owner_name(),
     )
     queues = [queue_for(spec["device"], cfg.default_queue) for spec in specs]
     try:
@@ -167,6 +178,7 @@ def _send(sweep_id: int, jobs: list[tuple[int, str]], *, fused: bool = False) ->
     tag="sweeps",
     params=(
         str_param("name", "exact name"),
+        str_param("owner", "exact owner: the name of the token that submitted the sweep"),
         int_param("limit", "page size (default 50)", minimum=1, maximum=1000),
         int_param("offset", "rows to skip", minimum=0),
     ),
@@ -181,6 +193,9 @@ def list_sweeps() -> Response:
     name = request.args.get("name")
     if name:
         query = query.where(Sweep.name == name)
+    owner = request.args.get("owner")
+    if owner:
+        query = query.where(Sweep.owner == owner)
     total = row_count(session, query)
     sweeps = session.scalars(
         query.order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit).offset(offset)
@@ -213,11 +228,12 @@ def show_sweep(sweep_id: int) -> Response:
     tag="sweeps",
     params=(SWEEP_ID,),
     responses={200: SweepOut, 202: SweepOut},
-    errors=(404,),
+    errors=(403, 404),
 )
 def cancel_sweep(sweep_id: int) -> tuple[Response, int]:
     """Queued jobs are cancelled at once; running ones stop at their next flush."""
     sweep = row_or_404(Sweep, sweep_id, for_update=True)
+    require_owner("sweep", sweep_id, sweep.owner)
     sweep.cancel_requested = True
     job_states.cancel_sweep(db_session(), sweep_id)
     db_session().commit()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from service.cli import client_verbs, result_verbs, server_verbs, sweep_verbs
+from service.cli import client_verbs, ops_verbs, result_verbs, server_verbs, sweep_verbs
 
 
 @click.group()
@@ -13,6 +13,6 @@ def main() -> None:
     """trainq: run PyTorch training experiments as jobs and compare them."""
 
 
-for module in (server_verbs, client_verbs, sweep_verbs, result_verbs):
+for module in (server_verbs, client_verbs, sweep_verbs, result_verbs, ops_verbs):
     for command in module.COMMANDS:
         main.add_command(command)

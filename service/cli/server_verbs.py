@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -22,14 +23,30 @@ def up(host: str, port: int, concurrency: int | None) -> None:
     run_up(host, port, concurrency)
 
 
+def metrics_dir(port: int) -> Path:
+    """Where the API's processes keep their request metrics, emptied for this start.
+
+    PROMETHEUS_MULTIPROC_DIR when set, else var/prometheus/api-PORT: the files of a previous run
+    would otherwise be added to this one's counts.
+    """
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    folder = Path(given) if given else Config.from_env().var_dir / "prometheus" / f"api-{port}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    return folder
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn processes")
 def api(host: str, port: int, workers: int) -> None:
     """Serve the HTTP API under gunicorn."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir(port))
     argv = [
         sys.executable, "-m", "gunicorn",
+        "-c", "python:service.ops.gunicorn_hooks",
         "--bind", f"{host}:{port}",
         "--workers", str(workers),
         "--threads", "4",

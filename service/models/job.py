@@ -44,6 +44,8 @@ class Job(Base):
         sa.Index("ix_jobs_status_created_at_id", "status", "created_at", "id"),
         sa.Index("ix_jobs_status_final_loss_id", "status", "final_loss", "id"),
         sa.Index("ix_jobs_sweep_id_final_loss_id", "sweep_id", "final_loss", "id"),
+        sa.Index("ix_jobs_owner_status", "owner", "status"),
+        sa.Index("ix_jobs_status_queue_created_at", "status", "queue", "created_at"),
     )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
@@ -70,6 +72,8 @@ class Job(Base):
     name: so.Mapped[str | None] = so.mapped_column(sa.String(200))
     queue: so.Mapped[str] = so.mapped_column(sa.String(16))
     idempotency_key: so.Mapped[str | None] = so.mapped_column(sa.String(200), unique=True)
+    # The name of the token that submitted it (null without tokens).
+    owner: so.Mapped[str | None] = so.mapped_column(sa.String(64))
 
     # Life of the job.
     created_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow, index=True)

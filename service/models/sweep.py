@@ -30,5 +30,7 @@ class Sweep(Base):
     # Expanded combinations left out because they failed validation (skip_invalid).
     skipped: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
     idempotency_key: so.Mapped[str | None] = so.mapped_column(sa.String(200), unique=True)
+    # The name of the token that submitted it (null without tokens).
+    owner: so.Mapped[str | None] = so.mapped_column(sa.String(64))
 
     jobs: so.Mapped[list[Job]] = so.relationship(back_populates="sweep", passive_deletes=True)

@@ -23,6 +23,7 @@ from service.config import Config
 from service.db import session_scope
 from service.models import Job, JobStatus, Sweep
 from service.models.base import utcnow
+from service.ops.metrics import record_reconcile_pass, redis_client
 from service.ops.queued_messages import job_ids_in_broker
 from service.sweeps.batching import plan_batches
 
@@ -142,9 +143,13 @@ def find_lost_messages(
 
 def reconcile_forever(factory: so.sessionmaker[so.Session], app: Celery, config: Config) -> None:
     """Reconcile every `reconcile_seconds`, surviving a broker or database outage."""
+    metrics = redis_client(config.broker_url)
     while True:
+        started = time.monotonic()
+        counts: dict[str, int] | None = None
         try:
-            reconcile_once(factory, app, config)
+            counts = reconcile_once(factory, app, config)
         except Exception as error:  # keep going: the next pass retries
             log.warning("reconcile pass failed: %s", error)
+        record_reconcile_pass(metrics, counts, time.monotonic() - started)
         time.sleep(config.reconcile_seconds)

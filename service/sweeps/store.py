@@ -15,13 +15,18 @@ from service.models.base import utcnow
 
 
 def job_rows(
-    sweep_id: int, specs: list[dict[str, Any]], queues: list[str], now: datetime
+    sweep_id: int,
+    specs: list[dict[str, Any]],
+    queues: list[str],
+    now: datetime,
+    owner: str | None = None,
 ) -> list[dict[str, Any]]:
     """Column dicts for a bulk INSERT of a sweep's jobs (every column given explicitly)."""
     return [
         {
             **{column: spec[name] for name, column in SPEC_COLUMNS.items()},
             "sweep_id": sweep_id,
+            "owner": owner,
             "queue": queue,
             "status": JobStatus.QUEUED.value,
             "created_at": now,
@@ -39,7 +44,7 @@ def insert_sweep_jobs(
     """Insert the sweep row, its jobs and their tags in three statements; (job id, queue) each."""
     session.add(sweep)
     session.flush()
-    rows = job_rows(sweep.id, specs, queues, utcnow())
+    rows = job_rows(sweep.id, specs, queues, utcnow(), sweep.owner)
     # One executemany, sent as multi-row INSERT ... RETURNING batches. SQLite cannot promise
     # RETURNING in parameter order without a sentinel column, so rows are matched back to
     # their specs by value: rows equal in every column are interchangeable.
@@ -90,6 +95,7 @@ def sweep_fields(sweep: Sweep) -> dict[str, Any]:
         "varied": sweep.varied,
         "skipped": sweep.skipped,
         "cancel_requested": sweep.cancel_requested,
+        "owner": sweep.owner,
         "request": sweep.request,
     }
 

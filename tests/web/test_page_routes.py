@@ -12,6 +12,7 @@ from service.api import pages
 from service.jobs import job_to_dict
 from service.loss_store import store_losses
 from service.models import Job, Sweep
+from service.tokens import digest
 from tests.conftest import make_test_app
 
 EVIL = "<script>alert('x')</script>"
@@ -262,3 +263,21 @@ def test_sweep_leaderboard_shows_the_best_rows_only(
     page = html(client.get(f"/sweeps/{sweep.id}"))
     assert re.findall(r'<tr data-job-id="(\d+)"', page) == [str(ids[1]), str(ids[2])]
     assert "The best 2 of 3 jobs" in page
+
+
+def test_pages_show_the_owner_of_jobs_and_sweeps(database_url: str, broker_url: str) -> None:
+    entry = "alice:submit:sha256:" + digest("alice-secret").hex()
+    app = make_test_app(database_url, broker_url, api_tokens=(entry,))
+    try:
+        client = app.test_client()
+        headers = {"Authorization": "Bearer alice-secret"}
+        job = client.post("/api/v1/jobs", json={"stage": "nn"}, headers=headers).get_json()
+        sweep_body = {"name": "s", "base": {"stage": "nn"}, "grid": {"lr": [1e-6, 1e-5]}}
+        sweep = client.post("/api/v1/sweeps", json=sweep_body, headers=headers).get_json()
+        dashboard = html(client.get("/"))
+        assert '<td data-field="owner" class="owner">alice</td>' in dashboard
+        assert '<td class="owner">alice</td>' in dashboard
+        assert '<dd data-field="owner">alice</dd>' in html(client.get(f"/jobs/{job['id']}"))
+        assert '<span class="owner">alice</span>' in html(client.get(f"/sweeps/{sweep['id']}"))
+    finally:
+        app.extensions["trainq.engine"].dispose()

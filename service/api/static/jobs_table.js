@@ -48,6 +48,7 @@
     setText(row, "min_loss", trainq.formatLoss(job.min_loss));
     if (!("stage" in job)) return; // a leaderboard row: the rest does not change
     setText(row, "name", job.name || "");
+    setText(row, "owner", job.owner || "-");
     setText(row, "stage", job.stage);
     setText(row, "optimizer", job.optimizer);
     setText(row, "lr", trainq.formatLoss(job.lr));

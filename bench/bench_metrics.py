@@ -1,0 +1,83 @@
+"""The cost of one Prometheus scrape of GET /metrics at 100,000 jobs.
+
+    python -m bench.bench_metrics [--jobs 100000] [--repeats 20] [--backends sqlite,postgresql]
+
+The real endpoint, in process (`create_app`, Flask's test client), on a migrated database filled
+with bench_queries' plausible jobs (80% succeeded, 5% each diverged, failed, running, queued) and
+a real Redis. Each scrape runs every query /metrics makes (jobs by status and queue, the oldest
+queued job per queue, steps and retries, busy workers and their heartbeats, expired leases) and
+reads the queue lengths and the reconciler's record from Redis. In the same run, for scale:
+`GET /api/v1/jobs?limit=50` (the dashboard's poll) and `GET /openapi.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import uuid
+from pathlib import Path
+
+from bench.bench_queries import fill, timed
+from bench.report import machine, publish, table
+from service.api import create_app
+from service.config import Config
+from service.migrate import upgrade
+from service.ops.redis_server import RedisServer, free_port
+
+HEADERS = ["backend", "request", "median ms", "best ms"]
+
+
+def database(backend: str, tmp: Path):  # type: ignore[no-untyped-def]
+    """A migrated database URL and a cleanup."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp / 'metrics.sqlite3'}"
+        upgrade(url)
+        return url, lambda: None
+    from tests.support.postgres import PostgresServer
+
+    server = PostgresServer()
+    server.start()
+    url = server.create_database(f"b_{uuid.uuid4().hex[:8]}")
+    upgrade(url)
+    return url, server.cleanup
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--no-record", action="store_true", help="print, do not append")
+    args = parser.parse_args()
+    started = machine()
+    tmp = Path(tempfile.mkdtemp(prefix="trainq-metrics-"))
+    rows = []
+    with RedisServer(free_port(), tmp / "redis") as server:
+        for backend in args.backends.split(","):
+            url, cleanup = database(backend, tmp)
+            fill(url, argparse.Namespace(jobs=args.jobs, sweeps=100, compared=1, steps=256))
+            config = Config.from_env(database_url=url, broker_url=server.url)
+            app = create_app({"TESTING": True, "TRAINQ_CONFIG": config})
+            try:
+                client = app.test_client()
+                for label, path in (
+                    ("GET /metrics", "/metrics"),
+                    ("GET /api/v1/jobs?limit=50", "/api/v1/jobs?limit=50"),
+                    ("GET /openapi.json", "/openapi.json"),
+                ):
+                    best_median, best, response = timed(client, path, args.repeats)
+                    if path == "/metrics":
+                        assert b"trainq_jobs{" in response.get_data()
+                    rows.append([backend, label, f"**{best_median:.1f}**", f"{best:.1f}"])
+            finally:
+                app.extensions["trainq.engine"].dispose()
+                cleanup()
+    body = (
+        f"{args.jobs:,} jobs, {args.repeats} timed requests each after one warm-up, in process.\n"
+        + table(HEADERS, rows)
+    )
+    publish(f"Cost of GET /metrics at {args.jobs:,} jobs", started, body, record=not args.no_record)
+
+
+if __name__ == "__main__":
+    main()
