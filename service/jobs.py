@@ -45,6 +45,7 @@ STATE_COLUMNS = (
     "min_loss",
     "min_loss_step",
     "diverged_at",
+    "pruned_at",
     "cancel_requested",
 )
 TIME_COLUMNS = ("created_at", "enqueued_at", "started_at", "finished_at")

@@ -66,6 +66,10 @@ class JobOut(Closed):
     min_loss: float | None
     min_loss_step: int | None
     diverged_at: int | None
+    pruned_at: int | None = Field(
+        description="status pruned: the rung (a step) at which the sweep's early-stopping rule "
+        "stopped it"
+    )
     cancel_requested: bool
     created_at: str
     enqueued_at: str | None

@@ -24,10 +24,17 @@ class JobStatus(enum.StrEnum):
     DIVERGED = "diverged"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PRUNED = "pruned"
 
 
 TERMINAL_STATES = frozenset(
-    {JobStatus.SUCCEEDED, JobStatus.DIVERGED, JobStatus.FAILED, JobStatus.CANCELLED}
+    {
+        JobStatus.SUCCEEDED,
+        JobStatus.DIVERGED,
+        JobStatus.FAILED,
+        JobStatus.CANCELLED,
+        JobStatus.PRUNED,
+    }
 )
 
 
@@ -92,6 +99,8 @@ class Job(Base):
     min_loss: so.Mapped[float | None] = so.mapped_column(sa.Double)
     min_loss_step: so.Mapped[int | None]
     diverged_at: so.Mapped[int | None]
+    # The rung (a step) at which its sweep's early-stopping rule stopped it (status pruned).
+    pruned_at: so.Mapped[int | None]
 
     sweep: so.Mapped[Sweep | None] = so.relationship(back_populates="jobs")
     tag_rows: so.Mapped[list[JobTag]] = so.relationship(

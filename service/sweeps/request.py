@@ -94,6 +94,26 @@ class RandomSearch(BaseModel):
         return f"random.space.{name}" if self.space is not None else f"random.{name}"
 
 
+class Asha(Strict):
+    """Asynchronous successive halving: rungs at grace * reduction**k steps."""
+
+    rule: Literal["asha"]
+    grace: Annotated[int, Field(ge=1, le=100_000, description="the first rung, in steps")]
+    reduction: Annotated[
+        int, Field(ge=2, le=100, description="a job goes on past a rung if in the best 1/reduction")
+    ] = 3
+
+
+class Median(Strict):
+    """Stop a job whose best loss so far is worse than the median of finished jobs there."""
+
+    rule: Literal["median"]
+    warmup: Annotated[int, Field(ge=0, le=100_000, description="steps before any decision")] = 0
+
+
+EarlyStop = Annotated[Asha | Median, Field(discriminator="rule")]
+
+
 class SweepRequest(Strict):
     """A sweep as submitted: a grid and/or a random search over job fields, and replicates."""
 
@@ -115,6 +135,9 @@ class SweepRequest(Strict):
     skip_invalid: bool = Field(False, description="skip invalid combinations instead of a 422")
     fused: bool = Field(
         False, description="train compatible jobs together as one stacked model per message"
+    )
+    early_stop: EarlyStop | None = Field(
+        None, description="stop jobs early from the stored histories: asha or median"
     )
 
 
@@ -142,6 +165,18 @@ def _check_rules(request: SweepRequest) -> None:
         raise _fail("seeds", "seed is already varied by the grid or random search")
 
 
+def _untagged(error: SpecError) -> SpecError:
+    """Paths without the rule's tag pydantic puts in them ("early_stop.grace", not ".asha.")."""
+
+    def untag(text: str | None) -> str | None:
+        for rule in ("asha", "median"):
+            text = text and text.replace(f"early_stop.{rule}.", "early_stop.")
+        return text
+
+    details = [{**item, "field": untag(item["field"])} for item in error.details]
+    return SpecError(untag(error.field), untag(error.message) or "", details)
+
+
 def validate_sweep(data: Any) -> SweepRequest:
     """The sweep request's own shape and rules (not its jobs'), or a SpecError naming the key."""
     if not isinstance(data, dict):
@@ -149,6 +184,6 @@ def validate_sweep(data: Any) -> SweepRequest:
     try:
         request = SweepRequest.model_validate(data)
     except pydantic.ValidationError as error:
-        raise spec_error(error) from None
+        raise _untagged(spec_error(error)) from None
     _check_rules(request)
     return request
