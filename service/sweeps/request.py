@@ -114,6 +114,21 @@ class Median(Strict):
 EarlyStop = Annotated[Asha | Median, Field(discriminator="rule")]
 
 
+class Search(Strict):
+    """An adaptive search: `n` trials asked one by one from a sampler as earlier ones end."""
+
+    method: Literal["tpe", "gp", "random"] = Field(
+        description="Optuna's TPESampler, GPSampler or RandomSampler, through ask-and-tell"
+    )
+    n: Annotated[int, Field(ge=1, le=MAX_LEVELS, description="the number of trials in all")]
+    parallel: Annotated[int, Field(ge=1, le=1000)] | None = Field(
+        None, description="trials in flight at once (default: TRAINQ_SEARCH_PARALLEL)"
+    )
+    space: Annotated[dict[JobField, Distribution], Field(min_length=1)] = Field(
+        description="field -> a list of values, {log_uniform: [low, high]} or {uniform: [...]}"
+    )
+
+
 class SweepRequest(Strict):
     """A sweep as submitted: a grid and/or a random search over job fields, and replicates."""
 
@@ -139,6 +154,9 @@ class SweepRequest(Strict):
     early_stop: EarlyStop | None = Field(
         None, description="stop jobs early from the stored histories: asha or median"
     )
+    search: Search | None = Field(
+        None, description="trials asked one by one from a sampler, instead of grid / random"
+    )
 
 
 def _fail(where: str, message: str) -> SpecError:
@@ -158,6 +176,14 @@ def _check_rules(request: SweepRequest) -> None:
         overlap = sorted(grid.keys() & space.keys())
         if overlap:
             raise _fail(request.random.path(overlap[0]), "already a grid field")
+    if request.search is not None:
+        for key in ("grid", "random", "seeds", "repeats"):
+            if getattr(request, key) is not None:
+                raise _fail(key, "a search sweep asks its trials from its space: no " + key)
+        if request.fused:
+            raise _fail("fused", "a search sweep's trials are asked one by one: not fused")
+        if "tags" in request.search.space:
+            raise _fail("search.space.tags", "labels are not searched: set tags in base")
     if request.seeds is not None and request.repeats is not None:
         raise _fail("repeats", "give seeds or repeats, not both")
     replicated = request.seeds is not None or request.repeats is not None

@@ -97,9 +97,11 @@ def sweep_fields(sweep: Sweep) -> dict[str, Any]:
 def sweep_to_dict(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
     """The sweep as the API shows it, with its progress."""
     finished = sum(n for status, n in counts.items() if status in TERMINAL_STATES)
+    # A search sweep is done once its controller has asked every trial and they have ended.
+    asking = (sweep.trials_wanted or 0) > sweep.job_count and not sweep.cancel_requested
     return {
         **sweep_fields(sweep),
         "counts": {status.value: counts.get(status.value, 0) for status in JobStatus},
         "finished": finished,
-        "done": finished == sweep.job_count,
+        "done": finished == sweep.job_count and not asking,
     }

@@ -1,0 +1,145 @@
+"""The search controller: asks a search sweep's next trials as earlier ones end, under a lease.
+
+Safe to run in several places at once: each pass takes or renews a sweep's lease in the same
+UPDATE that opens its write (a row lock on PostgreSQL, the write lock on SQLite), so one
+controller at a time asks a sweep's trials, and the trial rows and the sweep's counters
+commit together: a controller killed at any point leaves either a whole ask or none. Its
+successor, once the lease has run out, rebuilds the sampler from the tables (see search.py).
+Trials are sent after their commit; one whose send failed is the reconciler's to send.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from celery import Celery
+
+from service.broker import enqueue_jobs
+from service.config import Config
+from service.db import session_scope
+from service.jobs import new_job, queue_for
+from service.jobspec import SpecError, validate_job
+from service.models import Job, JobStatus, Sweep
+from service.models.base import utcnow
+from service.sweeps.request import SweepRequest, validate_sweep
+from service.sweeps.search import ask, trial_fields, trial_seed
+
+log = logging.getLogger(__name__)
+IN_FLIGHT = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+
+
+def asks_left(request: SweepRequest, sweep: Sweep) -> bool:
+    """Whether the sweep still wants trials: fewer than n stored, and skips within reason."""
+    assert request.search is not None
+    n = request.search.n
+    return not sweep.cancel_requested and sweep.job_count < n and sweep.trials_asked < 2 * n + 100
+
+
+def open_sweeps(session: so.Session) -> list[int]:
+    """Search sweeps that want more trials."""
+    query = sa.select(Sweep.id).where(
+        Sweep.trials_wanted.is_not(None),
+        Sweep.job_count < Sweep.trials_wanted,
+        Sweep.cancel_requested.is_(False),
+    )
+    return list(session.scalars(query.order_by(Sweep.id)))
+
+
+def hold(session: so.Session, sweep_id: int, controller: str, lease_seconds: float) -> bool:
+    """Take or renew the sweep's lease for this controller, in one UPDATE; whether it holds it."""
+    now = utcnow()
+    result = session.connection().execute(
+        sa.update(Sweep)
+        .where(
+            Sweep.id == sweep_id,
+            sa.or_(
+                Sweep.controller.is_(None),
+                Sweep.controller == controller,
+                Sweep.controller_expires_at < now,
+            ),
+        )
+        .values(controller=controller, controller_expires_at=now + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def ask_trials(
+    session: so.Session, sweep_id: int, controller: str, config: Config
+) -> list[tuple[int, str]]:
+    """Store the sweep's next trials as queued jobs, if this controller holds it; (id, queue)."""
+    if not hold(session, sweep_id, controller, config.controller_lease_seconds):
+        return []
+    sweep = session.get_one(Sweep, sweep_id, populate_existing=True)
+    request = validate_sweep(sweep.request)
+    assert request.search is not None
+    jobs = list(session.scalars(sa.select(Job).where(Job.sweep_id == sweep_id).order_by(Job.id)))
+    in_flight = sum(job.status in IN_FLIGHT for job in jobs)
+    parallel = request.search.parallel or config.search_parallel
+    seed = trial_seed(request, sweep.seed)
+    asked: list[Job] = []
+    while in_flight < parallel and asks_left(request, sweep):
+        params = ask(request.search, sweep.seed, sweep.trials_asked, jobs)
+        sweep.trials_asked += 1
+        try:
+            spec = validate_job(trial_fields(request, params, seed), config.limits)
+        except SpecError as error:
+            # Checked up front at the corners; one inside the space can still break a cap.
+            log.info("sweep %d: trial %s skipped: %s", sweep_id, params, error.message)
+            sweep.skipped += 1
+            continue
+        job = new_job(spec, queue_for(spec["device"], config.default_queue), sweep_id=sweep_id)
+        session.add(job)
+        session.flush()
+        jobs.append(job)
+        asked.append(job)
+        sweep.job_count += 1
+        in_flight += 1
+    if not asks_left(request, sweep):
+        # Done asking: n trials stored (or too many skipped), the sweep's size is final.
+        sweep.trials_wanted = sweep.job_count
+    return [(job.id, job.queue) for job in asked]
+
+
+def control_once(
+    factory: so.sessionmaker[so.Session], app: Celery, config: Config, controller: str
+) -> int:
+    """One pass over the open search sweeps; how many trials it asked."""
+    with factory() as session:
+        sweep_ids = open_sweeps(session)
+    total = 0
+    for sweep_id in sweep_ids:
+        with session_scope(factory) as session:
+            trials = ask_trials(session, sweep_id, controller, config)
+        if not trials:
+            continue
+        total += len(trials)
+        try:
+            enqueue_jobs(app, trials)
+        except Exception as error:  # the rows are the truth: the reconciler sends them
+            log.warning("sweep %d: broker unavailable, trials left unsent: %s", sweep_id, error)
+            continue
+        with session_scope(factory) as session:
+            session.execute(
+                sa.update(Job)
+                .where(Job.id.in_([job_id for job_id, _ in trials]))
+                .values(enqueued_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+    return total
+
+
+def control_forever(
+    factory: so.sessionmaker[so.Session], app: Celery, config: Config, controller: str
+) -> None:
+    """Drive search sweeps every `controller_seconds`, surviving a broker or database outage."""
+    while True:
+        try:
+            control_once(factory, app, config, controller)
+        except Exception as error:  # keep going: the next pass retries
+            log.warning("controller pass failed: %s", error)
+        time.sleep(config.controller_seconds)
