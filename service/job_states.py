@@ -150,13 +150,13 @@ def cancel_sweep(session: so.Session, sweep_id: int) -> None:
     )
 
 
-def prune(session: so.Session, job: Job, rung: int) -> None:
-    """End a running job its sweep's early-stopping rule stopped at step `rung` as pruned.
+def prune(session: so.Session, job: Job, rung: int, loss: float) -> None:
+    """End a running job its sweep's early-stopping rule stopped at step `rung` (its loss there).
 
     The caller holds the row (see `held`); the history and steps_done stay as they are.
     """
     _end(session, job, JobStatus.PRUNED, utcnow())
-    job.pruned_at = rung
+    job.pruned_at, job.pruned_loss = rung, loss
 
 
 def _end(

@@ -166,9 +166,9 @@ def record_chunks(
         claim.take(first_step, losses)
         claim.write_summary(job)
         if claim.early_stop is not None:
-            rung = decide(session, claim.early_stop, job, first_step, losses)
-            if rung is not None:
-                job_states.prune(session, job, rung)
+            stop = decide(session, claim.early_stop, job, first_step, losses)
+            if stop is not None:
+                job_states.prune(session, job, *stop)
     return [
         claim
         for claim, _ in chunks

@@ -1,4 +1,4 @@
-"""jobs.pruned_at (the rung an early-stopping rule stopped a job at); sweeps' search progress and lease
+"""jobs.pruned_at/pruned_loss (the rung a rule stopped a job at); sweeps' search progress, lease
 
 Revision ID: 0009
 Revises: 0007
@@ -20,6 +20,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # Null for every job but a pruned one; status is a plain string, so `pruned` needs no DDL.
     op.add_column("jobs", sa.Column("pruned_at", sa.Integer(), nullable=True))
+    op.add_column("jobs", sa.Column("pruned_loss", sa.Double(), nullable=True))
     # A search sweep: the trials it wants, the asks made, and the controller that drives it.
     op.add_column("sweeps", sa.Column("trials_wanted", sa.Integer(), nullable=True))
     op.add_column(
@@ -33,4 +34,5 @@ def downgrade() -> None:
     # Plain DROP COLUMNs, as in 0007: a batch copy of jobs would cascade to its children.
     for column in ("controller_expires_at", "controller", "trials_asked", "trials_wanted"):
         op.drop_column("sweeps", column)
+    op.drop_column("jobs", "pruned_loss")
     op.drop_column("jobs", "pruned_at")

@@ -70,6 +70,7 @@ class JobOut(Closed):
         description="status pruned: the rung (a step) at which the sweep's early-stopping rule "
         "stopped it"
     )
+    pruned_loss: float | None = Field(description="status pruned: its loss at that rung")
     cancel_requested: bool
     created_at: str
     enqueued_at: str | None

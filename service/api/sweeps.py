@@ -41,7 +41,7 @@ from service.sweeps.leaderboard import (
 )
 from service.sweeps.request import SweepRequest, validate_sweep
 from service.sweeps.search import check_space
-from service.sweeps.store import insert_sweep_jobs, status_counts, sweep_to_dict
+from service.sweeps.store import best_trial, insert_sweep_jobs, status_counts, sweep_to_dict
 
 bp = Blueprint("sweeps", __name__)
 log = logging.getLogger(__name__)
@@ -53,7 +53,9 @@ SWEEP_ID = path_id("sweep_id", "sweep")
 
 
 def _show(sweep: Sweep) -> dict[str, Any]:
-    return sweep_to_dict(sweep, status_counts(db_session(), [sweep.id])[sweep.id])
+    session = db_session()
+    counts = status_counts(session, [sweep.id])[sweep.id]
+    return sweep_to_dict(sweep, counts, best_trial(session, sweep))
 
 
 def _validate_all(

@@ -101,6 +101,8 @@ class Job(Base):
     diverged_at: so.Mapped[int | None]
     # The rung (a step) at which its sweep's early-stopping rule stopped it (status pruned).
     pruned_at: so.Mapped[int | None]
+    # Its loss at that rung, which ranks it among the pruned (see sweeps/leaderboard.py).
+    pruned_loss: so.Mapped[float | None] = so.mapped_column(sa.Double)
 
     sweep: so.Mapped[Sweep | None] = so.relationship(back_populates="jobs")
     tag_rows: so.Mapped[list[JobTag]] = so.relationship(

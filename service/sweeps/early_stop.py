@@ -84,8 +84,8 @@ def losses_at(
 
 def decide(
     session: so.Session, rule: Rule, job: Job, first: int, losses: Sequence[float]
-) -> int | None:
-    """The rung (a step) at which this flush of the job's losses stops it; None: it goes on."""
+) -> tuple[int, float] | None:
+    """The rung (a step) at which this flush stops the job and its loss there; None: go on."""
     if job.sweep_id is None or not len(losses):
         return None
     end = first + len(losses)
@@ -94,12 +94,13 @@ def decide(
             # Jobs pruned at an earlier rung stored later steps too, but never reached this one.
             competes = sa.or_(Job.status != JobStatus.PRUNED.value, Job.pruned_at >= rung)
             at_rung = losses_at(session, job.sweep_id, rung, competes)
-            if not asha_promotes(float(losses[rung - first]), at_rung, rule.reduction):
-                return rung
+            value = float(losses[rung - first])
+            if not asha_promotes(value, at_rung, rule.reduction):
+                return rung, value
         return None
     step = end - 1
     if step < rule.warmup or step >= job.iterations - 1 or job.min_loss is None:
         return None
     ended = Job.status.in_([JobStatus.SUCCEEDED.value, JobStatus.DIVERGED.value])
     others = losses_at(session, job.sweep_id, step, ended, Job.id != job.id)
-    return step if median_stops(job.min_loss, others) else None
+    return (step, float(losses[-1])) if median_stops(job.min_loss, others) else None

@@ -48,6 +48,7 @@ def test_an_asha_grid_sweep_prunes_the_worse_jobs_keeping_their_history(
             # Stopped at the flush that crossed the rung: the steps up to it are kept.
             assert job.pruned_at in RUNGS
             assert job.pruned_at < job.steps_done < ITERATIONS
+            assert job.pruned_loss == history["losses"][job.pruned_at]
             assert job.finished_at is not None
             body = stack.client.get(f"/api/v1/jobs/{job.id}").get_json()
             assert (body["status"], body["pruned_at"]) == ("pruned", job.pruned_at)

@@ -174,9 +174,14 @@ def test_prune_ends_a_held_job_at_its_rung_keeping_its_summary(
     with session_scope(factory) as session:
         job = job_states.held(session, [attempt])[job_id]
         job.steps_done = 7
-        job_states.prune(session, job, 4)
+        job_states.prune(session, job, 4, 2.5)
     job = read(factory, job_id)
-    assert (job.status, job.pruned_at, job.steps_done) == (JobStatus.PRUNED, 4, 7)
+    assert (job.status, job.pruned_at, job.pruned_loss, job.steps_done) == (
+        JobStatus.PRUNED,
+        4,
+        2.5,
+        7,
+    )
     assert job.is_terminal
     assert job.finished_at is not None
     assert job.lease_expires_at is None

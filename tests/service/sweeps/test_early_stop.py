@@ -113,8 +113,11 @@ def run_in_turn(
                 assert not finish_job(session, claim, JobStatus.CANCELLED)
     with factory() as session:
         rows = [session.get_one(Job, job.id) for job in jobs]
-        for row in rows:
+        for row, history in zip(rows, histories, strict=True):
             assert stored_steps(session, row.id) == list(range(row.steps_done))
+            if row.status == JobStatus.PRUNED:
+                assert row.pruned_at is not None
+                assert row.pruned_loss == history[row.pruned_at]
         return [(row.status, row.pruned_at, row.steps_done) for row in rows]
 
 
