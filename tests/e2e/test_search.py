@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 
+from service.cli import main
 from service.models import Job, JobStatus, Sweep
 from tests.conftest import Stack
 from tests.e2e.test_sweeps import SMALL, wait_for_sweep
@@ -130,3 +132,31 @@ def test_a_killed_controller_is_replaced_and_no_trial_is_lost_or_doubled(
     assert sweep["job_count"] == len(jobs) == 8
     assert all(job.status in ENDED and job.attempts == 1 for job in jobs), jobs
     assert len({(job.lr, job.optimizer) for job in jobs}) == 8
+
+
+def test_cli_follows_a_search_sweep_and_prints_the_best_trial(
+    live_url: str, controllers: Controllers, tmp_path: Path
+) -> None:
+    # Given a search sweep file, with asha too, and a controller
+    path = tmp_path / "search.yaml"
+    path.write_text(
+        "name: cli-search\n"
+        "base: {stage: optim, init: normal, iterations: 60, N: 8, D_in: 16, H: 8, D_out: 2}\n"
+        "search:\n"
+        "  method: tpe\n"
+        "  n: 4\n"
+        "  parallel: 2\n"
+        "  space: {lr: {log_uniform: [1e-3, 1e-1]}, optimizer: [adam, rmsprop]}\n"
+        "early_stop: {rule: asha, grace: 4, reduction: 2}\n"
+        "seed: 3\n"
+    )
+    controllers.start("cli")
+    # When `trainq sweep` follows it
+    result = CliRunner().invoke(
+        main, ["sweep", str(path), "--poll", "0.2"], env={"TRAINQ_URL": live_url}
+    )
+    # Then it saw every trial end and names the best
+    assert result.exit_code == 0, result.output
+    assert "0 job(s), varying lr, optimizer, seed 3" in result.output
+    assert "'cli-search': 4/4 finished" in result.output
+    assert "best trial: job " in result.output
