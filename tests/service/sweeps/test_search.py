@@ -20,6 +20,7 @@ from service.models import Job, JobStatus, Sweep
 from service.sweeps.controller import control_once
 from service.sweeps.request import validate_sweep
 from service.sweeps.search import check_space
+from service.sweeps.store import status_counts, sweep_to_dict
 from tests.support.waiting import wait_until
 from worker.recording import claim_job, finish_job, record_chunks
 
@@ -224,3 +225,19 @@ def test_a_replaced_controller_continues_the_sweep_it_took_over(
     with factory() as session:
         sweep = session.get_one(Sweep, broken)
         assert (sweep.job_count, sweep.controller) == (14, "b")
+
+
+def test_a_cancelled_search_sweep_asks_no_more_and_is_done_when_its_trials_end(
+    factory: so.sessionmaker[so.Session], celery_app: Celery, database_url: str
+) -> None:
+    config = Config(database_url=database_url, broker_url="")
+    sweep_id = add_sweep(factory, search_body("random", n=6, parallel=2))
+    assert control_once(factory, celery_app, config, "c") == 2
+    with session_scope(factory) as session:
+        session.get_one(Sweep, sweep_id).cancel_requested = True
+    end_in_flight(factory, sweep_id)
+    assert control_once(factory, celery_app, config, "c") == 0
+    with factory() as session:
+        sweep = session.get_one(Sweep, sweep_id)
+        shown = sweep_to_dict(sweep, status_counts(session, [sweep_id])[sweep_id])
+    assert (shown["job_count"], shown["done"], shown["trials"]["wanted"]) == (2, True, 6)
