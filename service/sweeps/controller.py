@@ -1,9 +1,10 @@
 """The search controller: asks a search sweep's next trials as earlier ones end, under a lease.
 
-Safe to run in several places at once: each pass takes or renews a sweep's lease in the same
-UPDATE that opens its write (a row lock on PostgreSQL, the write lock on SQLite), so one
-controller at a time asks a sweep's trials, and the trial rows and the sweep's counters
-commit together: a controller killed at any point leaves either a whole ask or none. Its
+Safe to run in several places at once: a controller asks the sampler only while it holds the
+sweep's lease, outside any write, then stores the trials in a transaction that opens with the
+UPDATE renewing that lease (a row lock on PostgreSQL, the write lock on SQLite) and checks that
+no ask was stored meanwhile; the trial rows and the sweep's counters commit together, so a
+controller killed at any point leaves either a whole ask or none. Its
 successor, once the lease has run out, rebuilds the sampler from the tables (see search.py).
 Trials are sent after their commit; one whose send failed is the reconciler's to send.
 """
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -68,41 +71,86 @@ def hold(session: so.Session, sweep_id: int, controller: str, lease_seconds: flo
     return result.rowcount == 1
 
 
-def ask_trials(
-    session: so.Session, sweep_id: int, controller: str, config: Config
-) -> list[tuple[int, str]]:
-    """Store the sweep's next trials as queued jobs, if this controller holds it; (id, queue)."""
-    if not hold(session, sweep_id, controller, config.controller_lease_seconds):
-        return []
-    sweep = session.get_one(Sweep, sweep_id, populate_existing=True)
+@dataclass
+class Plan:
+    """Trials asked outside any write, and the sweep's counters they were asked from."""
+
+    asked_from: int
+    specs: list[dict[str, Any]]
+    skipped: int
+    asks: int
+    done: bool
+
+
+def plan_trials(session: so.Session, sweep: Sweep, config: Config) -> Plan:
+    """Ask the sampler for the sweep's next trials, validated as jobs (nothing written)."""
     request = validate_sweep(sweep.request)
     assert request.search is not None
-    jobs = list(session.scalars(sa.select(Job).where(Job.sweep_id == sweep_id).order_by(Job.id)))
+    jobs = list(session.scalars(sa.select(Job).where(Job.sweep_id == sweep.id).order_by(Job.id)))
     in_flight = sum(job.status in IN_FLIGHT for job in jobs)
     parallel = request.search.parallel or config.search_parallel
     seed = trial_seed(request, sweep.seed)
-    asked: list[Job] = []
-    while in_flight < parallel and asks_left(request, sweep):
-        params = ask(request.search, sweep.seed, sweep.trials_asked, jobs)
-        sweep.trials_asked += 1
+    plan = Plan(sweep.trials_asked, [], 0, 0, False)
+    # Counters as they will be once the plan is written, for asks_left.
+    future = Sweep(
+        job_count=sweep.job_count,
+        trials_asked=sweep.trials_asked,
+        cancel_requested=sweep.cancel_requested,
+    )
+    while in_flight < parallel and asks_left(request, future):
+        params = ask(request.search, sweep.seed, future.trials_asked, jobs)
+        future.trials_asked += 1
+        plan.asks += 1
         try:
             spec = validate_job(trial_fields(request, params, seed), config.limits)
         except SpecError as error:
             # Checked up front at the corners; one inside the space can still break a cap.
-            log.info("sweep %d: trial %s skipped: %s", sweep_id, params, error.message)
-            sweep.skipped += 1
+            log.info("sweep %d: trial %s skipped: %s", sweep.id, params, error.message)
+            plan.skipped += 1
             continue
-        job = new_job(spec, queue_for(spec["device"], config.default_queue), sweep_id=sweep_id)
-        session.add(job)
-        session.flush()
-        jobs.append(job)
-        asked.append(job)
-        sweep.job_count += 1
+        plan.specs.append(spec)
+        # The next ask sees this trial as running, as it will be.
+        jobs.append(new_job(spec, ""))
+        future.job_count += 1
         in_flight += 1
-    if not asks_left(request, sweep):
-        # Done asking: n trials stored (or too many skipped), the sweep's size is final.
-        sweep.trials_wanted = sweep.job_count
-    return [(job.id, job.queue) for job in asked]
+    plan.done = not asks_left(request, future)
+    return plan
+
+
+def ask_trials(
+    factory: so.sessionmaker[so.Session], sweep_id: int, controller: str, config: Config
+) -> list[tuple[int, str]]:
+    """Store the sweep's next trials as queued jobs, if this controller holds it; (id, queue).
+
+    The sampler (seconds for gp) runs between two short transactions, not inside a write:
+    the write takes the lease again and stores the plan only if no ask was stored meanwhile.
+    """
+    with session_scope(factory) as session:
+        if not hold(session, sweep_id, controller, config.controller_lease_seconds):
+            return []
+    with factory() as session:
+        plan = plan_trials(session, session.get_one(Sweep, sweep_id), config)
+    if not plan.asks and not plan.done:
+        return []
+    with session_scope(factory) as session:
+        if not hold(session, sweep_id, controller, config.controller_lease_seconds):
+            return []
+        sweep = session.get_one(Sweep, sweep_id, populate_existing=True)
+        if sweep.trials_asked != plan.asked_from:
+            return []  # asked by another holder meanwhile: plan again from the tables
+        jobs = [
+            new_job(spec, queue_for(spec["device"], config.default_queue), sweep_id=sweep_id)
+            for spec in plan.specs
+        ]
+        session.add_all(jobs)
+        session.flush()
+        sweep.trials_asked += plan.asks
+        sweep.skipped += plan.skipped
+        sweep.job_count += len(jobs)
+        if plan.done:
+            # Done asking: n trials stored (or too many skipped), the sweep's size is final.
+            sweep.trials_wanted = sweep.job_count
+        return [(job.id, job.queue) for job in jobs]
 
 
 def control_once(
@@ -113,8 +161,7 @@ def control_once(
         sweep_ids = open_sweeps(session)
     total = 0
     for sweep_id in sweep_ids:
-        with session_scope(factory) as session:
-            trials = ask_trials(session, sweep_id, controller, config)
+        trials = ask_trials(factory, sweep_id, controller, config)
         if not trials:
             continue
         total += len(trials)
