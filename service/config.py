@@ -60,7 +60,7 @@ class Config:
     # A search sweep's controller asks for trials this often, under a lease on the sweep.
     controller_seconds: float = 1.0
     controller_lease_seconds: float = 12.0
-    # Trials a search sweep keeps in flight when its request does not say.
+    # Trials a search sweep keeps in flight when neither its request nor a live worker says.
     search_parallel: int = 2
     # A queued job whose message is in no queue this long after sending is sent again.
     lost_message_seconds: float = 300.0

@@ -12,7 +12,9 @@ Trials are sent after their commit; one whose send failed is the reconciler's to
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -82,13 +84,48 @@ class Plan:
     done: bool
 
 
-def plan_trials(session: so.Session, sweep: Sweep, config: Config) -> Plan:
+def fixed_capacity(slots: int) -> Callable[[str], int]:
+    """The same number of slots on every queue."""
+    return lambda queue: slots
+
+
+class LiveCapacity:
+    """Pool slots of the live workers per queue, asked of the broker at most every `ttl` s."""
+
+    def __init__(self, app: Celery, fallback: int, ttl: float = 30.0) -> None:
+        self.app, self.fallback, self.ttl = app, fallback, ttl
+        self.slots: dict[str, int] = {}
+        self.asked_at = -math.inf
+
+    def __call__(self, queue: str) -> int:
+        """Slots on the queue, or the fallback when no worker answers."""
+        if time.monotonic() - self.asked_at > self.ttl:
+            self.slots = self._ask()
+            self.asked_at = time.monotonic()
+        return self.slots.get(queue) or self.fallback
+
+    def _ask(self) -> dict[str, int]:
+        inspect = self.app.control.inspect(timeout=1.0)
+        queues = inspect.active_queues() or {}
+        stats = inspect.stats() or {}
+        slots: dict[str, int] = {}
+        for worker, served in queues.items():
+            size = int(stats.get(worker, {}).get("pool", {}).get("max-concurrency", 1))
+            for queue in served:
+                slots[queue["name"]] = slots.get(queue["name"], 0) + size
+        return slots
+
+
+def plan_trials(
+    session: so.Session, sweep: Sweep, config: Config, capacity: Callable[[str], int]
+) -> Plan:
     """Ask the sampler for the sweep's next trials, validated as jobs (nothing written)."""
     request = validate_sweep(sweep.request)
     assert request.search is not None
     jobs = list(session.scalars(sa.select(Job).where(Job.sweep_id == sweep.id).order_by(Job.id)))
     in_flight = sum(job.status in IN_FLIGHT for job in jobs)
-    parallel = request.search.parallel or config.search_parallel
+    device = request.base.get("device", "auto")
+    parallel = request.search.parallel or capacity(queue_for(device, config.default_queue))
     seed = trial_seed(request, sweep.seed)
     plan = Plan(sweep.trials_asked, [], 0, 0, False)
     # Counters as they will be once the plan is written, for asks_left.
@@ -118,7 +155,11 @@ def plan_trials(session: so.Session, sweep: Sweep, config: Config) -> Plan:
 
 
 def ask_trials(
-    factory: so.sessionmaker[so.Session], sweep_id: int, controller: str, config: Config
+    factory: so.sessionmaker[so.Session],
+    sweep_id: int,
+    controller: str,
+    config: Config,
+    capacity: Callable[[str], int],
 ) -> list[tuple[int, str]]:
     """Store the sweep's next trials as queued jobs, if this controller holds it; (id, queue).
 
@@ -129,7 +170,7 @@ def ask_trials(
         if not hold(session, sweep_id, controller, config.controller_lease_seconds):
             return []
     with factory() as session:
-        plan = plan_trials(session, session.get_one(Sweep, sweep_id), config)
+        plan = plan_trials(session, session.get_one(Sweep, sweep_id), config, capacity)
     if not plan.asks and not plan.done:
         return []
     with session_scope(factory) as session:
@@ -154,14 +195,23 @@ def ask_trials(
 
 
 def control_once(
-    factory: so.sessionmaker[so.Session], app: Celery, config: Config, controller: str
+    factory: so.sessionmaker[so.Session],
+    app: Celery,
+    config: Config,
+    controller: str,
+    capacity: Callable[[str], int] | None = None,
 ) -> int:
-    """One pass over the open search sweeps; how many trials it asked."""
+    """One pass over the open search sweeps; how many trials it asked.
+
+    `capacity(queue)` is how many trials a sweep that names no `parallel` keeps in flight
+    (default: TRAINQ_SEARCH_PARALLEL; the long-running controller asks the live workers).
+    """
+    capacity = capacity or fixed_capacity(config.search_parallel)
     with factory() as session:
         sweep_ids = open_sweeps(session)
     total = 0
     for sweep_id in sweep_ids:
-        trials = ask_trials(factory, sweep_id, controller, config)
+        trials = ask_trials(factory, sweep_id, controller, config, capacity)
         if not trials:
             continue
         total += len(trials)
@@ -184,9 +234,10 @@ def control_forever(
     factory: so.sessionmaker[so.Session], app: Celery, config: Config, controller: str
 ) -> None:
     """Drive search sweeps every `controller_seconds`, surviving a broker or database outage."""
+    capacity = LiveCapacity(app, config.search_parallel)
     while True:
         try:
-            control_once(factory, app, config, controller)
+            control_once(factory, app, config, controller, capacity)
         except Exception as error:  # keep going: the next pass retries
             log.warning("controller pass failed: %s", error)
         time.sleep(config.controller_seconds)

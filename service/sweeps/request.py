@@ -122,7 +122,7 @@ class Search(Strict):
     )
     n: Annotated[int, Field(ge=1, le=MAX_LEVELS, description="the number of trials in all")]
     parallel: Annotated[int, Field(ge=1, le=1000)] | None = Field(
-        None, description="trials in flight at once (default: TRAINQ_SEARCH_PARALLEL)"
+        None, description="trials in flight at once (default: the live workers' pool slots)"
     )
     space: Annotated[dict[JobField, Distribution], Field(min_length=1)] = Field(
         description="field -> a list of values, {log_uniform: [low, high]} or {uniform: [...]}"

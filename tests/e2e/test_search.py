@@ -14,8 +14,11 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from service.broker import make_celery
 from service.cli import main
+from service.config import Config
 from service.models import Job, JobStatus, Sweep
+from service.sweeps.controller import LiveCapacity
 from tests.conftest import Stack
 from tests.e2e.test_sweeps import SMALL, wait_for_sweep
 from tests.support.processes import ROOT
@@ -91,6 +94,13 @@ def sweep_jobs(stack: Stack, sweep_id: int) -> list[Job]:
     with stack.sessions() as session:
         query = sa.select(Job).where(Job.sweep_id == sweep_id).order_by(Job.id)
         return list(session.scalars(query))
+
+
+def test_live_capacity_counts_the_pool_slots_of_the_workers_on_a_queue(stack: Stack) -> None:
+    app = make_celery(Config(database_url=stack.database_url, broker_url=stack.broker_url))
+    capacity = LiveCapacity(app, fallback=7)
+    # The stack's one worker serves cpu with two pool processes; nobody serves gpu.
+    assert (capacity("cpu"), capacity("gpu")) == (2, 7)
 
 
 def test_a_search_sweep_finishes_with_its_n_trials(stack: Stack, controllers: Controllers) -> None:
