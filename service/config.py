@@ -62,6 +62,11 @@ class Config:
     heartbeat_seconds: float = 2.0
     max_attempts: int = 3
     reconcile_seconds: float = 2.0
+    # A search sweep's controller asks for trials this often, under a lease on the sweep.
+    controller_seconds: float = 1.0
+    controller_lease_seconds: float = 12.0
+    # Trials a search sweep keeps in flight when neither its request nor a live worker says.
+    search_parallel: int = 2
     # A queued job whose message is in no queue this long after sending is sent again.
     lost_message_seconds: float = 300.0
     # Checkpoints of long jobs: every so many steps (0: off) or seconds, whichever comes first.

@@ -1,9 +1,9 @@
 """Every change of a job's status: once its row is created queued, only this module writes it.
 
-queued -> running (claim) -> one of succeeded, diverged, failed, cancelled (finish, fail,
-cancel, give up). A running job belongs to one attempt: the row names its worker and attempt
-number, and an attempt that no longer matches them (its lease ran out and another attempt
-claimed the job) writes nothing, neither a loss nor a terminal state.
+queued -> running (claim) -> one of succeeded, diverged, failed, cancelled, pruned (finish,
+fail, cancel, give up, prune). A running job belongs to one attempt: the row names its worker
+and attempt number, and an attempt that no longer matches them (its lease ran out and another
+attempt claimed the job) writes nothing, neither a loss nor a terminal state.
 """
 
 from __future__ import annotations
@@ -158,6 +158,15 @@ def cancel_sweep(session: so.Session, sweep_id: int) -> None:
         )
         .execution_options(synchronize_session=False)
     )
+
+
+def prune(session: so.Session, job: Job, rung: int, loss: float) -> None:
+    """End a running job its sweep's early-stopping rule stopped at step `rung` (its loss there).
+
+    The caller holds the row (see `held`); the history and steps_done stay as they are.
+    """
+    _end(session, job, JobStatus.PRUNED, utcnow())
+    job.pruned_at, job.pruned_loss = rung, loss
 
 
 def _end(

@@ -46,6 +46,8 @@ STATE_COLUMNS = (
     "min_loss",
     "min_loss_step",
     "diverged_at",
+    "pruned_at",
+    "pruned_loss",
     "cancel_requested",
 )
 TIME_COLUMNS = ("created_at", "enqueued_at", "started_at", "finished_at")

@@ -195,7 +195,7 @@ class Stack:
         return response.get_json()
 
 
-TERMINAL = {"succeeded", "diverged", "failed", "cancelled"}
+TERMINAL = {"succeeded", "diverged", "failed", "cancelled", "pruned"}
 
 
 @pytest.fixture(scope="module", params=BACKEND_PARAMS)

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from service import job_states
 from service.job_states import Attempt
 from service.loss_store import cut_history, read_history, store_chunks
-from service.models import Checkpoint, Job
+from service.models import Checkpoint, Job, Sweep
 from service.models.base import utcnow
+from service.sweeps.early_stop import Rule, decide, rule_of
 
 
 @dataclass
@@ -28,6 +30,8 @@ class Claim(Attempt):
     resume_step: int = 0
     resume_blob: bytes | None = None
     resume_layout: dict | None = None
+    # The sweep's early-stopping rule, read once at the claim (None: the job runs to its end).
+    early_stop: Rule | None = None
 
     def write_summary(self, job: Job) -> None:
         """Copy the summary into the job's row."""
@@ -70,6 +74,9 @@ def claim_job(
     if job is None:
         return None, state
     claim = Claim(job_id=job_id, attempt=job.attempts, worker=worker)
+    if job.sweep_id is not None:
+        request = session.scalar(sa.select(Sweep.request).where(Sweep.id == job.sweep_id))
+        claim.early_stop = rule_of(request)
     checkpoint = session.get(Checkpoint, job_id)
     if checkpoint is not None:
         claim.resume_step = checkpoint.step
@@ -145,7 +152,10 @@ def record_chunks(
     first_step: int,
     lease_seconds: float,
 ) -> list[Claim]:
-    """Store each claim's chunk of one flush and renew its lease; the claims that must stop."""
+    """Store each claim's chunk of one flush and renew its lease; the claims that must stop.
+
+    A job its sweep's early-stopping rule stops at this flush ends pruned here (see early_stop).
+    """
     # The job rows first, locked: an attempt that lost its job writes nothing into its record.
     jobs = job_states.held(session, [claim for claim, _ in chunks])
     owned = [
@@ -156,10 +166,16 @@ def record_chunks(
     for claim, losses, job in owned:
         claim.take(first_step, losses)
         claim.write_summary(job)
+        if claim.early_stop is not None:
+            stop = decide(session, claim.early_stop, job, first_step, losses)
+            if stop is not None:
+                job_states.prune(session, job, *stop)
     return [
         claim
         for claim, _ in chunks
-        if claim.job_id not in jobs or jobs[claim.job_id].cancel_requested
+        if claim.job_id not in jobs
+        or jobs[claim.job_id].cancel_requested
+        or jobs[claim.job_id].is_terminal
     ]
 
 

@@ -69,6 +69,11 @@ class JobOut(Closed):
     min_loss: float | None
     min_loss_step: int | None
     diverged_at: int | None
+    pruned_at: int | None = Field(
+        description="status pruned: the rung (a step) at which the sweep's early-stopping rule "
+        "stopped it"
+    )
+    pruned_loss: float | None = Field(description="status pruned: its loss at that rung")
     cancel_requested: bool
     created_at: str
     enqueued_at: str | None

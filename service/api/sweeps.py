@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -34,7 +35,7 @@ from service.api.schemas import SweepFactors, SweepOut, SweepPage, SweepResults
 from service.broker import enqueue_batches, enqueue_jobs
 from service.db import row_count
 from service.jobs import queue_for
-from service.jobspec import Limits, SpecError, validate_job
+from service.jobspec import MAX_SEED, Limits, SpecError, validate_job
 from service.models import Job, JobStatus, Sweep
 from service.models.base import utcnow
 from service.sweeps.batching import plan_batches
@@ -48,7 +49,8 @@ from service.sweeps.leaderboard import (
     leaderboard,
 )
 from service.sweeps.request import SweepRequest, validate_sweep
-from service.sweeps.store import insert_sweep_jobs, status_counts, sweep_to_dict
+from service.sweeps.search import check_space
+from service.sweeps.store import best_trial, insert_sweep_jobs, status_counts, sweep_to_dict
 
 bp = Blueprint("sweeps", __name__)
 log = logging.getLogger(__name__)
@@ -60,7 +62,9 @@ SWEEP_ID = path_id("sweep_id", "sweep")
 
 
 def _show(sweep: Sweep) -> dict[str, Any]:
-    return sweep_to_dict(sweep, status_counts(db_session(), [sweep.id])[sweep.id])
+    session = db_session()
+    counts = status_counts(session, [sweep.id])[sweep.id]
+    return sweep_to_dict(sweep, counts, best_trial(session, sweep))
 
 
 def _validate_all(
@@ -105,6 +109,8 @@ def submit_sweep() -> tuple[Response, int]:
     cfg = config()
     body = json_body()
     sweep_request = validate_sweep(body)
+    if sweep_request.search is not None:
+        return _submit_search(sweep_request, cast(dict[str, Any], body), key)
     total, blame = count_jobs(sweep_request)
     if total > cfg.max_sweep_jobs:
         raise ApiError(
@@ -146,6 +152,39 @@ def submit_sweep() -> tuple[Response, int]:
     body_out = _show(sweep)
     body_out["skipped_reasons"] = skipped[:SKIPPED_SHOWN]
     response = jsonify(body_out)
+    response.headers["Location"] = url_for("sweeps.show_sweep", sweep_id=sweep.id)
+    return response, 201
+
+
+def _submit_search(
+    sweep_request: SweepRequest, body: dict[str, Any], key: str | None
+) -> tuple[Response, int]:
+    """Store a search sweep with no trial yet: the controller asks them (sweeps/controller.py)."""
+    assert sweep_request.search is not None
+    check_space(sweep_request, config().limits)
+    seed = sweep_request.seed
+    if seed is None:
+        seed = secrets.randbelow(MAX_SEED + 1)
+    sweep = Sweep(
+        name=sweep_request.name,
+        seed=seed,
+        request={**body, "seed": seed},
+        varied=sorted(sweep_request.search.space),
+        job_count=0,
+        trials_wanted=sweep_request.search.n,
+        idempotency_key=key,
+    )
+    session = db_session()
+    session.add(sweep)
+    try:
+        session.commit()
+    except sqlalchemy.exc.IntegrityError:
+        session.rollback()
+        existing = previous_submission(Sweep, key)
+        if existing is None:
+            raise
+        return jsonify(_show(existing)), 200
+    response = jsonify(_show(sweep))
     response.headers["Location"] = url_for("sweeps.show_sweep", sweep_id=sweep.id)
     return response, 201
 

@@ -1,4 +1,4 @@
-"""Server verbs: up, api, worker, db upgrade, reconcile."""
+"""Server verbs: up, api, worker, db upgrade, reconcile, controller."""
 
 from __future__ import annotations
 
@@ -143,6 +143,30 @@ def reconcile(once: bool) -> None:
 
 
 @click.command()
+@click.option("--once", is_flag=True, help="one pass, then exit")
+@click.option("--name", help="this controller's name in the sweeps' leases (default host:pid)")
+def controller(once: bool, name: str | None) -> None:
+    """Ask search sweeps' next trials as earlier ones end (safe to run in several places)."""
+    import logging
+    import os
+    import socket
+
+    from service.broker import make_celery
+    from service.db import make_engine, make_session_factory
+    from service.sweeps.controller import control_forever, control_once
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = Config.from_env()
+    factory = make_session_factory(make_engine(config.database_url), writer=True)
+    app = make_celery(config)
+    me = name or f"{socket.gethostname()}:{os.getpid()}"
+    if once:
+        click.echo(control_once(factory, app, config, me))
+    else:
+        control_forever(factory, app, config, me)
+
+
+@click.command()
 @click.option("--worker", "node", help="also ping this Celery node; %h is this machine's hostname")
 @click.option("--timeout", default=5.0, show_default=True, help="seconds to wait for the node")
 def probe(node: str | None, timeout: float) -> None:
@@ -166,4 +190,4 @@ def probe(node: str | None, timeout: float) -> None:
     click.echo("ok" + (f": {node_name(node)} answered" if node else ""))
 
 
-COMMANDS = [up, api, worker, db, reconcile, probe]
+COMMANDS = [up, api, worker, db, reconcile, controller, probe]

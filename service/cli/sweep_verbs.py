@@ -34,12 +34,22 @@ def _level_order(item: tuple[str, dict[str, Any]]) -> tuple[int, Any]:
     return (1, item[0])
 
 
+def _progress(sweep: dict[str, Any]) -> str:
+    trials = sweep["trials"]
+    best = trials["best"]
+    shown = f" best {fmt(best['final_loss'])}" if best else ""
+    return f"{trials['asked']} asked, {trials['running']} running, {trials['pruned']} pruned{shown}"
+
+
 def follow(client: TrainqClient, sweep: dict[str, Any], poll: float) -> dict[str, Any]:
-    """Show a progress bar of finished / total jobs until every job of the sweep has ended."""
-    with click.progressbar(length=sweep["job_count"], label=f"sweep {sweep['id']}") as bar:
+    """A progress bar of finished / wanted trials (asked, running, pruned, best) until done."""
+    wanted = sweep["trials"]["wanted"]
+    with click.progressbar(
+        length=wanted, label=f"sweep {sweep['id']}", item_show_func=lambda s: s
+    ) as bar:
         while True:
             sweep = client.api("GET", f"/sweeps/{sweep['id']}")
-            bar.update(sweep["finished"] - bar.pos)
+            bar.update(sweep["finished"] - bar.pos, _progress(sweep))
             if sweep["done"]:
                 return sweep
             time.sleep(poll)
@@ -49,7 +59,7 @@ def print_counts(sweep: dict[str, Any]) -> None:
     """One line: how far the sweep is and how its jobs ended."""
     counts = ", ".join(f"{n} {status}" for status, n in sweep["counts"].items() if n)
     click.echo(
-        f"sweep {sweep['id']} {sweep['name']!r}: {sweep['finished']}/{sweep['job_count']}"
+        f"sweep {sweep['id']} {sweep['name']!r}: {sweep['finished']}/{sweep['trials']['wanted']}"
         f" finished ({counts})"
     )
 
@@ -133,6 +143,10 @@ def sweep(
     print_counts(done)
     print_leaderboard(board)
     print_factors(table, done["varied"])
+    best = done["trials"]["best"]
+    if best:
+        config = " ".join(f"{k}={v}" for k, v in best["config"].items())
+        click.echo(f"best trial: job {best['id']} {config} final loss {fmt(best['final_loss'])}")
 
 
 @click.command()

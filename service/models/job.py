@@ -24,10 +24,17 @@ class JobStatus(enum.StrEnum):
     DIVERGED = "diverged"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PRUNED = "pruned"
 
 
 TERMINAL_STATES = frozenset(
-    {JobStatus.SUCCEEDED, JobStatus.DIVERGED, JobStatus.FAILED, JobStatus.CANCELLED}
+    {
+        JobStatus.SUCCEEDED,
+        JobStatus.DIVERGED,
+        JobStatus.FAILED,
+        JobStatus.CANCELLED,
+        JobStatus.PRUNED,
+    }
 )
 
 
@@ -96,6 +103,10 @@ class Job(Base):
     min_loss: so.Mapped[float | None] = so.mapped_column(sa.Double)
     min_loss_step: so.Mapped[int | None]
     diverged_at: so.Mapped[int | None]
+    # The rung (a step) at which its sweep's early-stopping rule stopped it (status pruned).
+    pruned_at: so.Mapped[int | None]
+    # Its loss at that rung, which ranks it among the pruned (see sweeps/leaderboard.py).
+    pruned_loss: so.Mapped[float | None] = so.mapped_column(sa.Double)
 
     sweep: so.Mapped[Sweep | None] = so.relationship(back_populates="jobs")
     tag_rows: so.Mapped[list[JobTag]] = so.relationship(

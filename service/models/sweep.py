@@ -32,5 +32,12 @@ class Sweep(Base):
     idempotency_key: so.Mapped[str | None] = so.mapped_column(sa.String(200), unique=True)
     # The name of the token that submitted it (null without tokens).
     owner: so.Mapped[str | None] = so.mapped_column(sa.String(64))
+    # A search sweep (null otherwise): the trials it wants in all, and the sampler's asks so
+    # far (each ask's sampler is seeded from the sweep's seed and the ask's number).
+    trials_wanted: so.Mapped[int | None]
+    trials_asked: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
+    # The controller that asks its trials, under a lease as a job's attempt is.
+    controller: so.Mapped[str | None] = so.mapped_column(sa.String(255))
+    controller_expires_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
 
     jobs: so.Mapped[list[Job]] = so.relationship(back_populates="sweep", passive_deletes=True)

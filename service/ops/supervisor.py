@@ -1,4 +1,4 @@
-"""`trainq up`: Redis, migrations, API, workers and the reconciler on one machine, kept alive."""
+"""`trainq up`: Redis, migrations, API, workers, reconciler and controller on one machine."""
 
 from __future__ import annotations
 
@@ -107,6 +107,9 @@ def build_components(
         ),
         Component(
             "reconciler", [python, "-m", "service.cli", "reconcile"], env, logs / "reconciler.log"
+        ),
+        Component(
+            "controller", [python, "-m", "service.cli", "controller"], env, logs / "controller.log"
         ),
     ]
     if gpu:

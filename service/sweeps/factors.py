@@ -2,8 +2,10 @@
 
 The outcome of a job is log10 of its final loss. Succeeded jobs give their own; a diverged
 job is the worst outcome, not missing data: it scores `DIVERGED_MARGIN` (one decade) above the
-worst finite outcome of the sweep, or 0.0 when no job of the sweep ended finite. Failed,
-cancelled and unfinished jobs are left out and counted. Other factors and seeds are the
+worst finite outcome of the sweep, or 0.0 when no job of the sweep ended finite. A pruned job
+is left out (its last loss is where its sweep's rule stopped it, not a final loss: the
+leaderboard ranks it among the pruned instead) and counted in `pruned` and `excluded`, as
+failed, cancelled and unfinished jobs are left out and counted. Other factors and seeds are the
 replicates of a level. Pure: rows in, numbers out.
 """
 
@@ -58,6 +60,7 @@ def outcomes(rows: Iterable[dict[str, Any]]) -> tuple[list[tuple[dict, float]], 
         "used": len(scored),
         "diverged": len(diverged),
         "diverged_value": diverged_value if diverged else None,
+        "pruned": excluded.get("pruned", 0),
         "excluded": dict(excluded),
     }
     return scored, summary
@@ -76,6 +79,7 @@ def factor_table(rows: Iterable[dict[str, Any]], factors: Sequence[str]) -> dict
     result: dict[str, Any] = {
         "outcome": "log10(final_loss)",
         "diverged_rule": f"worst finite outcome + {DIVERGED_MARGIN:g} (0.0 when none is finite)",
+        "pruned_rule": "left out: stopped early by the sweep's rule, so no final loss",
         **summary,
         "factors": {},
         "main_effects": [],
@@ -99,7 +103,13 @@ def factor_table(rows: Iterable[dict[str, Any]], factors: Sequence[str]) -> dict
         levels = {key[0]: {"value": raw[(name, key[0])], **_stats(groups[key])} for key in ordered}
         between = sum(len(g) * (sum(g) / len(g) - grand) ** 2 for g in groups.values())
         share = between / total_ss if total_ss > 0 else None
-        result["factors"][name] = {"levels": levels, "between_ss": between, "share": share}
+        result["factors"][name] = {
+            "levels": levels,
+            # The level keys in order (numbers by value): JSON objects come back key-sorted.
+            "order": [key[0] for key in ordered],
+            "between_ss": between,
+            "share": share,
+        }
     # A list, largest share first: JSON objects may come back with their keys re-sorted.
     result["main_effects"] = sorted(
         ({"factor": name, "share": f["share"]} for name, f in result["factors"].items()),

@@ -27,16 +27,27 @@ SUMMARY = (
     Job.min_loss_step,
     Job.steps_done,
     Job.diverged_at,
+    Job.pruned_at,
+    Job.pruned_loss,
 )
-# Leaderboard buckets: finished finite runs first, then the rest in order of how bad.
+# Leaderboard buckets: finished finite runs first, then those stopped at a rung, then the rest
+# in order of how bad.
+PRUNED = Job.status == JobStatus.PRUNED.value
 OUTCOME_RANK = sa.case(
     (Job.status == JobStatus.SUCCEEDED.value, 0),
-    (Job.status == JobStatus.RUNNING.value, 1),
-    (Job.status == JobStatus.QUEUED.value, 2),
-    (Job.status == JobStatus.DIVERGED.value, 3),
-    (Job.status == JobStatus.CANCELLED.value, 4),
-    else_=5,
+    (PRUNED, 1),
+    (Job.status == JobStatus.RUNNING.value, 2),
+    (Job.status == JobStatus.QUEUED.value, 3),
+    (Job.status == JobStatus.DIVERGED.value, 4),
+    (Job.status == JobStatus.CANCELLED.value, 5),
+    else_=6,
 )
+# By final loss, the pruned ones rank by the rung they reached (higher first), then their loss
+# there: a job stopped later went on past more of its rivals.
+BY_RUNG = [
+    sa.case((PRUNED, -Job.pruned_at), else_=0),
+    sa.case((PRUNED, Job.pruned_loss), else_=Job.final_loss).asc(),
+]
 DEFAULT_SORT = "final_loss"
 
 
@@ -60,6 +71,8 @@ def _ranking(sort: str) -> list[sa.ColumnExpressionArgument[Any]]:
     """The leaderboard's order: `sort` ('-' first: descending) within outcome buckets, then id."""
     column = SORTS[sort.lstrip("-")]
     direction = column.desc() if sort.startswith("-") else column.asc()
+    if sort == "final_loss":
+        return [OUTCOME_RANK, *BY_RUNG, Job.id]
     return [direction, Job.id] if column is Job.id else [OUTCOME_RANK, direction, Job.id]
 
 

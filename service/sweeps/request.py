@@ -94,6 +94,41 @@ class RandomSearch(BaseModel):
         return f"random.space.{name}" if self.space is not None else f"random.{name}"
 
 
+class Asha(Strict):
+    """Asynchronous successive halving: rungs at grace * reduction**k steps."""
+
+    rule: Literal["asha"]
+    grace: Annotated[int, Field(ge=1, le=100_000, description="the first rung, in steps")]
+    reduction: Annotated[
+        int, Field(ge=2, le=100, description="a job goes on past a rung if in the best 1/reduction")
+    ] = 3
+
+
+class Median(Strict):
+    """Stop a job whose best loss so far is worse than the median of finished jobs there."""
+
+    rule: Literal["median"]
+    warmup: Annotated[int, Field(ge=0, le=100_000, description="steps before any decision")] = 0
+
+
+EarlyStop = Annotated[Asha | Median, Field(discriminator="rule")]
+
+
+class Search(Strict):
+    """An adaptive search: `n` trials asked one by one from a sampler as earlier ones end."""
+
+    method: Literal["tpe", "gp", "random"] = Field(
+        description="Optuna's TPESampler, GPSampler or RandomSampler, through ask-and-tell"
+    )
+    n: Annotated[int, Field(ge=1, le=MAX_LEVELS, description="the number of trials in all")]
+    parallel: Annotated[int, Field(ge=1, le=1000)] | None = Field(
+        None, description="trials in flight at once (default: the live workers' pool slots)"
+    )
+    space: Annotated[dict[JobField, Distribution], Field(min_length=1)] = Field(
+        description="field -> a list of values, {log_uniform: [low, high]} or {uniform: [...]}"
+    )
+
+
 class SweepRequest(Strict):
     """A sweep as submitted: a grid and/or a random search over job fields, and replicates."""
 
@@ -116,6 +151,12 @@ class SweepRequest(Strict):
     fused: bool = Field(
         False, description="train compatible jobs together as one stacked model per message"
     )
+    early_stop: EarlyStop | None = Field(
+        None, description="stop jobs early from the stored histories: asha or median"
+    )
+    search: Search | None = Field(
+        None, description="trials asked one by one from a sampler, instead of grid / random"
+    )
 
 
 def _fail(where: str, message: str) -> SpecError:
@@ -135,11 +176,31 @@ def _check_rules(request: SweepRequest) -> None:
         overlap = sorted(grid.keys() & space.keys())
         if overlap:
             raise _fail(request.random.path(overlap[0]), "already a grid field")
+    if request.search is not None:
+        for key in ("grid", "random", "seeds", "repeats"):
+            if getattr(request, key) is not None:
+                raise _fail(key, "a search sweep asks its trials from its space: no " + key)
+        if request.fused:
+            raise _fail("fused", "a search sweep's trials are asked one by one: not fused")
+        if "tags" in request.search.space:
+            raise _fail("search.space.tags", "labels are not searched: set tags in base")
     if request.seeds is not None and request.repeats is not None:
         raise _fail("repeats", "give seeds or repeats, not both")
     replicated = request.seeds is not None or request.repeats is not None
     if replicated and ("seed" in grid or "seed" in space):
         raise _fail("seeds", "seed is already varied by the grid or random search")
+
+
+def _untagged(error: SpecError) -> SpecError:
+    """Paths without the rule's tag pydantic puts in them ("early_stop.grace", not ".asha.")."""
+
+    def untag(text: str | None) -> str | None:
+        for rule in ("asha", "median"):
+            text = text and text.replace(f"early_stop.{rule}.", "early_stop.")
+        return text
+
+    details = [{**item, "field": untag(item["field"])} for item in error.details]
+    return SpecError(untag(error.field), untag(error.message) or "", details)
 
 
 def validate_sweep(data: Any) -> SweepRequest:
@@ -149,6 +210,6 @@ def validate_sweep(data: Any) -> SweepRequest:
     try:
         request = SweepRequest.model_validate(data)
     except pydantic.ValidationError as error:
-        raise spec_error(error) from None
+        raise _untagged(spec_error(error)) from None
     _check_rules(request)
     return request

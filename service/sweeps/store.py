@@ -100,12 +100,42 @@ def sweep_fields(sweep: Sweep) -> dict[str, Any]:
     }
 
 
-def sweep_to_dict(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
-    """The sweep as the API shows it, with its progress."""
+def best_trial(session: so.Session, sweep: Sweep) -> dict[str, Any] | None:
+    """The sweep's succeeded job of lowest final loss so far: its id, loss and varied fields."""
+    job = session.scalars(
+        sa.select(Job)
+        .where(Job.sweep_id == sweep.id, Job.status == JobStatus.SUCCEEDED.value)
+        .order_by(Job.final_loss, Job.id)
+        .limit(1)
+    ).first()
+    if job is None:
+        return None
+    fields = {
+        name: getattr(job, SPEC_COLUMNS[name]) for name in sweep.varied if name in SPEC_COLUMNS
+    }
+    return {"id": job.id, "final_loss": job.final_loss, "config": fields}
+
+
+def sweep_to_dict(
+    sweep: Sweep, counts: dict[str, int], best: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The sweep as the API shows it, with its progress (and its best trial, when given)."""
     finished = sum(n for status, n in counts.items() if status in TERMINAL_STATES)
+    # A search sweep is done once its controller has asked every trial and they have ended.
+    asking = (sweep.trials_wanted or 0) > sweep.job_count and not sweep.cancel_requested
+    trials = {
+        "wanted": sweep.trials_wanted if sweep.trials_wanted is not None else sweep.job_count,
+        "asked": sweep.job_count,
+        "queued": counts.get(JobStatus.QUEUED.value, 0),
+        "running": counts.get(JobStatus.RUNNING.value, 0),
+        "finished": finished,
+        "pruned": counts.get(JobStatus.PRUNED.value, 0),
+        "best": best,
+    }
     return {
         **sweep_fields(sweep),
         "counts": {status.value: counts.get(status.value, 0) for status in JobStatus},
         "finished": finished,
-        "done": finished == sweep.job_count,
+        "done": finished == sweep.job_count and not asking,
+        "trials": trials,
     }

@@ -19,8 +19,16 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
 COMPOSE = yaml.safe_load(COMPOSE_TEXT)
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-TRAINQ_SERVICES = ("migrate", "api", "worker-cpu", "worker-gpu", "reconciler")
-LONG_RUNNING = ("redis", "postgres", "api", "worker-cpu", "worker-gpu", "reconciler")
+TRAINQ_SERVICES = ("migrate", "api", "worker-cpu", "worker-gpu", "reconciler", "controller")
+LONG_RUNNING = (
+    "redis",
+    "postgres",
+    "api",
+    "worker-cpu",
+    "worker-gpu",
+    "reconciler",
+    "controller",
+)
 SECRETS = ("REDIS_PASSWORD", "POSTGRES_PASSWORD")
 # What an operator exports before `docker compose up`.
 OPERATOR_ENV = {"REDIS_PASSWORD": "r3d1s", "POSTGRES_PASSWORD": "p0stgr3s"}
@@ -78,6 +86,7 @@ def test_each_command_is_a_real_trainq_verb_with_real_options(service: str) -> N
 def test_commands_say_what_each_service_is() -> None:
     assert command_of(SERVICES["migrate"]) == ["trainq", "db", "upgrade"]
     assert command_of(SERVICES["reconciler"]) == ["trainq", "reconcile"]
+    assert command_of(SERVICES["controller"]) == ["trainq", "controller"]
     api = parse_trainq(command_of(SERVICES["api"]))
     assert api.params["host"] == "0.0.0.0"
     assert api.params["port"] == 5000

@@ -164,6 +164,34 @@ def test_cancel_ends_a_queued_job_and_flags_a_running_one(
     assert read(factory, running).status == JobStatus.CANCELLED
 
 
+def test_prune_ends_a_held_job_at_its_rung_keeping_its_summary(
+    factory: so.sessionmaker[so.Session],
+) -> None:
+    job_id = add_job(factory)
+    attempt, _ = claim(factory, job_id)
+    assert attempt is not None
+    add_checkpoint(factory, job_id)
+    with session_scope(factory) as session:
+        job = job_states.held(session, [attempt])[job_id]
+        job.steps_done = 7
+        job_states.prune(session, job, 4, 2.5)
+    job = read(factory, job_id)
+    assert (job.status, job.pruned_at, job.pruned_loss, job.steps_done) == (
+        JobStatus.PRUNED,
+        4,
+        2.5,
+        7,
+    )
+    assert job.is_terminal
+    assert job.finished_at is not None
+    assert job.lease_expires_at is None
+    assert checkpoints(factory, job_id) == 0
+    # The attempt holds it no more: its own end (cancelled, at the runner) writes nothing.
+    with session_scope(factory) as session:
+        assert job_states.finish(session, attempt, JobStatus.CANCELLED) is None
+    assert read(factory, job_id).status == JobStatus.PRUNED
+
+
 def test_cancel_sweep_does_for_every_job_what_cancel_does(
     factory: so.sessionmaker[so.Session],
 ) -> None:

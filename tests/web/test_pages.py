@@ -17,7 +17,7 @@ from tests.web.conftest import serving
 SMALL = {"stage": "tensors", "N": 16, "D_in": 32, "H": 16, "D_out": 4, "lr": 1e-4}
 # Default dims and many steps: runs for many seconds unless cancelled.
 LONG = {"stage": "tensors", "iterations": 50_000}
-TERMINAL = {"succeeded", "diverged", "failed", "cancelled"}
+TERMINAL = {"succeeded", "diverged", "failed", "cancelled", "pruned"}
 
 
 def sig4(value: float) -> str:

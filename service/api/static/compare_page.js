@@ -7,7 +7,7 @@
   const series = JSON.parse(data.textContent);
   const chart = document.getElementById("chart");
   const readout = document.getElementById("readout");
-  const TERMINAL = new Set(["succeeded", "diverged", "failed", "cancelled"]);
+  const TERMINAL = new Set(["succeeded", "diverged", "failed", "cancelled", "pruned"]);
 
   for (const item of document.querySelectorAll("#legend li[data-color]")) {
     item.querySelector(".swatch").style.backgroundColor = item.dataset.color;

@@ -16,7 +16,8 @@ const trainqFactorChart = (() => {
 
   // Draws `factor` = {levels: {key: {value, n, mean, min, max}}, share} into `container`.
   function draw(container, name, factor) {
-    const levels = Object.values(factor.levels);
+    // `order` lists the levels numbers by value: the object's keys come back sorted as text.
+    const levels = (factor.order || Object.keys(factor.levels)).map((key) => factor.levels[key]);
     const svg = el("svg", {
       viewBox: `0 0 ${WIDTH} ${HEIGHT}`, class: "factor-chart", role: "img",
       "aria-label": `final loss by ${name}`, "data-factor": name,

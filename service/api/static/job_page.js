@@ -7,7 +7,7 @@
   const readout = document.getElementById("readout");
   const cancel = document.getElementById("cancel");
   const id = Number(page.dataset.jobId);
-  const TERMINAL = new Set(["succeeded", "diverged", "failed", "cancelled"]);
+  const TERMINAL = new Set(["succeeded", "diverged", "failed", "cancelled", "pruned"]);
   const STATUS = /^[a-z]+$/;
 
   function text(value) {

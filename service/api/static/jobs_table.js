@@ -10,7 +10,7 @@
   const insertNew = table.dataset.insertNew === "true";
   const source = new URL(table.dataset.source, window.location.href);
   const limit = Number(source.searchParams.get("limit")) || 50;
-  const TERMINAL = new Set(["succeeded", "diverged", "failed", "cancelled"]);
+  const TERMINAL = new Set(["succeeded", "diverged", "failed", "cancelled", "pruned"]);
   const STATUS = /^[a-z]+$/;
 
   function cell(row, field) {

@@ -220,6 +220,7 @@ def test_list_show_and_404(client: FlaskClient, session: so.Session) -> None:
         "diverged": 0,
         "failed": 0,
         "cancelled": 0,
+        "pruned": 0,
     }
     assert shown["done"] is False
     assert shown["finished"] == 0

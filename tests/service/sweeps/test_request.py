@@ -32,6 +32,12 @@ from service.sweeps.request import LogUniform, SweepRequest, validate_sweep
         ({"base": {"stage": "optim", "bogus": 1}}, "base.bogus"),
         ({"bogus": 1}, "bogus"),
         ({"name": ""}, "name"),
+        ({"early_stop": {"rule": "asha", "grace": 0}}, "early_stop.grace"),
+        ({"early_stop": {"rule": "asha", "grace": 2, "reduction": 1}}, "early_stop.reduction"),
+        ({"early_stop": {"rule": "median", "warmup": -1}}, "early_stop.warmup"),
+        ({"early_stop": {"rule": "median", "grace": 2}}, "early_stop.grace"),
+        ({"early_stop": {"rule": "hyperband"}}, "early_stop"),
+        ({"early_stop": {"grace": 2}}, "early_stop"),
     ],
 )
 def test_bad_requests_name_the_key(request_: dict, field: str) -> None:
@@ -104,6 +110,8 @@ VALID = [
     {"name": "s", "random": {"n": 4, "space": {"momentum": {"uniform": [0.5, 0.9]}}}},
     {"name": "s", "grid": None, "random": None, "seeds": None, "repeats": 3, "seed": 7},
     {"name": "s", "skip_invalid": True, "fused": False},
+    {"name": "s", "early_stop": {"rule": "asha", "grace": 4, "reduction": 2}},
+    {"name": "s", "early_stop": {"rule": "median", "warmup": 10}},
 ]
 # Wrong in shape, not only by a rule across keys: the schema refuses them too.
 MALFORMED = [
@@ -120,6 +128,8 @@ MALFORMED = [
     {"name": "s", "repeats": 0},
     {"name": "s", "seed": "x"},
     {"name": "s", "fused": "yes"},
+    {"name": "s", "early_stop": {"rule": "asha", "grace": 0}},
+    {"name": "s", "early_stop": {"rule": "median", "grace": 3}},
     {"name": ""},
 ]
 

@@ -1,0 +1,106 @@
+"""Early stopping: a sweep's rule, decided from stored histories at the flush crossing a rung.
+
+A job's loss at step s is the one computed after s updates (the history's step s), so a rung at
+s steps reads step s. `asha`: rungs at grace * reduction**k; a job reaching a rung goes on only
+if its loss there is among the best len // reduction (at least the best one) of the losses at
+that rung of the sweep's jobs that reached it, its own included, as Optuna's
+SuccessiveHalvingPruner decides. A job pruned at an earlier rung does not compete at later
+ones, even where its last flush stored them. `median`: from `warmup` on, at each flush, stop a
+job whose best loss so far is worse than the median of the losses at that step of the sweep's
+jobs that have ended (succeeded or diverged), as Optuna's MedianPruner compares with completed
+trials. A diverged job counts as the worst (infinite loss) at every rung and step. No rung or
+step is checked at a job's last step: stopping there saves nothing. Each decision is one query.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pydantic
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from service.loss_store import unpack
+from service.models import Job, JobStatus, LossChunk
+from service.sweeps.request import Asha, EarlyStop, Median
+
+Rule = Asha | Median
+WORST = math.inf
+_RULE: pydantic.TypeAdapter[Rule] = pydantic.TypeAdapter(EarlyStop)
+
+
+def rule_of(request: dict[str, Any] | None) -> Rule | None:
+    """The early-stopping rule a stored sweep request asked for, if any."""
+    wanted = (request or {}).get("early_stop")
+    return None if wanted is None else _RULE.validate_python(wanted)
+
+
+def asha_rungs(rule: Asha, first: int, end: int, iterations: int) -> list[int]:
+    """The rung steps in [first, end), before the job's last step."""
+    rungs, step = [], rule.grace
+    while step < min(end, iterations - 1):
+        if step >= first:
+            rungs.append(step)
+        step *= rule.reduction
+    return rungs
+
+
+def asha_promotes(value: float, at_rung: Sequence[float], reduction: int) -> bool:
+    """Whether `value` is in the best 1/reduction of the rung's losses (its own among them)."""
+    ranked = sorted(at_rung)
+    return value <= ranked[max(len(ranked) // reduction, 1) - 1]
+
+
+def median_stops(best: float, ended: Sequence[float]) -> bool:
+    """Whether a best-so-far loss is worse than the median of the ended jobs' losses there."""
+    return bool(ended) and best > float(np.median(ended))
+
+
+def losses_at(
+    session: so.Session, sweep_id: int, step: int, *where: sa.ColumnElement[bool]
+) -> list[float]:
+    """The sweep's jobs' losses at `step` (the diverged ones' WORST), in one query."""
+    covers = sa.and_(
+        LossChunk.job_id == Job.id,
+        LossChunk.first_step <= step,
+        LossChunk.first_step + LossChunk.count > step,
+    )
+    diverged = Job.status == JobStatus.DIVERGED.value
+    query = (
+        sa.select(diverged.label("diverged"), LossChunk.first_step, LossChunk.data)
+        .select_from(Job)
+        .outerjoin(LossChunk, covers)
+        .where(Job.sweep_id == sweep_id, sa.or_(LossChunk.job_id.is_not(None), diverged), *where)
+    )
+    values = []
+    for is_diverged, first, data in session.execute(query):
+        value = WORST if is_diverged else float(unpack(data)[step - first])
+        values.append(value if math.isfinite(value) else WORST)
+    return values
+
+
+def decide(
+    session: so.Session, rule: Rule, job: Job, first: int, losses: Sequence[float]
+) -> tuple[int, float] | None:
+    """The rung (a step) at which this flush stops the job and its loss there; None: go on."""
+    if job.sweep_id is None or not len(losses):
+        return None
+    end = first + len(losses)
+    if isinstance(rule, Asha):
+        for rung in asha_rungs(rule, first, end, job.iterations):
+            # Jobs pruned at an earlier rung stored later steps too, but never reached this one.
+            competes = sa.or_(Job.status != JobStatus.PRUNED.value, Job.pruned_at >= rung)
+            at_rung = losses_at(session, job.sweep_id, rung, competes)
+            value = float(losses[rung - first])
+            if not asha_promotes(value, at_rung, rule.reduction):
+                return rung, value
+        return None
+    step = end - 1
+    if step < rule.warmup or step >= job.iterations - 1 or job.min_loss is None:
+        return None
+    ended = Job.status.in_([JobStatus.SUCCEEDED.value, JobStatus.DIVERGED.value])
+    others = losses_at(session, job.sweep_id, step, ended, Job.id != job.id)
+    return (step, float(losses[-1])) if median_stops(job.min_loss, others) else None

@@ -1,0 +1,58 @@
+"""Early stopping end to end: a grid sweep with asha on real workers ends with jobs pruned."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from service.models import Job, JobStatus
+from tests.conftest import Stack
+from tests.e2e.test_sweeps import SMALL, wait_for_sweep
+
+ITERATIONS = 1000
+RUNGS = [8 * 2**k for k in range(7)]  # grace 8, reduction 2: 8 ... 512 (< 999)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_an_asha_grid_sweep_prunes_the_worse_jobs_keeping_their_history(
+    stack: Stack, fused: bool
+) -> None:
+    # Given a grid whose first jobs learn fastest (adam, lr falling by decades)
+    body = {
+        "name": "asha",
+        "base": {**SMALL, "D_out": 4, "optimizer": "adam", "iterations": ITERATIONS},
+        "grid": {"lr": [1e-2, 3e-3, 1e-4, 1e-5, 1e-6, 1e-7]},
+        "seeds": [1],
+        "early_stop": {"rule": "asha", "grace": 8, "reduction": 2},
+        "fused": fused,
+    }
+    response = stack.client.post("/api/v1/sweeps", json=body)
+    assert response.status_code == 201, response.get_json()
+    sweep_id = response.get_json()["id"]
+    # When the workers drain it
+    sweep = wait_for_sweep(stack, sweep_id)
+    # Then the worst ones ended pruned at a rung, the best ran to the end
+    counts = sweep["counts"]
+    assert counts["pruned"] >= 2, sweep
+    assert counts["pruned"] + counts["succeeded"] == 6, sweep
+    with stack.sessions() as session:
+        jobs = session.scalars(
+            sa.select(Job).where(Job.sweep_id == sweep_id).order_by(Job.id)
+        ).all()
+    assert jobs[0].status == JobStatus.SUCCEEDED  # the best is never stopped
+    trained = sum(job.steps_done for job in jobs)
+    print(f"\nfused={fused}: {counts['pruned']} of 6 pruned, {trained} of {6 * ITERATIONS} steps")
+    for job in jobs:
+        history = stack.losses(job.id)
+        assert history["steps"] == list(range(job.steps_done))
+        assert job.final_loss == history["losses"][-1]
+        if job.status == JobStatus.PRUNED:
+            # Stopped at the flush that crossed the rung: the steps up to it are kept.
+            assert job.pruned_at in RUNGS
+            assert job.pruned_at < job.steps_done < ITERATIONS
+            assert job.pruned_loss == history["losses"][job.pruned_at]
+            assert job.finished_at is not None
+            body = stack.client.get(f"/api/v1/jobs/{job.id}").get_json()
+            assert (body["status"], body["pruned_at"]) == ("pruned", job.pruned_at)
+        else:
+            assert (job.pruned_at, job.steps_done) == (None, ITERATIONS)
