@@ -59,6 +59,7 @@ def test_bad_requests_name_the_key(request_: dict, field: str) -> None:
         ({"name": "a\x00b"}, "name"),
         ({"name": None}, "name"),
         ({"fused": 1}, "fused"),
+        ({"fused": "Auto"}, "fused"),
     ],
 )
 def test_more_bad_requests_name_the_path_to_change(request_: dict, field: str) -> None:
@@ -104,6 +105,8 @@ VALID = [
     {"name": "s", "random": {"n": 4, "space": {"momentum": {"uniform": [0.5, 0.9]}}}},
     {"name": "s", "grid": None, "random": None, "seeds": None, "repeats": 3, "seed": 7},
     {"name": "s", "skip_invalid": True, "fused": False},
+    {"name": "s", "fused": True},
+    {"name": "s", "fused": "auto"},
 ]
 # Wrong in shape, not only by a rule across keys: the schema refuses them too.
 MALFORMED = [
@@ -120,6 +123,7 @@ MALFORMED = [
     {"name": "s", "repeats": 0},
     {"name": "s", "seed": "x"},
     {"name": "s", "fused": "yes"},
+    {"name": "s", "fused": None},
     {"name": ""},
 ]
 
@@ -136,3 +140,7 @@ def test_what_is_refused_is_refused_by_its_schema(body: dict[str, Any]) -> None:
         validate_sweep(body)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(SweepRequest.model_json_schema()).validate(body)
+
+
+def test_fused_defaults_to_auto() -> None:
+    assert validate_sweep({"name": "s"}).fused == "auto"
