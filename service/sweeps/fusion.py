@@ -26,7 +26,7 @@ FusedChoice = Literal["auto"] | bool
 MAX_BATCH = {"cpu": 64, "gpu": 256}
 # Fuse only where the model expects a clear gain: near the crossover the measured ratio moves
 # with the machine's load, and a job alone also resumes from its checkpoint.
-MIN_SPEEDUP = 1.25
+MIN_SPEEDUP = 1.5
 # Per-parameter state tensors each optimizer keeps (worker/training/stacked_optim.STATE_SLOTS).
 STATE_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "rmsprop": 2, "adagrad": 1}
 STATE_SLOTS.update(adam=2, adamw=2)
@@ -37,28 +37,51 @@ ELEMENT_BYTES = {"float32": 4, "float64": 8}
 class DeviceCosts:
     """Seconds per training step on one kind of device, alone and fused (float32)."""
 
-    alone_overhead: Mapping[str, float]  # per stage: a job's fixed cost of one step
-    stack_overhead: float  # a fused stack's fixed cost of one step, shared by its K jobs
-    stack_overhead_per_job: float  # what each job adds to it (its rows of every kernel)
+    alone_overhead: Mapping[str, float]  # per stage: a job's fixed cost of one step (sgd)
+    alone_optimizer: Mapping[str, float]  # what the optimizer adds to it
+    stack_overhead: Mapping[str, float]  # per optimizer: a stack's fixed cost of one step
+    stack_per_job: Mapping[str, float]  # per optimizer: what each job adds to it
     mm_rate: float  # FLOP/s of a job's matrix products alone
-    bmm_rates: tuple[tuple[int, float], ...]  # (stack working set up to, bytes; bmm FLOP/s)
+    cached_bytes: int  # a stack working set up to which bmm runs at its best rate
+    bmm_rates: tuple[tuple[int, float], ...]  # past it: (stack size up to, bmm FLOP/s)
 
 
 # Measured on the 2-core AMD EPYC CI machine (1 MiB L2 a core, 32 MiB L3), one torch thread,
-# `python -m bench.bench_fusion`: medians at D_in = H = 16 give the fixed costs, 256 and 512
-# the rates.
+# `python -m bench.bench_fusion` (bench/RESULTS.md, 2026-12-02): the fixed costs at
+# D_in = H = 16, where the matrix work is nil; the rates from 128 x 128 to 1000 x 1000. Past a
+# couple of MiB bmm slows with the stack size more than with its bytes (40 GFLOP/s at K = 4
+# down to 16 at K = 32, at every size from 128 to 1000), so the best stack of a mid-size job
+# is small, and the default job (1.2 MB, 29 MFLOP a step) gains nothing from any.
 CPU = DeviceCosts(
     alone_overhead={
-        "tensors": 60e-6,
-        "autograd": 120e-6,
-        "nn": 150e-6,
-        "optim": 230e-6,
-        "module": 250e-6,
+        "tensors": 110e-6,
+        "autograd": 250e-6,
+        "nn": 260e-6,
+        "optim": 260e-6,
+        "module": 280e-6,
     },
-    stack_overhead=80e-6,
-    stack_overhead_per_job=2e-6,
-    mm_rate=55e9,
-    bmm_rates=((2 * 2**20, 40e9), (8 * 2**20, 28e9), (2**62, 18e9)),
+    alone_optimizer={"rmsprop": 30e-6, "adam": 30e-6, "adamw": 30e-6},
+    stack_overhead={
+        "sgd": 90e-6,
+        "momentum": 90e-6,
+        "nesterov": 75e-6,
+        "adagrad": 75e-6,
+        "rmsprop": 115e-6,
+        "adam": 175e-6,
+        "adamw": 200e-6,
+    },
+    stack_per_job={
+        "sgd": 5e-6,
+        "momentum": 7e-6,
+        "nesterov": 7e-6,
+        "adagrad": 7e-6,
+        "rmsprop": 8e-6,
+        "adam": 11e-6,
+        "adamw": 11e-6,
+    },
+    mm_rate=50e9,
+    cached_bytes=2 * 2**20,
+    bmm_rates=((4, 40e9), (8, 30e9), (16, 22e9), (2**31, 16e9)),
 )
 
 
@@ -81,15 +104,20 @@ def bytes_per_job(fields: Mapping[str, Any]) -> int:
 def alone_seconds(fields: Mapping[str, Any], costs: DeviceCosts = CPU) -> float:
     """Estimated seconds of one step of one job trained alone."""
     scale = ELEMENT_BYTES[fields["dtype"]] / 4  # float64 products run at half the rate
-    return costs.alone_overhead[fields["stage"]] + matrix_flops(fields) * scale / costs.mm_rate
+    fixed = costs.alone_overhead[fields["stage"]] + costs.alone_optimizer.get(
+        fields["optimizer"], 0.0
+    )
+    return fixed + matrix_flops(fields) * scale / costs.mm_rate
 
 
 def fused_seconds(fields: Mapping[str, Any], stack: int, costs: DeviceCosts = CPU) -> float:
     """Estimated seconds per job of one step of a fused stack of `stack` such jobs."""
-    working_set = stack * bytes_per_job(fields)
-    rate = next(rate for limit, rate in costs.bmm_rates if working_set <= limit)
+    rate = costs.bmm_rates[0][1]
+    if stack * bytes_per_job(fields) > costs.cached_bytes:
+        rate = next(rate for most, rate in costs.bmm_rates if stack <= most)
     scale = ELEMENT_BYTES[fields["dtype"]] / 4
-    fixed = costs.stack_overhead / stack + costs.stack_overhead_per_job
+    optimizer = fields["optimizer"]
+    fixed = costs.stack_overhead[optimizer] / stack + costs.stack_per_job[optimizer]
     return fixed + matrix_flops(fields) * scale / rate
 
 
