@@ -1,12 +1,14 @@
 """Where fusing pays on this CPU: per-job time alone against per-job time in fused stacks.
 
-    python -m bench.bench_fusion [--sizes 16,32,64,128,256,512,1000] [--stacks 4,8,16,32]
+    python -m bench.bench_fusion [--sizes 16,32,64,128,256,512] [--stacks 4,8,16,32]
                                  [--optimizers sgd,adam] [--iterations 100] [--repeats 3]
 
-One torch thread, no service: for each D_in = H (N = 64, D_out = 10) and optimizer, a job trained
-alone (`train_to_list`) and stacks of K jobs (`train_fused_to_lists`), interleaved, medians of
-the repeats; the ratio alone / fused per job (> 1: fusing is faster) and what the planner's
-table (`service.sweeps.fusion`) decides for that size beside it.
+One torch thread, no service: for each D_in = H (N = 64, D_out = 10), the default job's
+1000 x 100 and each optimizer, a job trained alone (`train_to_list`) and stacks of K jobs
+(`train_fused_to_lists`), interleaved, medians of the repeats; the ratio alone / fused per job
+(> 1: fusing is faster) and what the planner's table (`service.sweeps.fusion`) decides beside
+it; then the fixed costs per step the table is built on. About 5 minutes on 2 cores (add 1000
+to --sizes for 1000 x 1000: 4 more).
 """
 
 from __future__ import annotations
@@ -83,9 +85,11 @@ def measure(
 
 
 def iterations_for(size: tuple[int, int], most: int) -> int:
-    """Fewer iterations for the big sizes, so every size takes about the same time."""
-    work = 64 * size[0] * size[1]
-    return max(10, min(most, int(most * 64 * 128 * 128 / work)))
+    """Fewer iterations past the default job's work, so the big sizes take minutes, not tens."""
+    # Never below 30: drawing a job's problem costs a few steps, alone or stacked.
+    if size[0] * size[1] <= DEFAULT_SIZE[0] * DEFAULT_SIZE[1]:
+        return most
+    return max(30, most * DEFAULT_SIZE[0] * DEFAULT_SIZE[1] // (size[0] * size[1]))
 
 
 def fixed_costs(repeats: int) -> str:
@@ -118,7 +122,7 @@ def main() -> None:
     from service.sweeps.fusion import best_stack, fuses
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="16,32,64,128,256,512,1000", help="D_in = H values")
+    parser.add_argument("--sizes", default="16,32,64,128,256,512", help="D_in = H values")
     parser.add_argument("--stacks", default="4,8,16,32", help="stack sizes K")
     parser.add_argument("--optimizers", default="sgd,adam")
     parser.add_argument("--iterations", type=int, default=100, help="at most, per job")
