@@ -138,6 +138,21 @@ def throughput(args: argparse.Namespace, cores: int) -> str:
     )
 
 
+def messages(request: dict, choice: bool | str, queue: str) -> int:
+    """How many messages the API sends for the sweep with this `fused` (its planner's rule)."""
+    from collections import Counter
+
+    from service.jobspec import validate_job
+    from service.sweeps.batching import batch_key
+    from service.sweeps.fusion import batch_limit, fuses
+
+    specs = [validate_job(job) for job in sweep_fields(request)]
+    groups = Counter(batch_key(spec, queue) for spec in specs if fuses(choice, spec, queue))
+    limits = {batch_key(spec, queue): batch_limit(spec, queue) for spec in specs}
+    singles = sum(1 for spec in specs if not fuses(choice, spec, queue))
+    return singles + sum(-(-count // limits[key]) for key, count in groups.items())
+
+
 def fused_vs_unfused(args: argparse.Namespace) -> str:
     """Sweeps through POST /api/v1/sweeps with `fused` false, true and auto, at each size."""
     queue = "gpu" if args.device == "cuda" else "cpu"
@@ -179,7 +194,7 @@ def fused_vs_unfused(args: argparse.Namespace) -> str:
         blocks.append(
             f"{jobs} jobs (grid {len(OPTIMIZERS)} optimizers x lr {RATES} x "
             f"{len(request['seeds'])} seeds), N, D_in, H, D_out = {dims}, 500 iterations\n\n"
-            + table(["run", "median s", "range s"], rows)
+            + table(["run", "messages", "median s", "range s"], rows)
             + f"\n\nunfused / fused: **{unfused / fused:.2f}x**; auto / better of the two: "
             f"**{auto / best:.2f}** (<= 1 within noise: auto is never the slower choice)"
         )
