@@ -119,7 +119,7 @@ def fixed_costs(repeats: int) -> str:
 def main() -> None:
     import torch
 
-    from service.sweeps.fusion import best_stack, fuses
+    from service.sweeps.fusion import MIN_SPEEDUP, best_stack, fuses
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="16,32,64,128,256,512", help="D_in = H values")
@@ -156,10 +156,10 @@ def main() -> None:
                 ]
             )
             print(" | ".join(map(str, rows[-1])), flush=True)
-            (faster if max(ratios) > 1 else slower).append(f"{size[0]} x {size[1]}")
+            (faster if max(ratios) >= MIN_SPEEDUP else slower).append(f"{size[0]} x {size[1]}")
         crossings.append(
-            f"{optimizer}: fused faster at some K for D_in x H = {', '.join(faster) or 'none'};"
-            f" slower at every K for {', '.join(slower) or 'none'}"
+            f"{optimizer}: at least {MIN_SPEEDUP}x at some K for D_in x H = "
+            f"{', '.join(faster) or 'none'}; less at every K for {', '.join(slower) or 'none'}"
         )
     body = (
         f"N = 64, D_out = 10, stage {STAGE}, lr 1e-8, 1 torch thread; ms per job (its own "

@@ -182,14 +182,12 @@ def fused_vs_unfused(args: argparse.Namespace) -> str:
         jobs = len(sweep_fields(request))
         unfused, fused, auto = (median(measured[c]) for c in choices)
         best = min(unfused, fused)
+        names = {False: "unfused (`fused: false`)", True: "fused (`fused: true`)"}
+        names["auto"] = "auto (`fused: auto`, the default)"
         rows = [
-            [
-                f"unfused (`fused: false`, {jobs} messages)",
-                f"{unfused:.2f}",
-                spread(measured[False]),
-            ],
-            ["fused (`fused: true`, plan_batches)", f"{fused:.2f}", spread(measured[True])],
-            ["auto (`fused: auto`, the default)", f"{auto:.2f}", spread(measured["auto"])],
+            [names[c], messages(request, c, queue), f"{median(measured[c]):.2f}"]
+            + [spread(measured[c])]
+            for c in choices
         ]
         blocks.append(
             f"{jobs} jobs (grid {len(OPTIMIZERS)} optimizers x lr {RATES} x "
