@@ -53,6 +53,7 @@ format: install
 # The CPU benchmarks (several minutes); each appends its table to bench/RESULTS.md.
 bench: install
 	$(PY) -m bench.bench_sweep
+	$(PY) -m bench.bench_fusion
 	$(PY) -m bench.bench_latency
 	$(PY) -m bench.bench_optimizers
 	$(PY) -m bench.bench_submit

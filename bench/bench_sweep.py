@@ -1,9 +1,11 @@
 """Sweep throughput: the service against the hardware limit, warm processes and plain scripts;
-and fused against unfused training of a small-dimension sweep.
+and `fused: false`, `true` and `auto` sweeps at the default size and at D_in = H = 32.
 
-    python -m bench.bench_sweep [--jobs 210] [--plain-jobs 20] [--fused-jobs 252] [--device cpu]
+    python -m bench.bench_sweep [--jobs 210] [--plain-jobs 20] [--fused-jobs 252]
+                                [--fused-default-jobs 42] [--fused-dims N,D_in,H,D_out]...
+                                [--repeats 1] [--device cpu]
 
-Both sweeps are a grid of 7 optimizers x 3 learning rates x seeds submitted in one
+Every sweep is a grid of 7 optimizers x 3 learning rates x seeds submitted in one
 POST /api/v1/sweeps, so job counts round up to a multiple of 21 (210 for the issue's 200, 252
 for its 256).
 """
@@ -32,6 +34,7 @@ from bench.workloads import (
     train_alone,
 )
 
+DEFAULT_FUSED_DIMS = ("64,1000,100,10", "64,32,32,10")
 PLAIN_SCRIPT = """
 import json, sys, torch
 from service.jobspec import validate_job
@@ -60,7 +63,7 @@ def plain_scripts(fields: list[dict]) -> list[float]:
 
 
 def through_sweeps(
-    service: EmbeddedService, request: dict, fused: bool = False
+    service: EmbeddedService, request: dict, fused: bool | str = False
 ) -> tuple[float, dict[str, int]]:
     """The service: one POST /api/v1/sweeps, then wait until every job is terminal; seconds
     from the POST, and the sweep's jobs per status and steps recorded."""
@@ -135,36 +138,72 @@ def throughput(args: argparse.Namespace, cores: int) -> str:
     )
 
 
+def messages(request: dict, choice: bool | str, queue: str) -> int:
+    """How many messages the API sends for the sweep with this `fused` (its planner's rule)."""
+    from collections import Counter
+
+    from service.jobspec import validate_job
+    from service.sweeps.batching import batch_key
+    from service.sweeps.fusion import batch_limit, fuses
+
+    specs = [validate_job(job) for job in sweep_fields(request)]
+    groups = Counter(batch_key(spec, queue) for spec in specs if fuses(choice, spec, queue))
+    limits = {batch_key(spec, queue): batch_limit(spec, queue) for spec in specs}
+    singles = sum(1 for spec in specs if not fuses(choice, spec, queue))
+    return singles + sum(-(-count // limits[key]) for key, count in groups.items())
+
+
 def fused_vs_unfused(args: argparse.Namespace) -> str:
-    """The same small-dimension sweep through POST /api/v1/sweeps, fused false vs true."""
-    dims = dict(zip(("N", "D_in", "H", "D_out"), map(int, args.fused_dims.split(",")), strict=True))
+    """Sweeps through POST /api/v1/sweeps with `fused` false, true and auto, at each size."""
     queue = "gpu" if args.device == "cuda" else "cpu"
-    request = sweep_request(args.fused_jobs, dims, name="fused", device=args.device)
-    jobs = len(sweep_fields(request))
-    unfused, fused = [], []
+    sizes = []
+    for text in args.fused_dims or DEFAULT_FUSED_DIMS:
+        dims = dict(zip(("N", "D_in", "H", "D_out"), map(int, text.split(",")), strict=True))
+        count = args.fused_jobs
+        if dims == DEFAULT_DIMS and args.device == "cpu":
+            count = args.fused_default_jobs  # 0.3 s a job here: keep the run a few minutes
+        sizes.append((dims, sweep_request(count, dims, name="fused", device=args.device)))
+    choices = (False, True, "auto")
+    times: list[dict[bool | str, list[float]]] = [{c: [] for c in choices} for _ in sizes]
     with EmbeddedService(queues=("cpu", queue)) as service:
-        warm = sweep_request(1, dims, name="warm", device=args.device, iterations=20)
-        through_sweeps(service, warm, fused=False)
-        through_sweeps(service, warm, fused=True)
-        for _ in range(args.repeats):
-            unfused.append(through_sweeps(service, request, fused=False)[0])
-            # Printed as measured: a run stopped at its deadline still tells this much.
-            print(f"{jobs} jobs unfused: {unfused[-1]:.2f} s", flush=True)
-            fused.append(through_sweeps(service, request, fused=True)[0])
-            print(f"{jobs} jobs fused: {fused[-1]:.2f} s", flush=True)
-    rows = [
-        [f"unfused (`fused: false`, {jobs} messages)", f"{median(unfused):.2f}", spread(unfused)],
-        ["fused (`fused: true`, plan_batches)", f"{median(fused):.2f}", spread(fused)],
-    ]
-    ratio = median(unfused) / median(fused)
-    goal = ">= 50x (GPU, default size)" if args.device == "cuda" else ">= 5x (CPU, D_in = H = 32)"
+        for dims, _ in sizes:
+            warm = sweep_request(1, dims, name="warm", device=args.device, iterations=20)
+            for choice in choices:
+                through_sweeps(service, warm, fused=choice)
+        for repeat in range(args.repeats):
+            for (dims, request), measured in zip(sizes, times, strict=True):
+                # Each repeat takes the three in a rotated order, so none always goes first.
+                for choice in choices[repeat % 3 :] + choices[: repeat % 3]:
+                    measured[choice].append(through_sweeps(service, request, fused=choice)[0])
+                    # Printed as measured: a run stopped at its deadline still tells this much.
+                    print(f"{dims} fused={choice}: {measured[choice][-1]:.2f} s", flush=True)
+    blocks = []
+    for (dims, request), measured in zip(sizes, times, strict=True):
+        jobs = len(sweep_fields(request))
+        unfused, fused, auto = (median(measured[c]) for c in choices)
+        best = min(unfused, fused)
+        names = {False: "unfused (`fused: false`)", True: "fused (`fused: true`)"}
+        names["auto"] = "auto (`fused: auto`, the default)"
+        rows = [
+            [
+                names[c],
+                messages(request, c, queue),
+                f"{median(measured[c]):.2f}",
+                spread(measured[c]),
+            ]
+            for c in choices
+        ]
+        blocks.append(
+            f"{jobs} jobs (grid {len(OPTIMIZERS)} optimizers x lr {RATES} x "
+            f"{len(request['seeds'])} seeds), N, D_in, H, D_out = {dims}, 500 iterations\n\n"
+            + table(["run", "messages", "median s", "range s"], rows)
+            + f"\n\nunfused / fused: **{unfused / fused:.2f}x**; auto / better of the two: "
+            f"**{auto / best:.2f}** (<= 1 within noise: auto is never the slower choice)"
+        )
     return (
-        f"{jobs} jobs (grid {len(OPTIMIZERS)} optimizers x lr {RATES} x "
-        f"{len(request['seeds'])} seeds), N, D_in, H, D_out = {dims}, 500 iterations, device "
-        f"{args.device}; each a POST /api/v1/sweeps to the same running `trainq up`, time from "
-        f"the POST to all terminal; {args.repeats} repeat(s), alternating.\n\n"
-        + table(["run", "median s", "range s"], rows)
-        + f"\n\nfused speed-up: **{ratio:.1f}x** (goal {goal})"
+        f"Device {args.device}; each sweep a POST /api/v1/sweeps to the same running `trainq up`,"
+        f" time from the POST to all terminal; {args.repeats} repeat(s), the three choices in a"
+        f" rotated order each repeat.\n\n" + "\n\n".join(blocks)
     )
 
 
@@ -174,7 +213,17 @@ def main() -> None:
     parser.add_argument("--plain-jobs", type=int, default=20)
     parser.add_argument("--fused-jobs", type=int, default=252)
     parser.add_argument(
-        "--fused-dims", default="64,32,32,10", help="N,D_in,H,D_out of the fused comparison"
+        "--fused-default-jobs",
+        type=int,
+        default=42,
+        help="jobs of the default-size fused comparison on cpu (--fused-jobs on cuda)",
+    )
+    parser.add_argument(
+        "--fused-dims",
+        action="append",
+        help="N,D_in,H,D_out of a fused comparison (repeatable; default: "
+        + " and ".join(DEFAULT_FUSED_DIMS)
+        + ")",
     )
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -188,7 +237,10 @@ def main() -> None:
         publish("Sweep throughput", started, throughput(args, cores), record=not args.no_record)
     if not args.skip_fused:
         publish(
-            "Fused vs unfused sweep", started, fused_vs_unfused(args), record=not args.no_record
+            "Fused vs unfused vs auto sweep",
+            started,
+            fused_vs_unfused(args),
+            record=not args.no_record,
         )
 
 

@@ -38,9 +38,10 @@ from service.jobs import queue_for
 from service.jobspec import MAX_SEED, Limits, SpecError, validate_job
 from service.models import Job, JobStatus, Sweep
 from service.models.base import utcnow
-from service.sweeps.batching import plan_batches
+from service.sweeps.batching import fields_of, plan_batches
 from service.sweeps.expansion import count_jobs, expand
 from service.sweeps.factors import factor_table
+from service.sweeps.fusion import FusedChoice, fuses
 from service.sweeps.leaderboard import (
     DEFAULT_SORT,
     SORTS,
@@ -126,8 +127,13 @@ def submit_sweep() -> tuple[Response, int]:
     if not specs:
         raise ApiError(422, "no_valid_jobs", "every combination of the sweep is invalid", "grid")
     check_active_cap(len(specs))
-    # Stored as submitted (what GET /sweeps/{id} shows), with the seed that replays it.
-    stored_request = {**cast(dict[str, Any], body), "seed": expansion.seed}
+    # Stored as submitted (what GET /sweeps/{id} shows), with the seed that replays it and the
+    # fusion asked for (the default filled in: the reconciler re-sends lost jobs by it).
+    stored_request = {
+        **cast(dict[str, Any], body),
+        "seed": expansion.seed,
+        "fused": sweep_request.fused,
+    }
     sweep = Sweep(
         name=sweep_request.name,
         seed=expansion.seed,
@@ -148,7 +154,8 @@ def submit_sweep() -> tuple[Response, int]:
         if existing is None:
             raise
         return jsonify(_show(existing)), 200
-    _send(sweep.id, sent, fused=sweep_request.fused)
+    may_fuse = any(fuses(sweep_request.fused, s, q) for s, q in zip(specs, queues, strict=True))
+    _send(sweep.id, sent, fused=sweep_request.fused if may_fuse else False)
     body_out = _show(sweep)
     body_out["skipped_reasons"] = skipped[:SKIPPED_SHOWN]
     response = jsonify(body_out)
@@ -189,16 +196,24 @@ def _submit_search(
     return response, 201
 
 
-def _send(sweep_id: int, jobs: list[tuple[int, str]], *, fused: bool = False) -> None:
+def _send(sweep_id: int, jobs: list[tuple[int, str]], *, fused: FusedChoice = False) -> None:
     """One enqueue over one connection, then one UPDATE; a broker failure leaves them to the
-    reconciler (enqueued_at stays null). Fused sweeps send one message per stack of jobs."""
+    reconciler (enqueued_at stays null). Jobs that fuse go one message per stack of jobs."""
     session = db_session()
+    rows: list[Job] = []
+    if fused is not False:
+        rows = [
+            row
+            for row in session.scalars(sa.select(Job).where(Job.sweep_id == sweep_id))
+            if fuses(fused, fields_of(row), row.queue)
+        ]
+    together = {row.id for row in rows}
     try:
-        if fused:
-            rows = session.scalars(sa.select(Job).where(Job.sweep_id == sweep_id)).all()
+        if rows:
             enqueue_batches(celery_client(), plan_batches(rows))
-        else:
-            enqueue_jobs(celery_client(), jobs)
+        singles = [(job_id, queue) for job_id, queue in jobs if job_id not in together]
+        if singles:
+            enqueue_jobs(celery_client(), singles)
     except Exception as error:  # the broker is down: the rows are the truth, send later
         log.warning("broker unavailable, sweep %d left for the reconciler: %s", sweep_id, error)
         return

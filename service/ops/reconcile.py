@@ -1,7 +1,8 @@
 """The reconciler: sends jobs whose message never left or was lost; re-sends lost workers' jobs.
 
-Jobs of a sweep that asked for fusion go out as batch messages, planned as the API plans them,
-never singly: a fused sweep stays fused however often its messages are lost.
+Jobs of a sweep that fuse (asked for, or chosen by `fused: auto`'s cost model) go out as batch
+messages, planned as the API plans them, never singly: a fused sweep stays fused however often
+its messages are lost.
 
 Safe to run in several places at once: a duplicate message is harmless, since a worker claims a
 job only when it is queued or its lease has run out, and a terminal job is never run again.
@@ -25,7 +26,8 @@ from service.models import Job, JobStatus, Sweep
 from service.models.base import utcnow
 from service.ops.metrics import record_reconcile_pass, redis_client
 from service.ops.queued_messages import job_ids_in_broker
-from service.sweeps.batching import plan_batches
+from service.sweeps.batching import fields_of, plan_batches
+from service.sweeps.fusion import FusedChoice, fuses
 
 log = logging.getLogger(__name__)
 
@@ -103,22 +105,31 @@ def split_fused(
     ).all()
     if not sweep_ids:
         return jobs, []
-    # The sweep's stored request is what asked for fusion (`fused` given or not, as submitted).
-    fused = [
-        sweep_id
+    # The sweep's stored request says what it asked for (`fused`, stored with its default filled
+    # in; absent: a sweep from before `auto`, unfused by the default then), decided per job by
+    # the rule that planned its first messages.
+    asked = {
+        sweep_id: request.get("fused", False) if isinstance(request, dict) else False
         for sweep_id, request in session.execute(
             sa.select(Sweep.id, Sweep.request).where(Sweep.id.in_(sweep_ids))
         )
-        if isinstance(request, dict) and request.get("fused") is True
-    ]
-    if not fused:
-        return jobs, []
-    fused_jobs = session.scalars(
-        sa.select(Job).where(Job.id.in_(ids), Job.sweep_id.in_(fused)).order_by(Job.id)
+    }
+    candidates = session.scalars(
+        sa.select(Job).where(Job.id.in_(ids), Job.sweep_id.in_(list(asked))).order_by(Job.id)
     ).all()
+    fused_jobs = [
+        job for job in candidates if fuses(_choice(asked[job.sweep_id]), fields_of(job), job.queue)
+    ]
+    if not fused_jobs:
+        return jobs, []
     in_batches = {job.id for job in fused_jobs}
     singles = [(job_id, queue) for job_id, queue in jobs if job_id not in in_batches]
     return singles, plan_batches(fused_jobs)
+
+
+def _choice(stored: object) -> FusedChoice:
+    """A stored request's `fused` (validated when submitted); anything else sends singly."""
+    return stored if stored is True or stored == "auto" else False
 
 
 def find_lost_messages(

@@ -10,11 +10,7 @@ from typing import Any
 from service.choices import FUSION_FIELDS, fusion_key
 from service.jobs import SPEC_COLUMNS
 from service.models import Job
-
-# Jobs per message: enough to amortise launches, few enough that a sweep's batches spread
-# over every CPU worker process; a GPU takes far more at once. The worker splits a message
-# further to fit its device's memory.
-MAX_BATCH = {"cpu": 64, "gpu": 256}
+from service.sweeps.fusion import batch_limit
 
 
 def batch_key(fields: Mapping[str, Any], queue: str) -> tuple:
@@ -22,22 +18,27 @@ def batch_key(fields: Mapping[str, Any], queue: str) -> tuple:
     return (queue, fields["device"], *fusion_key(fields))
 
 
-def _batch_key_of(job: Job) -> tuple:
-    fields = {name: getattr(job, SPEC_COLUMNS[name]) for name in (*FUSION_FIELDS, "device")}
-    return batch_key(fields, job.queue)
+def fields_of(job: Job) -> dict[str, Any]:
+    """The job's fields (API names) that decide its batch: the fusion key and the device."""
+    return {name: getattr(job, SPEC_COLUMNS[name]) for name in (*FUSION_FIELDS, "device")}
 
 
 def plan_batches(jobs: Iterable[Job], max_batch: int | None = None) -> list[tuple[str, list[int]]]:
-    """(queue, job ids) batches of compatible jobs, each group split into near-equal batches."""
+    """(queue, job ids) batches of compatible jobs, each group split into near-equal batches
+    of at most max_batch, or of the stack the cost model expects fastest on the queue."""
     if max_batch is not None and max_batch < 1:
         raise ValueError("max_batch must be positive")
     groups: dict[tuple, list[int]] = defaultdict(list)
+    shared: dict[tuple, dict[str, Any]] = {}
     for job in jobs:
-        groups[_batch_key_of(job)].append(job.id)
+        fields = fields_of(job)
+        key = batch_key(fields, job.queue)
+        groups[key].append(job.id)
+        shared.setdefault(key, fields)
     batches: list[tuple[str, list[int]]] = []
     for key, ids in groups.items():
         ids.sort()
-        limit = max_batch or MAX_BATCH.get(key[0], MAX_BATCH["cpu"])
+        limit = max_batch or batch_limit(shared[key], key[0])
         count = -(-len(ids) // limit)
         # Near-equal sizes so no batch is a straggler holding one worker after the rest finish.
         bounds = [len(ids) * i // count for i in range(count + 1)]

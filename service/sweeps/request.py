@@ -68,6 +68,17 @@ def _one_distribution(value: Any, handler: pydantic.ValidatorFunctionWrapHandler
 Distribution = Annotated[Levels | LogUniform | Uniform, WrapValidator(_one_distribution)]
 
 
+def _auto_or_bool(value: Any, handler: pydantic.ValidatorFunctionWrapHandler) -> Any:
+    """One message naming the field, not one per member of the union."""
+    try:
+        return handler(value)
+    except pydantic.ValidationError:
+        raise PydanticCustomError("fused", "'auto', true or false") from None
+
+
+Fused = Annotated[Literal["auto"] | bool, WrapValidator(_auto_or_bool)]
+
+
 def _name_the_keys(schema: dict[str, Any], model: type[BaseModel]) -> None:
     # pydantic documents what the extra keys hold, not which names they may take.
     schema["propertyNames"] = {"enum": [*model.model_fields, *JOB_FIELDS]}
@@ -148,8 +159,11 @@ class SweepRequest(Strict):
     )
     seed: Seed | None = Field(None, description="the sweep's own seed (drawn when absent)")
     skip_invalid: bool = Field(False, description="skip invalid combinations instead of a 422")
-    fused: bool = Field(
-        False, description="train compatible jobs together as one stacked model per message"
+    fused: Fused = Field(
+        "auto",
+        description="train compatible jobs together as one stacked model per message: true,"
+        " false, or auto (only where the planner's cost model says it is faster on the queue's"
+        " device)",
     )
     early_stop: EarlyStop | None = Field(
         None, description="stop jobs early from the stored histories: asha or median"

@@ -157,7 +157,14 @@ def test_two_hosts_drain_one_sweep_and_each_job_names_its_worker(cluster: Cluste
     # Given a twelve-job sweep submitted over the API
     response = stack.client.post(
         "/api/v1/sweeps",
-        json={"name": "lan", "base": JOB, "grid": {"lr": [1e-4, 1e-3, 1e-2]}, "repeats": 4},
+        # One message per job, so the two hosts share the twelve however they are timed.
+        json={
+            "name": "lan",
+            "base": JOB,
+            "grid": {"lr": [1e-4, 1e-3, 1e-2]},
+            "repeats": 4,
+            "fused": False,
+        },
     )
     assert response.status_code == 201, response.get_json()
     sweep_id = response.get_json()["id"]

@@ -79,6 +79,7 @@ def test_cancel_stops_running_jobs_and_queued_ones_never_start(stack: Stack) -> 
         "name": "long",
         "base": {**SMALL, "iterations": 100_000, "D_out": 2},
         "grid": {"lr": [1e-5, 2e-5, 3e-5, 4e-5, 5e-5, 6e-5]},
+        "fused": False,  # one message per job: two run, four wait (a stack would take all six)
     }
     sweep_id = stack.client.post("/api/v1/sweeps", json=body).get_json()["id"]
     deadline = time.monotonic() + 60

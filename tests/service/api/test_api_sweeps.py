@@ -36,7 +36,8 @@ def post(client: FlaskClient, body: dict, **kwargs: object):  # type: ignore[no-
 def test_submit_writes_every_job_then_enqueues_them(
     client: FlaskClient, session: so.Session, broker_url: str
 ) -> None:
-    response = post(client, {**GRID, "base": {**GRID["base"], "tags": ["sw", "x"]}})
+    body = {**GRID, "base": {**GRID["base"], "tags": ["sw", "x"]}, "fused": False}
+    response = post(client, body)
     assert response.status_code == 201, response.get_json()
     body = response.get_json()
     assert body["job_count"] == 12
@@ -189,8 +190,9 @@ def test_idempotency_key_returns_the_same_sweep(
     client: FlaskClient, session: so.Session, broker_url: str
 ) -> None:
     headers = {"Idempotency-Key": "sweep-1"}
-    first = post(client, GRID, headers=headers)
-    again = post(client, GRID, headers=headers)
+    unfused = {**GRID, "fused": False}  # one message per job, to count them
+    first = post(client, unfused, headers=headers)
+    again = post(client, unfused, headers=headers)
     assert (first.status_code, again.status_code) == (201, 200)
     assert first.get_json()["id"] == again.get_json()["id"]
     assert session.scalar(sa.select(sa.func.count()).select_from(Job)) == 12
@@ -369,7 +371,48 @@ def test_fused_sweep_sends_one_message_per_compatible_stack(
     assert all(job.enqueued_at is not None for job in jobs)
 
 
-def test_fused_must_be_a_boolean(client: FlaskClient) -> None:
-    response = post(client, {**GRID, "fused": "yes"})
+@pytest.mark.parametrize("fused", ["yes", "AUTO", 1, None])
+def test_fused_must_be_auto_true_or_false(client: FlaskClient, fused: object) -> None:
+    response = post(client, {**GRID, "fused": fused})
     assert response.status_code == 422
-    assert response.get_json()["error"]["field"] == "fused"
+    error = response.get_json()["error"]
+    assert error["field"] == "fused"
+    assert "'auto', true or false" in error["message"]
+
+
+def test_by_default_small_jobs_fuse_and_default_size_jobs_go_singly(
+    client: FlaskClient, session: so.Session, broker_url: str
+) -> None:
+    # Given one sweep of small jobs and one of the default size, neither naming `fused`
+    small = post(client, GRID).get_json()
+    default = post(
+        client, {"name": "big", "base": {"stage": "optim"}, "grid": {"seed": [1, 2, 3]}}
+    ).get_json()
+    # Then both store the default they ran under
+    assert small["request"]["fused"] == default["request"]["fused"] == "auto"
+    # and the small jobs went out as two stacks (one per optimizer), the default ones singly
+    messages = [
+        (m["headers"]["task"], json.loads(m["headers"]["argsrepr"])[0])
+        for m in queued_messages(broker_url)
+    ]
+    small_ids = set(session.scalars(sa.select(Job.id).where(Job.sweep_id == small["id"])).all())
+    default_ids = session.scalars(
+        sa.select(Job.id).where(Job.sweep_id == default["id"]).order_by(Job.id)
+    ).all()
+    batches = [ids for task, ids in messages if task == "trainq.train_batch"]
+    singles = sorted(ids for task, ids in messages if task == "trainq.train_job")
+    assert sorted(len(b) for b in batches) == [6, 6]
+    assert {i for b in batches for i in b} == small_ids
+    assert singles == default_ids
+    jobs = session.scalars(sa.select(Job).where(Job.sweep_id.in_([small["id"], default["id"]])))
+    assert all(job.enqueued_at is not None for job in jobs)
+
+
+def test_fused_true_forces_a_stack_where_auto_would_not(
+    client: FlaskClient, broker_url: str
+) -> None:
+    body = {"name": "big", "base": {"stage": "optim"}, "grid": {"seed": [1, 2, 3]}, "fused": True}
+    response = post(client, body)
+    assert response.status_code == 201, response.get_json()
+    messages = queued_messages(broker_url)
+    assert [m["headers"]["task"] for m in messages] == ["trainq.train_batch"]

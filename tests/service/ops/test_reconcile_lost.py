@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from service.broker import make_celery
 from service.config import Config
 from service.db import make_session_factory, session_scope
-from service.models import Job, JobStatus
+from service.models import Job, JobStatus, Sweep
 from service.models.base import utcnow
 from service.ops.queued_messages import (
     UNACKED_INDEX_KEY,
@@ -190,4 +190,50 @@ def test_lost_and_expired_fused_jobs_are_resent_as_batches_and_others_singly(
     counts = reconcile_once(factory, celery, config, grace_seconds=0)
     assert counts == {"sent": 0, "lost": 0, "resent": 2, "failed": 0, "batches": 1}
     assert queued_messages(client_redis) == [("trainq.train_batch", fused_ids[:2])]
+    client_redis.close()
+
+
+def test_an_auto_sweeps_lost_jobs_are_resent_as_they_were_first_sent(
+    app: Flask, client: FlaskClient, broker_url: str
+) -> None:
+    # Given two sweeps under the default `fused: auto`: small jobs (fused by the cost model)
+    # and default-size jobs (sent singly), and a sweep stored before `auto` (no `fused` key)
+    small = {"stage": "optim", "N": 8, "D_in": 16, "H": 16, "D_out": 2}
+    for name, base in (("small", small), ("default", {"stage": "optim"})):
+        response = client.post(
+            "/api/v1/sweeps", json={"name": name, "base": base, "grid": {"seed": [1, 2, 3]}}
+        )
+        assert response.status_code == 201, response.get_json()
+    old = client.post(
+        "/api/v1/sweeps", json={"name": "old", "base": small, "grid": {"seed": [4, 5]}}
+    ).get_json()
+    factory = make_session_factory(app.extensions["trainq.engine"])
+    with session_scope(factory) as session:
+        sweep = session.get_one(Sweep, old["id"])
+        sweep.request = {k: v for k, v in sweep.request.items() if k != "fused"}
+    ids = {
+        name: sorted(j["id"] for j in client.get(f"/api/v1/jobs?name={name}").get_json()["jobs"])
+        for name in ("small", "default", "old")
+    }
+    client_redis = redis.Redis.from_url(broker_url)
+    first = sorted(queued_messages(client_redis))
+    assert first == sorted(
+        [("trainq.train_batch", ids["small"]), ("trainq.train_batch", ids["old"])]
+        + [("trainq.train_job", [i]) for i in ids["default"]]
+    )
+    config = Config.from_env(
+        database_url=app.config["TRAINQ"].database_url,
+        broker_url=broker_url,
+        lost_message_seconds=0,
+    )
+    time.sleep(0.01)
+    # When Redis loses every message
+    client_redis.flushdb()
+    counts = reconcile_once(factory, make_celery(config), config, grace_seconds=0)
+    # Then the auto sweeps go out as they first did; the old sweep's jobs singly, as then
+    assert counts["lost"] == 8
+    assert sorted(queued_messages(client_redis)) == sorted(
+        [("trainq.train_batch", ids["small"])]
+        + [("trainq.train_job", [i]) for i in ids["default"] + ids["old"]]
+    )
     client_redis.close()

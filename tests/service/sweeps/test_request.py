@@ -65,6 +65,7 @@ def test_bad_requests_name_the_key(request_: dict, field: str) -> None:
         ({"name": "a\x00b"}, "name"),
         ({"name": None}, "name"),
         ({"fused": 1}, "fused"),
+        ({"fused": "Auto"}, "fused"),
     ],
 )
 def test_more_bad_requests_name_the_path_to_change(request_: dict, field: str) -> None:
@@ -112,6 +113,8 @@ VALID = [
     {"name": "s", "skip_invalid": True, "fused": False},
     {"name": "s", "early_stop": {"rule": "asha", "grace": 4, "reduction": 2}},
     {"name": "s", "early_stop": {"rule": "median", "warmup": 10}},
+    {"name": "s", "fused": True},
+    {"name": "s", "fused": "auto"},
 ]
 # Wrong in shape, not only by a rule across keys: the schema refuses them too.
 MALFORMED = [
@@ -130,6 +133,7 @@ MALFORMED = [
     {"name": "s", "fused": "yes"},
     {"name": "s", "early_stop": {"rule": "asha", "grace": 0}},
     {"name": "s", "early_stop": {"rule": "median", "grace": 3}},
+    {"name": "s", "fused": None},
     {"name": ""},
 ]
 
@@ -146,3 +150,7 @@ def test_what_is_refused_is_refused_by_its_schema(body: dict[str, Any]) -> None:
         validate_sweep(body)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(SweepRequest.model_json_schema()).validate(body)
+
+
+def test_fused_defaults_to_auto() -> None:
+    assert validate_sweep({"name": "s"}).fused == "auto"
