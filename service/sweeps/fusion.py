@@ -6,9 +6,9 @@ A job alone pays a fixed cost per step (Python, autograd, the optimizer's kernel
 matrix products at the rate `mm` reaches while the job sits in cache. A fused stack of K pays
 its fixed cost once per step for all K, but `bmm` over (K, in, out) runs slower than `mm`, and
 once the stack's working set is past a couple of MiB, the slower the larger the stack: small
-jobs gain 10 to 20x, the default size (64 x 1000 x 100 x 10) gains nothing at any K. One function, `fuses`, decides for the
-API and the reconciler alike, from fields every job of a batch shares, so a sweep's lost jobs
-are re-sent as its first messages were.
+jobs gain 10 to 20x, the default size (64 x 1000 x 100 x 10) gains nothing at any K. One
+function, `fuses`, decides for the API and the reconciler alike, from fields every job of a
+batch shares, so a sweep's lost jobs are re-sent as its first messages were.
 """
 
 from __future__ import annotations
