@@ -184,15 +184,10 @@ def fused_vs_unfused(args: argparse.Namespace) -> str:
         best = min(unfused, fused)
         names = {False: "unfused (`fused: false`)", True: "fused (`fused: true`)"}
         names["auto"] = "auto (`fused: auto`, the default)"
-        rows = [
-            [
-                names[c],
-                messages(request, c, queue),
-                f"{median(measured[c]):.2f}",
-                spread(measured[c]),
-            ]
-            for c in choices
-        ]
+        rows: list[list[object]] = []
+        for c in choices:
+            seconds = f"{median(measured[c]):.2f}"
+            rows.append([names[c], messages(request, c, queue), seconds, spread(measured[c])])
         blocks.append(
             f"{jobs} jobs (grid {len(OPTIMIZERS)} optimizers x lr {RATES} x "
             f"{len(request['seeds'])} seeds), N, D_in, H, D_out = {dims}, 500 iterations\n\n"
