@@ -23,6 +23,7 @@ import sqlalchemy.exc
 import sqlalchemy.orm as so
 import torch
 
+from service import job_states
 from service.config import Config
 from service.db import session_scope
 from service.jobs import job_spec
@@ -404,6 +405,11 @@ def _write_outcomes(
     """Each job's one terminal state (or its hand-back), where its attempt still holds it."""
     results = {}
     for claim, outcome in zip(claims, outcomes, strict=True):
+        job = session.get(Job, claim.job_id, populate_existing=True)
+        if job_states.owns(job, claim) and job.is_terminal:
+            # Ended while it trained, by its sweep's early stopping or a hard limit: said there.
+            results[claim.job_id] = str(job.status)
+            continue
         if beat.lost(claim):
             # Another attempt owns the job, or may by now: its outcome is not this one's.
             log.warning(
