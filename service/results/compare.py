@@ -121,7 +121,8 @@ def pairwise_max_rel_diff(grid: HistoryGrid, offset: int, limit: int) -> Iterato
             rel = np.where(scale > 0, np.abs(a - b) / scale, 0.0)
         rel = np.where(np.isnan(a) | np.isnan(b), -1.0, rel)
         common = (rel >= 0).sum(axis=1)
-        where = rel.argmax(axis=1)
+        # No stored step at all (jobs still queued): no argmax to take, every pair has none.
+        where = rel.argmax(axis=1) if rel.shape[1] else np.zeros(len(rel), dtype=int)
         for k, j in enumerate(range(first, jobs)):
             if emitted >= limit:
                 return
