@@ -16,8 +16,12 @@ Submitted = TypeVar("Submitted", Job, Sweep)
 
 
 def _given(name: str) -> str | None:
-    """The query parameter's text, or None when it is absent or empty."""
-    return request.args.get(name) or None
+    """The query parameter's text, or None when it is absent.
+
+    An empty value (`?limit=`) is not absent: it is text that is not a number or a choice,
+    so the caller answers 422 for it rather than quietly using the default.
+    """
+    return request.args.get(name)
 
 
 @overload
