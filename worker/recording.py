@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from service import job_states
 from service.job_states import Attempt
+from service.jobs import job_spec
 from service.loss_store import cut_history, read_history, store_chunks
-from service.models import Checkpoint, Job, Sweep
+from service.models import Checkpoint, Job, JobStatus, Sweep
 from service.models.base import utcnow
+from service.sweeps.batching import batch_key, fields_of
 from service.sweeps.early_stop import Rule, decide, rule_of
 
 
@@ -32,6 +35,8 @@ class Claim(Attempt):
     resume_layout: dict | None = None
     # The sweep's early-stopping rule, read once at the claim (None: the job runs to its end).
     early_stop: Rule | None = None
+    # The sweep the job belongs to: a fused stack refills freed rows from its queued jobs.
+    sweep_id: int | None = None
 
     def write_summary(self, job: Job) -> None:
         """Copy the summary into the job's row."""
@@ -73,7 +78,7 @@ def claim_job(
     job, state = job_states.claim(session, job_id, worker, lease_seconds, max_attempts, stack_size)
     if job is None:
         return None, state
-    claim = Claim(job_id=job_id, attempt=job.attempts, worker=worker)
+    claim = Claim(job_id=job_id, attempt=job.attempts, worker=worker, sweep_id=job.sweep_id)
     if job.sweep_id is not None:
         request = session.scalar(sa.select(Sweep.request).where(Sweep.id == job.sweep_id))
         claim.early_stop = rule_of(request)
@@ -114,6 +119,48 @@ def claim_stack(
     return claims, refused
 
 
+def refill_claims(
+    session: so.Session,
+    sweep_id: int,
+    key: tuple,
+    free: int,
+    worker: str,
+    lease_seconds: float,
+    max_attempts: int,
+) -> list[tuple[Claim, dict[str, Any]]]:
+    """Take up to `free` queued jobs of the sweep that fuse with `key`, to train from step 0;
+    each claim with its job's fields.
+
+    Only fresh jobs join a live stack: one with a checkpoint resumes its own way, and one
+    already retried twice trains alone (see runner.plan_stacks). Their messages, when they
+    come, find them taken.
+    """
+    candidates = session.scalars(
+        sa.select(Job)
+        .outerjoin(Checkpoint, Checkpoint.job_id == Job.id)
+        .where(
+            Job.sweep_id == sweep_id,
+            Job.status == JobStatus.QUEUED,
+            Job.queue == key[0],
+            Job.attempts < 2,
+            Job.cancel_requested.is_(False),
+            Checkpoint.job_id.is_(None),
+        )
+        .order_by(Job.id)
+        .limit(max(4 * free, 16))
+    ).all()
+    claims: list[tuple[Claim, dict[str, Any]]] = []
+    for job in candidates:
+        if len(claims) == free:
+            break
+        if batch_key(fields_of(job), job.queue) != key:
+            continue
+        claim, _ = claim_job(session, job.id, worker, lease_seconds, max_attempts)
+        if claim is not None:
+            claims.append((claim, job_spec(job)))
+    return claims
+
+
 def _summarise_kept_rows(session: so.Session, claim: Claim) -> None:
     """Carry the summary of the losses before the checkpoint into the new attempt."""
     if claim.resume_step == 0:
@@ -125,13 +172,11 @@ def _summarise_kept_rows(session: so.Session, claim: Claim) -> None:
     claim.steps = claim.resume_step
 
 
-def save_checkpoints(
-    session: so.Session, step: int, states: Sequence[tuple[Claim, bytes, dict]]
-) -> int:
-    """Store each job's state to resume from at `step`, where its attempt still holds it."""
-    jobs = job_states.held(session, [claim for claim, _, _ in states])
+def save_checkpoints(session: so.Session, states: Sequence[tuple[Claim, int, bytes, dict]]) -> int:
+    """Store each job's state to resume from at its step, where its attempt still holds it."""
+    jobs = job_states.held(session, [claim for claim, *_ in states])
     saved = [state for state in states if state[0].job_id in jobs]
-    for claim, blob, layout in saved:
+    for claim, step, blob, layout in saved:
         checkpoint = session.get(Checkpoint, claim.job_id) or Checkpoint(job_id=claim.job_id)
         checkpoint.step, checkpoint.attempt, checkpoint.created_at = step, claim.attempt, utcnow()
         checkpoint.tensors, checkpoint.layout = blob, layout
@@ -143,27 +188,29 @@ def record_chunk(
     session: so.Session, claim: Claim, first_step: int, losses: list[float], lease_seconds: float
 ) -> bool:
     """Store a chunk of losses and renew the lease; False when the job should stop."""
-    return not record_chunks(session, [(claim, losses)], first_step, lease_seconds)
+    return not record_chunks(session, [(claim, first_step, losses)], lease_seconds)
 
 
 def record_chunks(
     session: so.Session,
-    chunks: Sequence[tuple[Claim, list[float]]],
-    first_step: int,
+    chunks: Sequence[tuple[Claim, int, list[float]]],
     lease_seconds: float,
 ) -> list[Claim]:
-    """Store each claim's chunk of one flush and renew its lease; the claims that must stop.
+    """Store each claim's chunk (from its first step) of one flush and renew its lease; the
+    claims that must stop.
 
     A job its sweep's early-stopping rule stops at this flush ends pruned here (see early_stop).
     """
     # The job rows first, locked: an attempt that lost its job writes nothing into its record.
-    jobs = job_states.held(session, [claim for claim, _ in chunks])
+    jobs = job_states.held(session, [claim for claim, _, _ in chunks])
     owned = [
-        (claim, losses, jobs[claim.job_id]) for claim, losses in chunks if claim.job_id in jobs
+        (claim, first, losses, jobs[claim.job_id])
+        for claim, first, losses in chunks
+        if claim.job_id in jobs
     ]
-    store_chunks(session, [(claim.job_id, first_step, losses) for claim, losses, _ in owned])
-    job_states.renew([job for _, _, job in owned], lease_seconds)
-    for claim, losses, job in owned:
+    store_chunks(session, [(claim.job_id, first, losses) for claim, first, losses, _ in owned])
+    job_states.renew([job for *_, job in owned], lease_seconds)
+    for claim, first_step, losses, job in owned:
         claim.take(first_step, losses)
         claim.write_summary(job)
         if claim.early_stop is not None:
@@ -172,7 +219,7 @@ def record_chunks(
                 job_states.prune(session, job, *stop)
     return [
         claim
-        for claim, _ in chunks
+        for claim, _, _ in chunks
         if claim.job_id not in jobs
         or jobs[claim.job_id].cancel_requested
         or jobs[claim.job_id].is_terminal

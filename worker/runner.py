@@ -38,6 +38,7 @@ from worker.recording import (
     hand_back,
     mark_started_on,
     record_chunks,
+    refill_claims,
     save_checkpoints,
 )
 from worker.state import heartbeat, session_factory, worker_config
@@ -45,7 +46,7 @@ from worker.training import LossRecorder, TrainSpec, train
 from worker.training.batch_size import MAX_FUSED, fused_batch_size
 from worker.training.checkpoints import Checkpointer, Snapshot, StackCheckpointer, is_stacked
 from worker.training.fused import FusedOutcome, train_fused
-from worker.watchdog import hard_limit
+from worker.watchdog import StackLimits
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -111,6 +112,8 @@ class Stack:
 
     job_ids: list[int]
     fused: bool
+    # Whether rows its jobs leave take queued jobs of their sweep (not for a job kept alone).
+    refills: bool = False
 
 
 class Run:
@@ -210,7 +213,7 @@ def plan_stacks(
                 cap=max_stack,
             )
         stacks.extend(
-            Stack(members[start : start + size], fused=True)
+            Stack(members[start : start + size], fused=True, refills=True)
             for start in range(0, len(members), size)
         )
     return stacks + alone
@@ -238,10 +241,14 @@ def _run_stack(run: Run, stack: Stack, queued: dict[int, QueuedJob]) -> dict[int
         for (_, fused), members in groups.items():
             trainings = [members] if fused else [[claim] for claim in members]
             for group in trainings:
-                ids = [claim.job_id for claim in group]
                 # The hard limit is each job's, from its own start, not the message's.
-                with hard_limit(ids, config.job_hard_limit_seconds, always=stack.fused):
-                    results.update(_train(run, group, queued, fused=fused))
+                hard = config.job_hard_limit_seconds
+                with StackLimits(hard, always=stack.fused) as limits:
+                    limits.start([claim.job_id for claim in group])
+                    refills = stack.refills and fused
+                    results.update(
+                        _train(run, group, queued, fused=fused, refills=refills, limits=limits)
+                    )
     return results
 
 
@@ -250,50 +257,67 @@ class Recording:
 
     def __init__(self, run: Run, claims: list[Claim]) -> None:
         self.run = run
-        self.claims = claims
-        soft = run.config.job_soft_limit_seconds
-        self.soft_limit = soft
-        # Checked between chunks: Celery's own soft limit raises anywhere, mid-commit too.
-        self.deadline = time.monotonic() + soft if soft > 0 else None
+        self.claims: list[Claim] = []
+        self.soft_limit = run.config.job_soft_limit_seconds
+        # Each job's, from its own start. Checked between chunks: Celery's own soft limit
+        # raises anywhere, mid-commit too.
+        self.deadlines: dict[int, float] = {}
+        self.add(claims)
 
-    def write(self, first_step: int, chunks: list[tuple[Claim, list[float]]]) -> set[int]:
-        """Store one flush's chunks in one transaction; the job ids that must stop."""
+    def add(self, claims: list[Claim]) -> None:
+        """Record these claims too (jobs that joined a refilled stack), their limit from now."""
+        self.claims.extend(claims)
+        if self.soft_limit > 0:
+            start = time.monotonic()
+            self.deadlines.update({claim.job_id: start + self.soft_limit for claim in claims})
+
+    def write(self, chunks: list[tuple[Claim, int, list[float]]]) -> set[int]:
+        """Store one flush's chunks (claim, first step, losses) in one transaction; the job
+        ids that must stop."""
         beat = self.run.beat
         # A fenced attempt writes not one more loss (see Heartbeat.lost).
-        live = [(claim, losses) for claim, losses in chunks if not beat.lost(claim)]
-        stopping = {claim.job_id for claim in self.claims if beat.lost(claim)}
+        live = [chunk for chunk in chunks if not beat.lost(chunk[0])]
+        stopping = {claim.job_id for claim, _, _ in chunks if beat.lost(claim)}
         if live:
-            summaries = [claim.summary() for claim, _ in live]
+            summaries = [claim.summary() for claim, _, _ in live]
             try:
-                stop = self.run.transaction(
-                    record_chunks, live, first_step, self.run.config.lease_seconds
-                )
+                stop = self.run.transaction(record_chunks, live, self.run.config.lease_seconds)
             except BaseException:
                 # Rolled back: the claims must not count those rows.
-                for (claim, _), summary in zip(live, summaries, strict=True):
+                for (claim, _, _), summary in zip(live, summaries, strict=True):
                     claim.restore(summary)
                 raise
             stopping |= {claim.job_id for claim in stop}
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            for claim in self.claims:
-                if claim.job_id not in stopping:
-                    claim.failure = (
-                        f"soft time limit exceeded: the job ran longer than {self.soft_limit:g} s"
-                    )
-                    stopping.add(claim.job_id)
+        now = time.monotonic()
+        for claim, _, _ in chunks:
+            deadline = self.deadlines.get(claim.job_id)
+            if deadline is not None and now > deadline and claim.job_id not in stopping:
+                claim.failure = (
+                    f"soft time limit exceeded: the job ran longer than {self.soft_limit:g} s"
+                )
+                stopping.add(claim.job_id)
         return stopping
 
-    def save(self, step: int, states: list[tuple[Claim, bytes, dict]]) -> None:
-        """Store the jobs' checkpoints at `step` in one transaction."""
-        self.run.transaction(save_checkpoints, step, states)
+    def save(self, states: list[tuple[Claim, int, bytes, dict]]) -> None:
+        """Store the jobs' checkpoints, each at its step, in one transaction."""
+        self.run.transaction(save_checkpoints, states)
 
 
 def _train(
-    run: Run, claims: list[Claim], queued: dict[int, QueuedJob], *, fused: bool
+    run: Run,
+    claims: list[Claim],
+    queued: dict[int, QueuedJob],
+    *,
+    fused: bool,
+    refills: bool = False,
+    limits: StackLimits | None = None,
 ) -> dict[int, str]:
     """Train claimed jobs (fused, or one in its stage) and write each one's outcome."""
     first = queued[claims[0].job_id]
     recording = Recording(run, claims)
+    refiller = None
+    if refills and limits is not None:
+        refiller = Refiller.of(run, recording, limits, first)
     ran_on = None
     error: Exception | None = None
     try:
@@ -304,13 +328,17 @@ def _train(
         ran_on = describe_device(device)
         run.transaction(mark_started_on, claims, ran_on, torch.__version__)
         if fused:
-            outcomes = _train_stack(run.config, claims, specs, device, recording)
+            with contextlib.ExitStack() as holding:
+                if refiller is not None:
+                    refiller.ran_on, refiller.holding = ran_on, holding
+                outcomes = _train_stack(run.config, specs, device, recording, refiller)
         else:
             outcomes = [_train_alone(run.config, claims[0], specs[0], device, recording)]
     except Exception as raised:
         error = raised
         log.exception("jobs %s failed", [claim.job_id for claim in claims])
-        outcomes = [FusedOutcome() for _ in claims]
+        outcomes = [FusedOutcome() for _ in recording.claims]
+    claims = recording.claims
     results = run.transaction(_write_outcomes, run.beat, claims, outcomes, error, ran_on)
     handed = [claim.job_id for claim in claims if results[claim.job_id] == "handed back"]
     if handed:
@@ -329,10 +357,10 @@ def _train_alone(
         initial = Snapshot(claim.resume_step, claim.resume_blob, claim.resume_layout or {})
 
     def write_chunk(first_step: int, losses: list[float]) -> bool:
-        return claim.job_id not in recording.write(first_step, [(claim, losses)])
+        return claim.job_id not in recording.write([(claim, first_step, losses)])
 
     def write_checkpoint(step: int, blob: bytes, layout: dict) -> None:
-        recording.save(step, [(claim, blob, layout)])
+        recording.save([(claim, step, blob, layout)])
 
     recorder = LossRecorder(
         spec.iterations,
@@ -357,12 +385,14 @@ def _train_alone(
 
 def _train_stack(
     config: Config,
-    claims: list[Claim],
     specs: list[TrainSpec],
     device: torch.device,
     recording: Recording,
+    refiller: Refiller | None = None,
 ) -> list[FusedOutcome]:
-    """Jobs as one fused stack, every row checkpointed, resumed from their checkpoints."""
+    """Jobs as one fused stack, every row checkpointed, resumed from their checkpoints,
+    the rows jobs leave refilled where a refiller is given."""
+    claims = recording.claims  # grows as the stack refills: job index k is claims[k]
     resume = None
     if claims[0].resume_blob is not None:
         log.info(
@@ -373,12 +403,12 @@ def _train_stack(
             for claim in claims
         ]
 
-    def write_chunks(first_step: int, chunks: list[tuple[int, list[float]]]) -> list[int]:
-        stopping = recording.write(first_step, [(claims[k], losses) for k, losses in chunks])
+    def write_chunks(chunks: list[tuple[int, int, list[float]]]) -> list[int]:
+        stopping = recording.write([(claims[k], first, losses) for k, first, losses in chunks])
         return [k for k, claim in enumerate(claims) if claim.job_id in stopping]
 
-    def write_checkpoints(step: int, rows: list[tuple[int, bytes, dict]]) -> None:
-        recording.save(step, [(claims[k], blob, layout) for k, blob, layout in rows])
+    def write_checkpoints(rows: list[tuple[int, int, bytes, dict]]) -> None:
+        recording.save([(claims[k], step, blob, layout) for k, step, blob, layout in rows])
 
     return train_fused(
         specs,
@@ -391,7 +421,71 @@ def _train_stack(
         ),
         resume=resume,
         should_yield=shutdown.requested,
+        refill=refiller,
     )
+
+
+class Refiller:
+    """Fills the rows jobs left in a fused stack with queued jobs of the same sweep.
+
+    A pruned, cancelled, diverged or finished job frees its row at a flush; the next queued
+    job of its sweep that fuses with the stack takes it there, claimed like any job (lease,
+    attempt, heartbeat, its own soft and hard limits) and trained from step 0 beside the
+    others. A stack stops refilling when half its message's time limit is spent, so Celery's
+    limit on the message (the hard limit x its job count) never cuts a healthy stack.
+    """
+
+    def __init__(
+        self, run: Run, recording: Recording, limits: StackLimits, sweep_id: int, key: tuple
+    ) -> None:
+        self.run, self.recording, self.limits = run, recording, limits
+        self.sweep_id, self.key = sweep_id, key
+        hard = run.config.job_hard_limit_seconds
+        budget = hard * len(recording.claims) / 2 if hard > 0 else float("inf")
+        self.until = time.monotonic() + budget
+        self.ran_on = ""
+        self.holding: contextlib.ExitStack | None = None
+
+    @classmethod
+    def of(
+        cls, run: Run, recording: Recording, limits: StackLimits, first: QueuedJob
+    ) -> Refiller | None:
+        """A refiller for a stack whose jobs all belong to one sweep (None otherwise)."""
+        sweeps = {claim.sweep_id for claim in recording.claims}
+        sweep_id = sweeps.pop() if len(sweeps) == 1 else None
+        if sweep_id is None:
+            return None
+        return cls(run, recording, limits, sweep_id, batch_key(first.fields, first.queue))
+
+    def __call__(self, running: list[int], free: int) -> list[TrainSpec]:
+        """Claims for up to `free` rows; the specs they train (job indices follow on)."""
+        claims = self.recording.claims
+        self.limits.release([claims[k].job_id for k in running])
+        if time.monotonic() > self.until or self.holding is None:
+            return []
+        config = self.run.config
+        taken = self.run.transaction(
+            refill_claims,
+            self.sweep_id,
+            self.key,
+            free,
+            self.run.worker,
+            config.lease_seconds,
+            config.max_attempts,
+        )
+        if not taken:
+            return []
+        joining = [claim for claim, _ in taken]
+        log.info(
+            "stack of sweep %s refilled with jobs %s", self.sweep_id, [c.job_id for c in joining]
+        )
+        for _, fields in taken:
+            crash_if_told(fields.get("name"))
+        self.holding.enter_context(self.run.beat.holding(joining))
+        self.limits.start([claim.job_id for claim in joining])
+        self.recording.add(joining)
+        self.run.transaction(mark_started_on, joining, self.ran_on, torch.__version__)
+        return [TrainSpec.from_fields(fields) for _, fields in taken]
 
 
 def _write_outcomes(

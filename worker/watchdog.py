@@ -6,8 +6,8 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,33 @@ def hard_limit(
         yield
     finally:
         done.set()
+
+
+class StackLimits:
+    """The hard limits of a fused stack's jobs: each group's from the time it joined, each
+    ended when its jobs have left the stack (a refilled stack outlives its first jobs)."""
+
+    def __init__(self, seconds: float | None, *, always: bool = False) -> None:
+        self._seconds = seconds
+        self._always = always
+        self._open: dict[tuple[int, ...], AbstractContextManager[None]] = {}
+
+    def start(self, job_ids: Sequence[int]) -> None:
+        """Start the limit of jobs that begin training now."""
+        limit = hard_limit(job_ids, self._seconds, always=self._always)
+        limit.__enter__()
+        self._open[tuple(job_ids)] = limit
+
+    def release(self, training: Collection[int]) -> None:
+        """End the limits of the groups none of whose jobs is still `training`."""
+        for ids in [ids for ids in self._open if not set(ids) & set(training)]:
+            self._open.pop(ids).__exit__(None, None, None)
+
+    def __enter__(self) -> StackLimits:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release(())
 
 
 def record_failures(job_ids: Sequence[int], reason: str) -> None:

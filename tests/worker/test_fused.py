@@ -94,8 +94,8 @@ def test_cancelling_one_job_stops_only_that_job() -> None:
     specs = [spec(seed=s) for s in range(3)]
     histories: list[list[float]] = [[], [], []]
 
-    def flush(first: int, chunks: list[tuple[int, list[float]]]) -> list[int]:
-        for k, chunk in chunks:
+    def flush(chunks: list[tuple[int, int, list[float]]]) -> list[int]:
+        for k, first, chunk in chunks:
             assert first == len(histories[k])
             histories[k].extend(chunk)
         return [1] if len(histories[1]) >= 40 else []  # job 1 cancelled at step 40
@@ -160,14 +160,14 @@ def test_a_stack_handed_back_and_resumed_equals_the_uninterrupted_stack_bitwise(
     histories: list[list[float]] = [[] for _ in specs]
     saved: dict[int, Snapshot] = {}
 
-    def flush(first: int, chunks: list[tuple[int, list[float]]]) -> list[int]:
-        for k, chunk in chunks:
+    def flush(chunks: list[tuple[int, int, list[float]]]) -> list[int]:
+        for k, first, chunk in chunks:
             del histories[k][first:]  # a resumed run writes from its checkpoint again
             histories[k].extend(chunk)
         return []
 
-    def save(step: int, rows: list[tuple[int, bytes, dict]]) -> None:
-        saved.update({k: Snapshot(step, blob, layout) for k, blob, layout in rows})
+    def save(rows: list[tuple[int, int, bytes, dict]]) -> None:
+        saved.update({k: Snapshot(step, blob, layout) for k, step, blob, layout in rows})
 
     flushes = iter(range(1000))
     # When it is asked to stop at its fifth flush (after a checkpoint at step 64)
@@ -205,22 +205,107 @@ def test_a_rows_history_does_not_depend_on_its_stack_bitwise() -> None:
         assert train_fused_to_lists([job])[0].losses == result.losses
 
 
-def test_a_resumed_stack_refuses_checkpoints_of_different_steps() -> None:
-    specs = [spec(seed=s) for s in range(2)]
+def stack_with_refills(
+    specs: list[TrainSpec],
+    waiting: list[TrainSpec],
+    stop: dict[int, int],
+    **options,
+) -> tuple[list, list[list[float]], list[TrainSpec]]:
+    """Train specs fused, refilling freed rows from `waiting`; stop[job] = the step it is stopped.
+
+    Outcomes, each job's stored history, and every job in index order (given, then refills).
+    """
+    jobs = list(specs)
+    histories: list[list[float]] = [[] for _ in specs]
+
+    def flush(chunks: list[tuple[int, int, list[float]]]) -> list[int]:
+        for k, first, chunk in chunks:
+            assert first == len(histories[k])  # each row writes on from its own step
+            histories[k].extend(chunk)
+        return [k for k, at in stop.items() if k < len(histories) and len(histories[k]) >= at]
+
+    def refill(_running: list[int], free: int) -> list[TrainSpec]:
+        joining = [waiting.pop(0) for _ in range(min(free, len(waiting)))]
+        jobs.extend(joining)
+        histories.extend([] for _ in joining)
+        return joining
+
+    outcomes = train_fused(specs, torch.device("cpu"), flush, refill=refill, **options)
+    return outcomes, histories, jobs
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_a_refilled_row_trains_from_step_0_as_it_would_alone_bitwise(optimizer: str) -> None:
+    # Given a stack of 3 whose job 1 is stopped (pruned, say) at step 40 and job 2 diverges
+    lr = RATES[optimizer]
+    specs = [spec(optimizer=optimizer, lr=lr, seed=0), spec(optimizer=optimizer, lr=lr, seed=1)]
+    # Adam's steps are bounded by lr: it needs a far larger one to blow up.
+    specs.append(spec(optimizer=optimizer, lr=1e9 if optimizer == "adam" else 10.0, seed=2))
+    waiting = [spec(optimizer=optimizer, lr=lr * (1 + s / 3), seed=10 + s) for s in range(4)]
+    # When freed rows take the waiting jobs as they free, and job 3 is stopped at step 30
+    stop = {1: 40, 3: 30}
+    outcomes, histories, jobs = stack_with_refills(specs, list(waiting), stop, flush_every=16)
+    # Then every job ran, each history exactly the one it has in a stack of its own
+    assert len(jobs) == len(specs) + len(waiting)
+    assert [o.stopped for o in outcomes] == [False, True, False, True, False, False, False]
+    assert outcomes[2].diverged_at is not None
+    for k, job in enumerate(jobs):
+        alone = train_fused_to_lists([job])[0].losses
+        # A stopped job stores up to the flush that saw it stopped (steps come in chunks).
+        assert histories[k] == alone[: len(histories[k])], k
+        assert len(histories[k]) >= stop.get(k, 0)
+        assert outcomes[k].steps == len(histories[k])
+    # and the refilled jobs ran to their own end, after the first rows had finished theirs
+    assert [len(histories[k]) for k in (4, 5, 6)] == [150, 150, 150]
+    assert len(histories[0]) == 150
+
+
+def test_a_refill_must_share_the_stacks_fusion_key() -> None:
+    specs = [spec(seed=0), spec(seed=1)]
+    with pytest.raises(ValueError, match="fusion_key"):
+        stack_with_refills(specs, [spec(H=11)], stop={0: 16})
+
+
+def test_a_refilled_stack_resumes_each_row_at_its_own_step_bitwise() -> None:
+    # Given a refilled stack (rows at different steps) checkpointed and told to stop
+    specs = [spec(optimizer="adam", seed=s) for s in range(2)]
+    waiting = [spec(optimizer="adam", seed=7)]
     saved: dict[int, Snapshot] = {}
 
-    def save(step: int, rows: list[tuple[int, bytes, dict]]) -> None:
-        saved.update({k: Snapshot(step, blob, layout) for k, blob, layout in rows})
+    def save(rows: list[tuple[int, int, bytes, dict]]) -> None:
+        saved.update({k: Snapshot(step, blob, layout) for k, step, blob, layout in rows})
 
-    train_fused(specs, torch.device("cpu"), lambda *_: [], 16, 60.0, StackCheckpointer(save, 32))
-    older = Snapshot(32, saved[0].blob, saved[0].layout)
-    with pytest.raises(ValueError, match="one step"):
-        train_fused(
-            specs,
-            torch.device("cpu"),
-            lambda *_: [],
-            16,
-            60.0,
-            StackCheckpointer(save, 32),
-            resume=[older, saved[1]],
-        )
+    flushes = iter(range(1000))
+    outcomes, histories, jobs = stack_with_refills(
+        specs,
+        waiting,
+        stop={0: 32},
+        flush_every=16,
+        checkpointer=StackCheckpointer(save, every=16),
+        should_yield=lambda: next(flushes) == 6,
+    )
+    assert [o.yielded for o in outcomes] == [False, True, True]
+    steps = {k: saved[k].step for k in (1, 2)}
+    assert steps[1] > steps[2] > 0
+    assert {k: len(histories[k]) for k in (1, 2)} == steps
+    # When the two rows resume as one stack from their own steps
+    resumed = [jobs[1], jobs[2]]
+    rest: list[list[float]] = [[], []]
+
+    def flush(chunks: list[tuple[int, int, list[float]]]) -> list[int]:
+        for k, first, chunk in chunks:
+            assert first == steps[k + 1] + len(rest[k])
+            rest[k].extend(chunk)
+        return []
+
+    train_fused(
+        resumed,
+        torch.device("cpu"),
+        flush,
+        flush_every=16,
+        checkpointer=StackCheckpointer(save, every=16),
+        resume=[saved[1], saved[2]],
+    )
+    # Then each finishes with the history it has alone, bit for bit
+    for k, job in enumerate(resumed):
+        assert histories[k + 1] + rest[k] == train_fused_to_lists([job])[0].losses

@@ -67,7 +67,7 @@ def test_a_restarted_attempt_keeps_rows_before_the_checkpoint(
     with session_scope(factory) as session:
         record_chunk(session, claim, 0, [5.0, 1.0, 4.0, 3.0, 2.0], -1)
         assert (
-            save_checkpoints(session, 4, [(claim, b"\x00" * 8, {"tensors": [], "extra": {}})]) == 1
+            save_checkpoints(session, [(claim, 4, b"\x00" * 8, {"tensors": [], "extra": {}})]) == 1
         )
         record_chunk(session, claim, 5, [0.5, 0.4], -1)
     # The worker died; the next attempt resumes at step 4.

@@ -47,10 +47,10 @@ def test_a_batch_stacks_by_fusion_key_and_resume_step_up_to_the_cap() -> None:
         6: queued(seed=3),
     }
     assert plan_stacks(jobs, fused=True, max_stack=2) == [
-        Stack([1, 2], fused=True),
-        Stack([6], fused=True),
-        Stack([3], fused=True),
-        Stack([4, 5], fused=True),
+        Stack([1, 2], fused=True, refills=True),
+        Stack([6], fused=True, refills=True),
+        Stack([3], fused=True, refills=True),
+        Stack([4, 5], fused=True, refills=True),
     ]
 
 
@@ -63,8 +63,9 @@ def test_retried_jobs_and_stage_checkpoints_train_alone_after_the_stacks() -> No
         5: queued(attempts=1),
     }
     assert plan_stacks(jobs, fused=True) == [
-        Stack([2, 4, 5], fused=True),
-        Stack([1], fused=True),
+        Stack([2, 4, 5], fused=True, refills=True),
+        # Alone means alone: no queued job of its sweep joins a job that may kill its worker.
+        Stack([1], fused=True, refills=False),
         Stack([3], fused=False),
     ]
 
@@ -72,5 +73,5 @@ def test_retried_jobs_and_stage_checkpoints_train_alone_after_the_stacks() -> No
 def test_a_spec_no_stage_can_train_is_planned_alone_to_fail_with_its_error() -> None:
     jobs = {1: queued(), 2: queued(stage="tensors", optimizer="adam"), 3: queued()}
     stacks = plan_stacks(jobs, fused=True)
-    assert Stack([1, 3], fused=True) in stacks
-    assert Stack([2], fused=True) in stacks
+    assert Stack([1, 3], fused=True, refills=True) in stacks
+    assert Stack([2], fused=True, refills=True) in stacks

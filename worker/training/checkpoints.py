@@ -101,8 +101,9 @@ def _optimizer_state(saved: dict[str, Tensor], extra: dict[str, Any]) -> dict[st
     return {"state": state, "param_groups": extra["optimizer"]["param_groups"]}
 
 
-# save(step, [(job index, blob, layout)]) stores every running job's state of one stack at `step`.
-StackSave = Callable[[int, list[tuple[int, bytes, dict[str, Any]]]], None]
+# save([(job index, step, blob, layout)]) stores every running job's state of one stack, each
+# at its own step (one transaction, say).
+StackSave = Callable[[list[tuple[int, int, bytes, dict[str, Any]]]], None]
 
 
 def is_stacked(layout: dict[str, Any] | None) -> bool:
@@ -122,11 +123,8 @@ class StackCheckpointer:
 
     def load(
         self, snapshots: list[Snapshot], params: list[Tensor]
-    ) -> tuple[int, list[list[Tensor]]]:
-        """Copy every row's weights into the stacked params; the step and optimizer slots."""
-        steps = {snapshot.step for snapshot in snapshots}
-        if len(steps) != 1:
-            raise ValueError(f"a stack resumes from one step, its checkpoints hold {sorted(steps)}")
+    ) -> tuple[list[int], list[list[Tensor]]]:
+        """Copy every row's weights into the stacked params; each row's step, optimizer slots."""
         rows = [unpack(s.blob, s.layout) for s in snapshots]
         with torch.no_grad():
             for index, param in enumerate(params):
@@ -140,11 +138,12 @@ class StackCheckpointer:
             ]
             for index in range(len(params))
         ]
-        self._last_step = steps.pop()
-        return self._last_step, state
+        steps = [snapshot.step for snapshot in snapshots]
+        self._last_step = max(steps)
+        return steps, state
 
     def due(self, step: int) -> bool:
-        """Whether the stack should be saved now, before `step` trains."""
+        """Whether the stack should be saved now, its clock at `step`."""
         if step <= self._last_step:
             return False
         by_steps = self._every > 0 and step - self._last_step >= self._every
@@ -152,15 +151,25 @@ class StackCheckpointer:
         return by_steps or by_time
 
     def save(
-        self, step: int, jobs: list[int], params: list[Tensor], state: list[list[Tensor]], name: str
+        self,
+        clock: int,
+        steps: list[int],
+        jobs: list[int],
+        params: list[Tensor],
+        state: list[list[Tensor]],
+        name: str,
     ) -> None:
-        """Store row k of the stack as job jobs[k]'s state to resume from at `step`."""
+        """Store row k of the stack as job jobs[k]'s state to resume from at steps[k].
+
+        `clock` is the stack's own count of steps (what `due` measures); rows that joined a
+        refilled stack later are at earlier steps of their own.
+        """
         rows = []
-        for row, job in enumerate(jobs):
+        for row, (job, step) in enumerate(zip(jobs, steps, strict=True)):
             tensors = {f"model.w{i + 1}": p[row] for i, p in enumerate(params)}
             for i, slots in enumerate(state):
                 tensors.update({f"optimizer.{i}.{n}": s[row] for n, s in enumerate(slots)})
             blob, layout = pack(tensors, {"fused": {"optimizer": name, "step": step}})
-            rows.append((job, blob, layout))
-        self._save(step, rows)
-        self._last_step, self._last_time = step, time.monotonic()
+            rows.append((job, step, blob, layout))
+        self._save(rows)
+        self._last_step, self._last_time = clock, time.monotonic()

@@ -1,9 +1,10 @@
 """Fused training: K compatible jobs trained as one stacked model, each with its own outcome.
 
 Every job keeps its own data, weights and seed (drawn by make_problem, then stacked), its own
-history and its own end: a job that diverges or is cancelled leaves the stack at the next flush
-while the others go on. Gradients are the seed's hand-written ones, batched with bmm; the
-optimizer update is written once for all K (stacked_optim).
+history, its own step and its own end: a job that diverges, is cancelled or pruned leaves the
+stack at the next flush while the others go on, and a new job may take its row there, from step
+0, beside neighbours at later steps (a refilled stack). Gradients are the seed's hand-written
+ones, batched with bmm; the optimizer update is written once for all K (stacked_optim).
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from worker.training.run import TrainResult
 from worker.training.spec import TrainSpec
 from worker.training.stacked_optim import StackedOptimizer
 
-# flush(first_step, [(job index, losses)]) stores one chunk of every running job (in one
-# transaction, say) and returns the indices of the jobs that must stop (cancelled).
-BatchFlush = Callable[[int, list[tuple[int, list[float]]]], Collection[int]]
+# flush([(job index, first step, losses)]) stores one chunk of every running job (in one
+# transaction, say) and returns the indices of the jobs that must stop (cancelled, pruned).
+BatchFlush = Callable[[list[tuple[int, int, list[float]]]], Collection[int]]
+# refill(jobs still training, free rows) gives up to that many new specs sharing the stack's
+# fusion key, to train from step 0 in the rows jobs left; their job indices follow on.
+Refill = Callable[[list[int], int], list[TrainSpec]]
 
 
 @dataclass
@@ -57,35 +61,41 @@ def train_fused(
     checkpointer: StackCheckpointer | None = None,
     resume: list[Snapshot] | None = None,
     should_yield: Callable[[], bool] = lambda: False,
+    refill: Refill | None = None,
 ) -> list[FusedOutcome]:
     """Train K compatible specs together, handing every running job's chunk to flush.
 
-    With a checkpointer the stack saves every row when due, and at once when should_yield
-    says so (then it stops, each running job `yielded`); `resume` holds one snapshot per spec.
+    Each row keeps its own step: a row a job left (finished, diverged, stopped) may take a new
+    job from `refill` at the next flush, which trains from step 0 beside the others. With a
+    checkpointer the stack saves every row when due, and at once when should_yield says so
+    (then it stops, each running job `yielded`); `resume` holds one snapshot per spec.
+    One outcome per job, in the order given (the specs, then each refill's).
     """
-    if not specs or len({fusion_key(vars(spec)) for spec in specs}) != 1:
+    specs = list(specs)
+    key = fusion_key(vars(specs[0])) if specs else None
+    if not specs or any(fusion_key(vars(spec)) != key for spec in specs):
         raise ValueError("a fused batch needs one or more specs sharing fusion_key")
     x, y, w1, w2 = _stack(specs, device)
     optimizer = StackedOptimizer(specs, [w1, w2])
-    start = 0
+    firsts = [0] * len(specs)  # per row: the step its current chunk starts at
     if resume is not None:
         if checkpointer is None or len(resume) != len(specs):
             raise ValueError("a resumed stack needs a checkpointer and one snapshot per job")
-        start, state = checkpointer.load(resume, [w1, w2])
-        optimizer.resume(start, state)
-    outcomes = [FusedOutcome(steps=start) for _ in specs]
+        firsts, state = checkpointer.load(resume, [w1, w2])
+        optimizer.resume(firsts, state)
+    outcomes = [FusedOutcome(steps=first) for first in firsts]
     running = list(range(len(specs)))  # stack row -> job index
-    iterations = specs[0].iterations
+    iterations, capacity = specs[0].iterations, len(specs)
     # Losses stay on the device, one row per running job, copied back a chunk at a time.
-    losses = torch.empty(len(specs), flush_every, dtype=torch.float64, device=device)
-    chunk_start, last_flush = start, time.monotonic()
-    for it in range(start, iterations):
+    losses = torch.empty(capacity, flush_every, dtype=torch.float64, device=device)
+    ticks, clock, last_flush = 0, max(firsts), time.monotonic()
+    while running:
         # Forward pass
         h = torch.bmm(x, w1)  # (K, N, H)
         h_relu = h.clamp(min=0)  # (K, N, H)
         y_pred = torch.bmm(h_relu, w2)  # (K, N, D_out)
         diff = y_pred - y  # (K, N, D_out)
-        losses[: len(running), it - chunk_start] = diff.pow(2).sum(dim=(1, 2))
+        losses[: len(running), ticks] = diff.pow(2).sum(dim=(1, 2))
 
         # Backward pass
         grad_y_pred = 2.0 * diff  # (K, N, D_out)
@@ -96,58 +106,76 @@ def train_fused(
         grad_h = torch.ops.aten.threshold_backward(grad_h_relu, h, 0)  # (K, N, H)
         grad_w1 = torch.bmm(x.transpose(1, 2), grad_h)  # (K, D_in, H)
 
-        done = it + 1
+        ticks, clock = ticks + 1, clock + 1
+        # The oldest row ends first; its last loss flushes at once, as a job alone's does.
         flushed = (
-            done == iterations
-            or done - chunk_start == flush_every
+            max(firsts) + ticks == iterations
+            or ticks == flush_every
             or time.monotonic() - last_flush >= flush_seconds
         )
         if flushed:
-            keep = _flush(losses, chunk_start, done, running, flush, outcomes)
-            chunk_start, last_flush = done, time.monotonic()
+            keep = _flush(losses, firsts, ticks, running, flush, outcomes)
+            firsts = [first + ticks for first in firsts]
+            keep = [row for row in keep if firsts[row] < iterations]
+            ticks, last_flush = 0, time.monotonic()
             if len(keep) < len(running):
-                if not keep:
-                    break
-                index = torch.tensor(keep, device=device)
+                index = torch.tensor(keep, dtype=torch.long, device=device)
                 x, y, w1, w2 = (t.index_select(0, index) for t in (x, y, w1, w2))
                 grad_w1, grad_w2 = grad_w1.index_select(0, index), grad_w2.index_select(0, index)
                 optimizer.keep(index)
                 running = [running[row] for row in keep]
-        if done < iterations:
+                firsts = [firsts[row] for row in keep]
+        if running:
             optimizer.step([w1, w2], [grad_w1, grad_w2])
             if flushed and checkpointer is not None:
-                # The state now is the one before step `done`, whose losses are all stored.
+                # The state now is the one before each row's next step, its losses all stored.
                 leaving = should_yield()
-                if leaving or checkpointer.due(done):
-                    checkpointer.save(done, running, [w1, w2], optimizer.state, optimizer.name)
+                if leaving or checkpointer.due(clock):
+                    checkpointer.save(
+                        clock, firsts, running, [w1, w2], optimizer.state, optimizer.name
+                    )
                 if leaving:
                     for job in running:
                         outcomes[job].yielded = True
                     break
+        if flushed and refill is not None and len(running) < capacity and not should_yield():
+            joining = refill(list(running), capacity - len(running))[: capacity - len(running)]
+            if any(fusion_key(vars(spec)) != key for spec in joining):
+                raise ValueError("a refill must share the stack's fusion_key")
+            if joining:
+                new_x, new_y, new_w1, new_w2 = _stack(joining, device)
+                x, y = torch.cat([x, new_x]), torch.cat([y, new_y])
+                w1, w2 = torch.cat([w1, new_w1]), torch.cat([w2, new_w2])
+                optimizer.add(joining)
+                running += range(len(specs), len(specs) + len(joining))
+                firsts += [0] * len(joining)
+                specs += joining
+                outcomes += [FusedOutcome() for _ in joining]
     return outcomes
 
 
 def _flush(
     losses: Tensor,
-    first: int,
-    stop: int,
+    firsts: list[int],
+    ticks: int,
     running: list[int],
     flush: BatchFlush,
     outcomes: list[FusedOutcome],
 ) -> list[int]:
     """Hand each running job its chunk's finite prefix; the rows that go on training."""
-    chunk = losses[: len(running), : stop - first].cpu()  # (K, steps)
+    chunk = losses[: len(running), :ticks].cpu()  # (K, steps)
     # One check over the whole chunk; only a row holding a non-finite loss is searched.
     all_finite = torch.isfinite(chunk).all(dim=1).tolist()
     handed = []
     for row, job in enumerate(running):
+        first = firsts[row]
         values, bad = (chunk[row], None) if all_finite[row] else finite_prefix(chunk[row])
         if bad is not None:
             outcomes[job].diverged_at = first + bad
         if len(values):
             outcomes[job].steps = first + len(values)
-            handed.append((job, values.tolist()))
-    for job in flush(first, handed) if handed else ():
+            handed.append((job, first, values.tolist()))
+    for job in flush(handed) if handed else ():
         outcomes[job].stopped = True
     return [
         row
@@ -163,8 +191,8 @@ def train_fused_to_lists(
     device = torch.device("cpu") if device is None else device
     histories: list[list[float]] = [[] for _ in specs]
 
-    def keep(_first: int, chunks: list[tuple[int, list[float]]]) -> list[int]:
-        for job, chunk in chunks:
+    def keep(chunks: list[tuple[int, int, list[float]]]) -> list[int]:
+        for job, _first, chunk in chunks:
             histories[job].extend(chunk)
         return []
 

@@ -20,6 +20,8 @@ ADAMW_WEIGHT_DECAY = 1e-2
 # Per-parameter state tensors each optimizer keeps (for memory estimates).
 STATE_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "rmsprop": 2, "adagrad": 1}
 STATE_SLOTS.update(adam=2, adamw=2)
+# The per-row settings every optimizer keeps as (K, 1, 1) columns.
+HYPERPARAMETERS = ("lr", "weight_decay", "momentum", "beta1", "beta2", "eps")
 
 
 def _column(values: list[float], like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
@@ -30,48 +32,76 @@ def _column(values: list[float], like: Tensor, dtype: torch.dtype | None = None)
 class StackedOptimizer:
     """The update of one optimizer type applied to K models' stacked weights."""
 
+    lr: Tensor
+    weight_decay: Tensor
+    momentum: Tensor
+    beta1: Tensor
+    beta2: Tensor
+    eps: Tensor
+
     def __init__(self, specs: list[TrainSpec], params: list[Tensor]) -> None:
         names = {spec.optimizer for spec in specs}
         if len(names) != 1:
             raise ValueError(f"one optimizer type per batch, got {sorted(names)}")
         self.name = names.pop()
-        like = params[0]  # each param is (K, in, out)
-        default_wd = ADAMW_WEIGHT_DECAY if self.name == "adamw" else 0.0
-        self.lr = _column([s.lr for s in specs], like)
-        self.weight_decay = _column(
-            [default_wd if s.weight_decay is None else s.weight_decay for s in specs], like
-        )
-        default_momentum = SGD_MOMENTUM if self.name in SGD_WITH_MOMENTUM else 0.0
-        self.momentum = _column(
-            [default_momentum if s.momentum is None else s.momentum for s in specs], like
-        )
-        # Betas stay in float64 so the bias corrections round as torch's Python floats do.
-        self.beta1 = _column([ADAM_BETAS[0]] * len(specs), like, torch.float64)
-        self.beta2 = _column([ADAM_BETAS[1]] * len(specs), like, torch.float64)
-        self.eps = _column([ADAM_EPS if "adam" in self.name else RMSPROP_EPS] * len(specs), like)
-        if self.name == "adagrad":
-            self.eps.fill_(ADAGRAD_EPS)
+        self._like = params[0]  # each param is (K, in, out)
+        for name, column in self._columns(specs).items():
+            setattr(self, name, column)
         slots = STATE_SLOTS[self.name]
         self.state = [[torch.zeros_like(p) for _ in range(slots)] for p in params]
-        self.steps = 0
+        # Each row's own count of updates: rows that joined later are at earlier steps.
+        self.steps = torch.zeros(len(specs), 1, 1, dtype=torch.float64, device=self._like.device)
+
+    def _columns(self, specs: list[TrainSpec]) -> dict[str, Tensor]:
+        """The per-row hyperparameters of these specs, as (K, 1, 1) columns."""
+        like, count = self._like, len(specs)
+        default_wd = ADAMW_WEIGHT_DECAY if self.name == "adamw" else 0.0
+        default_momentum = SGD_MOMENTUM if self.name in SGD_WITH_MOMENTUM else 0.0
+        eps = ADAM_EPS if "adam" in self.name else RMSPROP_EPS
+        return {
+            "lr": _column([s.lr for s in specs], like),
+            "weight_decay": _column(
+                [default_wd if s.weight_decay is None else s.weight_decay for s in specs], like
+            ),
+            "momentum": _column(
+                [default_momentum if s.momentum is None else s.momentum for s in specs], like
+            ),
+            # Betas stay in float64 so the bias corrections round as torch's Python floats do.
+            "beta1": _column([ADAM_BETAS[0]] * count, like, torch.float64),
+            "beta2": _column([ADAM_BETAS[1]] * count, like, torch.float64),
+            "eps": _column([ADAGRAD_EPS if self.name == "adagrad" else eps] * count, like),
+        }
 
     def keep(self, index: Tensor) -> None:
         """Drop the models not in index (finished jobs) from the hyperparameters and state."""
-        for name in ("lr", "weight_decay", "momentum", "beta1", "beta2", "eps"):
+        for name in (*HYPERPARAMETERS, "steps"):
             setattr(self, name, getattr(self, name).index_select(0, index))
         self.state = [[s.index_select(0, index) for s in slots] for slots in self.state]
 
-    def resume(self, steps: int, state: list[list[Tensor]]) -> None:
-        """Continue from a checkpoint: `steps` updates done, with these state slots."""
+    def add(self, specs: list[TrainSpec]) -> None:
+        """Append rows for new jobs (a refilled stack): their own settings, fresh state."""
+        if {spec.optimizer for spec in specs} != {self.name}:
+            raise ValueError(f"rows added to a {self.name} stack must use {self.name}")
+        for name, column in self._columns(specs).items():
+            setattr(self, name, torch.cat([getattr(self, name), column]))
+        zeros = torch.zeros(len(specs), 1, 1, dtype=torch.float64, device=self.steps.device)
+        self.steps = torch.cat([self.steps, zeros])
+        self.state = [
+            [torch.cat([s, s.new_zeros((len(specs), *s.shape[1:]))]) for s in slots]
+            for slots in self.state
+        ]
+
+    def resume(self, steps: list[int], state: list[list[Tensor]]) -> None:
+        """Continue from checkpoints: row k has done `steps[k]` updates, with these slots."""
         if [len(slots) for slots in state] != [len(slots) for slots in self.state]:
             raise ValueError(f"checkpoint does not hold {self.name}'s optimizer state")
-        self.steps = steps
+        self.steps = _column([float(step) for step in steps], self.steps, torch.float64)
         self.state = [[s.clone() for s in slots] for slots in state]
 
     @torch.no_grad()
     def step(self, params: list[Tensor], grads: list[Tensor]) -> None:
         """Update params in place from grads, as torch.optim's step would for each job."""
-        self.steps += 1
+        self.steps.add_(1)
         for param, grad, state in zip(params, grads, self.state, strict=True):
             getattr(self, f"_{self.name}")(param, grad, state)
 

@@ -100,7 +100,7 @@ def run_in_turn(
         for first in range(0, finite, flush):
             with session_scope(factory) as session:
                 chunk = history[first : min(first + flush, finite)]
-                if record_chunks(session, [(claim, chunk)], first, 60):
+                if record_chunks(session, [(claim, first, chunk)], 60):
                     stopped = True
                     break
         with session_scope(factory) as session:

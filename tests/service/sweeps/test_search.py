@@ -150,7 +150,7 @@ def end_in_flight(factory: so.sessionmaker[so.Session], sweep_id: int) -> int:
             claim, _ = claim_job(session, job_id, "w", lease_seconds=60, max_attempts=1)
             assert claim is not None
             loss = objective(session.get_one(Job, job_id))
-            record_chunks(session, [(claim, [9.0, 8.0, 7.0, loss])], 0, 60)
+            record_chunks(session, [(claim, 0, [9.0, 8.0, 7.0, loss])], 60)
             assert finish_job(session, claim, JobStatus.SUCCEEDED)
     return len(ids)
 

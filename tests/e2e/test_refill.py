@@ -1,0 +1,106 @@
+"""Fused stacks that refill: rows that pruned jobs leave take the sweep's queued jobs at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from service.db import make_engine, make_session_factory
+from service.jobs import job_spec
+from service.models import Job, JobStatus
+from service.ops.redis_server import RedisServer
+from tests.conftest import BACKEND_PARAMS, DatabaseFactory, Stack, make_test_app
+from tests.e2e.test_sweeps import SMALL, wait_for_sweep
+from tests.support.processes import WorkerProcess
+from worker.training import TrainSpec
+from worker.training.fused import train_fused_to_lists
+
+STACK = 3
+# The best first, then worse ones: asha prunes the two behind it at the first rung.
+RATES = [1e-2, 1e-6, 1e-7, 3e-3, 1e-5, 3e-7, 1e-4, 3e-6]
+
+
+@pytest.fixture(scope="module", params=BACKEND_PARAMS)
+def small_stacks(
+    request: pytest.FixtureRequest,
+    databases: DatabaseFactory,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    """The service with one worker process that fuses at most three jobs per stack."""
+    database_url = databases.create(request.param)
+    broker_url = redis_server.url.rsplit("/", 1)[0] + "/6"
+    redis.Redis.from_url(broker_url).flushdb()
+    worker = WorkerProcess(
+        database_url,
+        broker_url,
+        tmp_path_factory.mktemp("logs"),
+        concurrency=1,
+        extra_env={"TRAINQ_MAX_STACK": str(STACK)},
+    )
+    worker.start()
+    app = make_test_app(database_url, broker_url)
+    engine = make_engine(database_url)
+    try:
+        yield Stack(
+            request.param,
+            database_url,
+            broker_url,
+            app,
+            app.test_client(),
+            make_session_factory(engine),
+            [worker],
+        )
+    finally:
+        worker.stop()
+        engine.dispose()
+        app.extensions["trainq.engine"].dispose()
+
+
+def test_pruned_rows_take_the_sweeps_queued_jobs_each_with_its_own_history(
+    small_stacks: Stack,
+) -> None:
+    stack = small_stacks
+    # Given an asha sweep of 8 fused jobs, one message, on a worker that stacks 3 at most
+    body = {
+        "name": "refill",
+        "base": {**SMALL, "D_out": 4, "optimizer": "adam", "iterations": 600},
+        "grid": {"lr": RATES},
+        "early_stop": {"rule": "asha", "grace": 8, "reduction": 2},
+        "fused": True,
+    }
+    response = stack.client.post("/api/v1/sweeps", json=body)
+    assert response.status_code == 201, response.get_json()
+    sweep_id = response.get_json()["id"]
+    # When the worker drains it
+    sweep = wait_for_sweep(stack, sweep_id)
+    with stack.sessions() as session:
+        jobs = session.scalars(
+            sa.select(Job).where(Job.sweep_id == sweep_id).order_by(Job.id)
+        ).all()
+        specs = [TrainSpec.from_fields(job_spec(job)) for job in jobs]
+    # Then jobs were pruned, and rows they freed took later jobs while the first stack ran:
+    # without refills the later stacks start only once all of the first has finished.
+    assert sweep["counts"]["pruned"] >= 2, sweep
+    assert sweep["counts"]["pruned"] + sweep["counts"]["succeeded"] == len(RATES), sweep
+    first, later = jobs[:STACK], jobs[STACK:]
+    assert jobs[0].status == JobStatus.SUCCEEDED
+    assert jobs[0].attempts == 1
+    refilled = [job for job in later if job.started_at < jobs[0].finished_at]
+    assert refilled, [(job.id, job.started_at, job.finished_at) for job in jobs]
+    assert {job.worker for job in jobs} == {jobs[0].worker}
+    # and every job, refilled or not, stored the history it has in a stack of its own
+    for job, spec in zip(jobs, specs, strict=True):
+        history = stack.losses(job.id)
+        alone = train_fused_to_lists([spec])[0].losses
+        assert history["steps"] == list(range(job.steps_done))
+        assert history["losses"] == alone[: job.steps_done], job.id
+        if job.status == JobStatus.PRUNED:
+            assert job.pruned_at is not None
+            assert job.pruned_at < job.steps_done
+        else:
+            assert job.steps_done == 600
+    assert all(job.attempts == 1 for job in first + later)
