@@ -14,10 +14,13 @@ from service.api.page_queries import (
     recent_sweeps,
     sweep_progress,
 )
+from service.api.sweep_figures import curve_series, heatmap
 from service.jobs import get_job, job_spec, job_to_dict
 from service.models import Job, Sweep
 from service.results.curve_labels import colour, curve_labels, differing_fields
-from service.sweeps.leaderboard import leaderboard_jobs
+from service.sweeps.early_stop import rung_steps
+from service.sweeps.factors import factor_table
+from service.sweeps.leaderboard import factor_fields, factor_rows, leaderboard_jobs
 
 # Templates and static files are the app's own (service/api/templates, service/api/static).
 bp = Blueprint("pages", __name__)
@@ -130,13 +133,17 @@ def compare_page() -> str:
 
 @bp.get("/sweeps/<int:sweep_id>")
 def sweep_page(sweep_id: int) -> str:
-    """A sweep's leaderboard, best final loss first."""
+    """A sweep's leaderboard, best final loss first; its curves, heatmap and factor panels."""
     session = db_session()
     sweep = session.get(Sweep, sweep_id)
     if sweep is None:
         abort(404, description=f"There is no sweep {sweep_id}.")
     jobs = leaderboard_jobs(session, sweep_id, LEADERBOARD_ROWS)
     factors = list(sweep.varied or [])
+    fields = factor_fields(factors)
+    table = factor_table(factor_rows(session, sweep_id, factors), fields)
+    series, legend = curve_series(jobs, fields[0] if fields else None)
+    rungs = rung_steps(sweep.request, max((job.iterations for job in jobs), default=0))
     return render_template(
         "sweep.html",
         sweep=sweep,
@@ -144,6 +151,10 @@ def sweep_page(sweep_id: int) -> str:
         jobs=jobs,
         factors=factors,
         factor_value=factor_value,
+        heatmap=heatmap(table),
+        curves={"series": series, "rungs": rungs},
+        legend=legend,
+        pruned=sum(job.status == "pruned" for job in jobs),
         shown=LEADERBOARD_ROWS,
         top_ids=",".join(str(job.id) for job in jobs[:10] if job.final_loss is not None),
     )

@@ -26,7 +26,11 @@ from service.results.export import (
     sweep_jobs,
 )
 from service.results.histories import HistoryGrid, read_grid
-from service.results.plots import Curve, curves_figure, render, sweep_figure
+from service.results.plots import Curve, curves_figure, render
+from service.results.sweep_plots import best_so_far_figure, sweep_figure
+from service.sweeps.best_so_far import best_so_far, ended_rows
+from service.sweeps.early_stop import rung_steps
+from service.sweeps.leaderboard import factor_fields
 from service.sweeps.store import sweep_fields
 
 bp = Blueprint("results", __name__)
@@ -235,7 +239,9 @@ def job_plot(job_id: int) -> Response:
 
 @bp.get("/sweeps/<int:sweep_id>/plot.png")
 @documented(
-    "The sweep's curves coloured by one factor, and a panel of that factor's levels",
+    "The sweep's curves coloured by one factor (pruned ones faded, the early-stopping rungs"
+    " dotted), a panel of that factor's levels, and the optimizer x lr heatmap of mean log10"
+    " final loss when the sweep varies both",
     tag="plots",
     params=(
         path_id("sweep_id", "sweep"),
@@ -247,18 +253,46 @@ def job_plot(job_id: int) -> Response:
     errors=(404, 422),
 )
 def sweep_plot(sweep_id: int) -> Response:
-    """A sweep's curves and factor panel."""
+    """A sweep's curves, factor panel and heatmap."""
     sweep = row_or_404(Sweep, sweep_id)
     varied = [f for f in (sweep.varied or []) if f in FACTORS]
     by = choice_arg("by", FACTORS, varied[0] if varied else "optimizer") or "optimizer"
     points = int_arg("points", 200, low=2, high=MAX_POINTS) or 200
-    size = size_arg((1200, 550))
+    factors = factor_fields(sweep.varied or [])
+    # The heatmap takes a third panel when the sweep varies both of its factors.
+    size = size_arg((1500 if {"optimizer", "lr"} <= set(factors) else 1200, 550))
     jobs = sweep_jobs(db_session(), sweep_id)
     grid = read_grid(db_session(), [job.id for job in jobs])
     curves = _curves(jobs, grid, shared_axis(grid, points))
     rows = [job_to_dict(job) for job in jobs]
-    figure = sweep_figure(sweep_id, curves, rows, by, size)
+    figure = sweep_figure(
+        sweep_id,
+        curves,
+        rows,
+        by,
+        size,
+        factors=factors,
+        rungs=rung_steps(sweep.request, max((job.iterations for job in jobs), default=0)),
+    )
     return Response(render(figure, "png"), mimetype="image/png")
+
+
+@bp.get("/sweeps/<int:sweep_id>/best-so-far.png", defaults={"fmt": "png"})
+@bp.get("/sweeps/<int:sweep_id>/best-so-far.svg", defaults={"fmt": "svg"})
+@documented(
+    "The best final loss found against the training steps spent (pruned jobs' steps included),"
+    " as GET /sweeps/{sweep_id}/best-so-far computes it",
+    tag="plots",
+    params=(path_id("sweep_id", "sweep"), *SIZE_PARAMS),
+    responses={200: {"image/png": None, "image/svg+xml": None}},
+    errors=(404, 422),
+)
+def best_so_far_plot(sweep_id: int, fmt: str) -> Response:
+    """The search converging, as a picture."""
+    row_or_404(Sweep, sweep_id)
+    size = size_arg((900, 500))
+    points = best_so_far(ended_rows(db_session(), sweep_id))
+    return Response(render(best_so_far_figure(sweep_id, points, size), fmt), mimetype=MIME[fmt])
 
 
 EXPORT_PARAMS = (

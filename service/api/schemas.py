@@ -207,9 +207,57 @@ class SweepResults(BaseModel):
     results: list[dict[str, Any]]
 
 
+class InteractionCell(BaseModel):
+    """One cell of a two-way table: its two levels and the outcomes' count and mean."""
+
+    model_config = ConfigDict(extra="allow")
+
+    row: str
+    column: str
+    n: int
+    mean: float
+
+
+class Interaction(BaseModel):
+    """A pair of factors: SS_AB = SS_cells - SS_A - SS_B, its share, its cells in level order."""
+
+    model_config = ConfigDict(extra="allow")
+
+    factors: list[str]
+    name: str
+    ss: float
+    share: float | None
+    rows: list[str]
+    columns: list[str]
+    cells: list[InteractionCell]
+
+
 class SweepFactors(BaseModel):
-    """Per factor and level: mean and spread of the final log10 loss; the best config."""
+    """Per factor and level: mean and spread of the final log10 loss; interactions; the best."""
 
     model_config = ConfigDict(extra="allow")
 
     factors: dict[str, Any]
+    interactions: list[Interaction] = []
+
+
+class BestSoFarPoint(Closed):
+    """After one ended job: the steps spent in all and the best final loss so far."""
+
+    job_id: int
+    status: str
+    steps: int
+    spent: int
+    final_loss: float | None
+    best: float | None
+    best_job_id: int | None
+
+
+class BestSoFar(Closed):
+    """The best final loss against the training steps spent, and the point that found it."""
+
+    sweep_id: int
+    rule: str
+    total_steps: int
+    best: BestSoFarPoint | None
+    points: list[BestSoFarPoint]

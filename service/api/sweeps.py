@@ -31,7 +31,7 @@ from service.api.params import (
     page_fields,
     previous_submission,
 )
-from service.api.schemas import SweepFactors, SweepOut, SweepPage, SweepResults
+from service.api.schemas import BestSoFar, SweepFactors, SweepOut, SweepPage, SweepResults
 from service.broker import enqueue_batches, enqueue_jobs
 from service.db import row_count
 from service.jobs import queue_for
@@ -39,6 +39,7 @@ from service.jobspec import MAX_SEED, Limits, SpecError, validate_job
 from service.models import Job, JobStatus, Sweep
 from service.models.base import utcnow
 from service.sweeps.batching import fields_of, plan_batches
+from service.sweeps.best_so_far import best_so_far_body
 from service.sweeps.expansion import count_jobs, expand
 from service.sweeps.factors import factor_table
 from service.sweeps.fusion import FusedChoice, fuses
@@ -338,7 +339,8 @@ def sweep_results(sweep_id: int) -> Response:
 
 @bp.get("/sweeps/<int:sweep_id>/factors")
 @documented(
-    "Per factor and level, mean and spread of the final log10 loss; the best config",
+    "Per factor and level, mean and spread of the final log10 loss; main effects and two-way"
+    " interactions (optimizer x lr, optimizer x init, init x lr) with their cells; the best config",
     tag="sweeps",
     params=(SWEEP_ID,),
     responses={200: SweepFactors},
@@ -350,3 +352,18 @@ def sweep_factors(sweep_id: int) -> Response:
     rows = factor_rows(db_session(), sweep_id, sweep.varied)
     table = factor_table(rows, factor_fields(sweep.varied))
     return jsonify({"sweep_id": sweep_id, "varied": sweep.varied, **table})
+
+
+@bp.get("/sweeps/<int:sweep_id>/best-so-far")
+@documented(
+    "The best final loss found against the training steps spent: one point per ended job in"
+    " order of finishing (pruned, diverged, failed and cancelled jobs' steps count as spent)",
+    tag="sweeps",
+    params=(SWEEP_ID,),
+    responses={200: BestSoFar},
+    errors=(404,),
+)
+def sweep_best_so_far(sweep_id: int) -> Response:
+    """The search converging: best final loss against cumulative training steps."""
+    row_or_404(Sweep, sweep_id)
+    return jsonify(best_so_far_body(db_session(), sweep_id))

@@ -12,6 +12,7 @@ import yaml
 
 from service.cli.client import TrainqClient
 from service.cli.output import fmt, print_json, print_table
+from service.sweeps.levels import level_sort_key
 
 SWEEP_COLUMNS = ("id", "name", "job_count", "finished", "done", "varied", "created_at")
 
@@ -25,13 +26,6 @@ SweepLoader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
     list("-+0123456789."),
 )
-
-
-def _level_order(item: tuple[str, dict[str, Any]]) -> tuple[int, Any]:
-    value = item[1].get("value")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return (0, value)
-    return (1, item[0])
 
 
 def _progress(sweep: dict[str, Any]) -> str:
@@ -83,8 +77,12 @@ def print_factors(table: dict[str, Any], varied: list[str]) -> None:
     rows = []
     for effect in table["main_effects"]:
         name = effect["factor"]
-        # JSON objects come back key-sorted as strings: order numeric levels by value again.
-        levels = sorted(table["factors"][name]["levels"].items(), key=_level_order)
+        # JSON objects come back key-sorted as strings: order numeric levels by value again
+        # (a decade bin's value is its lower edge).
+        levels = sorted(
+            table["factors"][name]["levels"].items(),
+            key=lambda item: level_sort_key(item[1].get("value")),
+        )
         for key, level in levels:
             rows.append(
                 {
@@ -98,6 +96,8 @@ def print_factors(table: dict[str, Any], varied: list[str]) -> None:
             )
     if rows:
         print_table(rows, ("factor", "share", "level", "n", "mean", "std"))
+    for pair in table.get("interactions", []):
+        click.echo(f"interaction {pair['name']}: share {fmt(pair['share'])}")
     best = table["best_config"]
     if best:
         config = " ".join(f"{k}={best['config'][k]}" for k in varied if k in best["config"])

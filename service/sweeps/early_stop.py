@@ -48,6 +48,13 @@ def asha_rungs(rule: Asha, first: int, end: int, iterations: int) -> list[int]:
     return rungs
 
 
+def rung_steps(request: dict[str, Any] | None, iterations: int) -> list[int]:
+    """The rungs a stored sweep request's rule has for jobs of `iterations` steps (the plots
+    mark them): ASHA's; none for median, which decides at every flush, nor without a rule."""
+    rule = rule_of(request)
+    return asha_rungs(rule, 0, iterations, iterations) if isinstance(rule, Asha) else []
+
+
 def asha_promotes(value: float, at_rung: Sequence[float], reduction: int) -> bool:
     """Whether `value` is in the best 1/reduction of the rung's losses (its own among them)."""
     ranked = sorted(at_rung)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -281,3 +282,66 @@ def test_pages_show_the_owner_of_jobs_and_sweeps(database_url: str, broker_url: 
         assert '<span class="owner">alice</span>' in html(client.get(f"/sweeps/{sweep['id']}"))
     finally:
         app.extensions["trainq.engine"].dispose()
+
+
+def test_sweep_page_draws_the_heatmap_rungs_and_pruned_curves(
+    client: FlaskClient, session: so.Session
+) -> None:
+    # Given an ASHA sweep over optimizer x lr, lr levels whose text order is not their order.
+    stored = {"name": "asha", "early_stop": {"rule": "asha", "grace": 4, "reduction": 2}}
+    sweep = Sweep(name="asha", seed=3, request=stored, varied=["optimizer", "lr"], job_count=6)
+    session.add(sweep)
+    session.commit()
+    finals = {
+        ("sgd", 1e-5): 1e0,
+        ("sgd", 1e-4): 1e-1,
+        ("sgd", 1e-3): 1e-2,
+        ("adam", 1e-4): 1e-3,
+        ("adam", 1e-3): 1e1,
+    }
+    ids = {}
+    for (optimizer, lr), final in finals.items():
+        ids[(optimizer, lr)] = submit(client, optimizer=optimizer, lr=lr, stage="optim")["id"]
+        session.get(Job, ids[(optimizer, lr)]).sweep_id = sweep.id
+        session.commit()
+        finish(session, ids[(optimizer, lr)], [20.0, final])
+    pruned = submit(client, optimizer="adam", lr=1e-5, stage="optim")["id"]
+    job = session.get(Job, pruned)
+    job.sweep_id, job.status, job.pruned_at, job.steps_done = sweep.id, "pruned", 4, 5
+    session.commit()
+    page = html(client.get(f"/sweeps/{sweep.id}"))
+    # The heatmap: lr columns by value (1e-05 < 0.0001 < 0.001), each cell's mean log10 loss
+    # as its text and in its title; the pruned job's cell is empty (left out, as /factors).
+    heat = page[page.index('<table class="heatmap">') :]
+    heat = heat[: heat.index("</table>")]
+    assert re.findall(r'<th scope="col" class="num">([^<]+)</th>', heat) == [
+        "1e-05",
+        "0.0001",
+        "0.001",
+    ]
+    cells = re.findall(r'<td class="num heat heat-(\w+)" title="([^"]+)">([^<]+)</td>', heat)
+    # Rows adam, sgd. Means -, -3, 1 (adam) and 0, -1, -2 (sgd): from -3 (bucket 0) to 1 (8),
+    # so bucket = round((mean + 3) / 4 * 8).
+    assert [(bucket, text) for bucket, _, text in cells] == [
+        ("none", "-"),
+        ("0", "-3.00"),
+        ("8", "1.00"),
+        ("6", "0.00"),
+        ("4", "-1.00"),
+        ("2", "-2.00"),
+    ]
+    assert cells[1][1] == "optimizer=adam, lr=0.0001: mean log10 loss -3.00 (loss 0.001), n=1"
+    assert "the interaction explains" in page
+    # The curves: the pruned job marked, the rungs of the stored rule for 20-step jobs.
+    series = json.loads(re.search(r'id="sweep-series">(.*?)</script>', page, re.S).group(1))
+    assert series["rungs"] == [4, 8, 16]
+    assert {s["id"]: s["status"] for s in series["series"]}[pruned] == "pruned"
+    assert "faded: pruned (1)" in page
+    assert "rungs at steps 4, 8, 16" in page
+    # The legend names the first factor's levels (the colours); the best-so-far curve is linked.
+    legend = re.findall(
+        r"<li data-color=\"[^\"]+\"><span class=\"swatch\"></span>([^<]+)</li>", page
+    )
+    assert legend == ["optimizer=adam", "optimizer=sgd"]
+    assert f"/api/v1/sweeps/{sweep.id}/best-so-far.svg" in page
+    assert f'href="/api/v1/sweeps/{sweep.id}/best-so-far"' in page

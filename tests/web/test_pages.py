@@ -257,6 +257,56 @@ def test_sweep_progress_leaderboard_and_factors(
     expect(page.locator("svg.loss-chart path.curve")).to_have_count(2)
 
 
+def test_sweep_page_draws_the_heatmap_and_fades_pruned_curves(
+    stack: Stack, live_url: str, page: Page, tmp_path: Path
+) -> None:
+    # Given an ASHA sweep of optimizer x lr whose four jobs ran, one of them then marked pruned.
+    early_stop = {"rule": "asha", "grace": 4, "reduction": 2}
+    with stack.sessions() as session:
+        sweep = Sweep(
+            name="heat",
+            seed=1,
+            request={"early_stop": early_stop},
+            varied=["optimizer", "lr"],
+            job_count=4,
+        )
+        session.add(sweep)
+        session.commit()
+        sweep_id = sweep.id
+    optim = {**SMALL, "stage": "optim", "iterations": 40, "seed": 2}
+    ids = [
+        stack.submit(**{**optim, "optimizer": optimizer, "lr": lr})["id"]
+        for optimizer in ("sgd", "adam")
+        for lr in (1e-4, 1e-5)
+    ]
+    for job_id in ids:
+        assert stack.wait(job_id)["status"] == "succeeded"
+    with stack.sessions() as session:
+        session.execute(sa.update(Job).where(Job.id.in_(ids)).values(sweep_id=sweep_id))
+        session.execute(sa.update(Job).where(Job.id == ids[0]).values(status="pruned", pruned_at=4))
+        session.commit()
+    page.goto(f"{live_url}/sweeps/{sweep_id}")
+    # The heatmap: three finished cells, each with its value as text and in its title; the
+    # pruned job's cell empty.
+    cells = page.locator("table.heatmap td.heat")
+    expect(cells).to_have_count(4)
+    titles = cells.evaluate_all("cs => cs.map(c => c.getAttribute('title'))")
+    assert sum("mean log10 loss" in t for t in titles) == 3
+    assert sum("no finished job" in t for t in titles) == 1
+    # lr columns by value: 1e-05 before 0.0001 (as text they would sort the other way).
+    expect(page.locator("table.heatmap th[scope=col]").nth(1)).to_have_text("1e-05")
+    # The curves: four, the pruned one faded; the rungs at 4, 8, 16 and 32 dotted.
+    expect(page.locator("svg.loss-chart path.curve")).to_have_count(4)
+    faded = page.locator("svg.loss-chart path.curve.pruned")
+    expect(faded).to_have_count(1)
+    expect(faded).to_have_attribute("stroke-opacity", "0.25")
+    rungs = page.locator("svg.loss-chart line.rung")
+    expect(rungs).to_have_count(4)
+    assert rungs.evaluate_all("ls => ls.map(l => Number(l.dataset.step))") == [4, 8, 16, 32]
+    page.screenshot(path=tmp_path / "sweep-heatmap.png", full_page=True)
+    print(f"screenshot: {tmp_path / 'sweep-heatmap.png'}")
+
+
 def test_token_pasted_once_lets_the_pages_poll_a_guarded_api(
     stack: Stack, browser: Browser
 ) -> None:

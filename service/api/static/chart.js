@@ -190,10 +190,23 @@ const trainqChart = (() => {
     }
     const sc = scales(d);
     drawAxes(svg, d, sc);
+    // `marks` = [{step, label}]: vertical dotted lines (a sweep's early-stopping rungs).
+    const marks = el("g", { class: "marks" }, svg);
+    for (const mark of options.marks || []) {
+      if (mark.step < d.sMin || mark.step > d.sMax) continue;
+      const x = sc.x(mark.step).toFixed(1);
+      const line = el("line", {
+        x1: x, x2: x, y1: MARGIN.top, y2: HEIGHT - MARGIN.bottom, class: "rung", "data-step": mark.step,
+      }, marks);
+      el("title", {}, line).textContent = mark.label;
+    }
     const curves = el("g", { class: "curves" }, svg);
     for (const s of series) {
+      // A faded series (a pruned job) is drawn light, under the eye but out of the way.
+      const faded = s.faded ? { "stroke-opacity": 0.25 } : {};
       el("path", {
-        d: pathData(s, sc), stroke: s.color, fill: "none", class: "curve",
+        ...faded, d: pathData(s, sc), stroke: s.color, fill: "none",
+        class: s.faded ? "curve pruned" : "curve",
         "data-points": s.steps.length,
         "data-last-step": s.steps.length ? s.steps[s.steps.length - 1] : -1,
       }, curves);

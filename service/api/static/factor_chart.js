@@ -8,7 +8,8 @@ const trainqFactorChart = (() => {
   const MARGIN = { left: 52, right: 12, top: 12, bottom: 44 };
   const COLOR = "#0072b2";
 
-  function levelText(value) {
+  function levelText(value, level) {
+    if (level && level.label) return level.label;  // a decade bin, "1e-4..1e-3"
     if (typeof value === "number") return trainq.formatLoss(value);
     if (value === null || value === undefined) return "-";
     return String(value);
@@ -47,11 +48,11 @@ const trainqFactorChart = (() => {
       el("line", { x1: x(i), x2: x(i), y1: y(level.max), y2: y(level.min), stroke: COLOR }, g);
       el("circle", { cx: x(i), cy: y(level.mean), r: 4.5, fill: COLOR }, g);
       const tip = el("title", {}, g);
-      tip.textContent = `${name}=${levelText(level.value)}: n=${level.n}, mean loss ` +
+      tip.textContent = `${name}=${levelText(level.value, level)}: n=${level.n}, mean loss ` +
         `${trainq.formatLoss(Math.pow(10, level.mean))}, best ${trainq.formatLoss(Math.pow(10, level.min))}`;
       if (i % labelEvery === 0) {
         el("text", { x: x(i), y: bottom + 16, "text-anchor": "middle", class: "level-label" }, svg)
-          .textContent = levelText(level.value);
+          .textContent = levelText(level.value, level);
       }
     });
     el("text", { x: (left + right) / 2, y: HEIGHT - 6, "text-anchor": "middle", class: "axis-title" }, svg)

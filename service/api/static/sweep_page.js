@@ -31,6 +31,11 @@
     grid.replaceChildren(...figures);
     const parts = [`${table.used} finished job(s) scored`];
     if (table.diverged) parts.push(`${table.diverged} diverged, scored one decade above the worst`);
+    const pairs = (table.interactions || []).filter((pair) => pair.share !== null);
+    if (pairs.length) {
+      const shares = pairs.map((pair) => `${pair.name} ${Math.round(pair.share * 100)}%`);
+      parts.push(`interactions explain: ${shares.join(", ")}`);
+    }
     if (table.best_config) {
       const best = trainq.formatLoss(Math.pow(10, table.best_config.mean));
       parts.push(`best: ${configText(table.best_config.config)} (loss ${best})`);

@@ -197,7 +197,7 @@ def test_sweep_plot_and_factor_panel(client: FlaskClient, session: so.Session) -
 
 
 def test_level_statistics_count_diverged_as_worst() -> None:
-    from service.results.plots import level_statistics
+    from service.results.sweep_plots import level_statistics
 
     jobs = [
         {"status": "succeeded", "final_loss": 1e-2, "optimizer": "adam"},
@@ -207,10 +207,11 @@ def test_level_statistics_count_diverged_as_worst() -> None:
         {"status": "queued", "final_loss": None, "optimizer": "sgd"},
     ]
     # The diverged sgd job scores one decade above the worst finite outcome (log10 1e1 = 1),
-    # as in /factors; the queued one is left out.
+    # as in /factors; the queued one is left out. The spread is /factors' own sample std:
+    # adam -2, -4 -> sqrt((1 + 1) / 1); sgd 1, 2 -> sqrt((0.25 + 0.25) / 1).
     assert level_statistics(jobs, "optimizer") == [
-        ("adam", pytest.approx(-3.0), pytest.approx(1.0), 2),
-        ("sgd", pytest.approx(1.5), pytest.approx(0.5), 2),
+        ("adam", pytest.approx(-3.0), pytest.approx(math.sqrt(2)), 2),
+        ("sgd", pytest.approx(1.5), pytest.approx(math.sqrt(0.5)), 2),
     ]
 
 

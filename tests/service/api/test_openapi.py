@@ -110,7 +110,7 @@ def test_real_sweep_requests_and_responses_match_the_document(
     sweep = created.get_json()["id"]
     check(document, "/api/v1/sweeps", "get", client.get("/api/v1/sweeps?limit=1"))
     check(document, "/api/v1/sweeps/{sweep_id}", "get", client.get(f"/api/v1/sweeps/{sweep}"))
-    for view in ("results", "factors"):
+    for view in ("results", "factors", "best-so-far"):
         path = f"/api/v1/sweeps/{{sweep_id}}/{view}"
         check(document, path, "get", client.get(f"/api/v1/sweeps/{sweep}/{view}"))
     cancelled = client.post(f"/api/v1/sweeps/{sweep}/cancel")

@@ -36,3 +36,31 @@ def test_numeric_levels_print_in_numeric_order(capsys: pytest.CaptureFixture[str
     lr_levels = [line.split()[2] for line in lines if line.startswith("lr ")]
     assert lr_levels == ["1e-06", "0.0001", "0.01"]
     assert [line.split()[2] for line in lines if line.startswith("optimizer ")] == ["adam", "sgd"]
+
+
+def test_decade_bins_print_in_order_and_interactions_are_shown(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    level = {"n": 3, "mean": 0.0, "std": None}
+    bins = {
+        "1e-2..1e-1": {"value": 1e-2, "low": 1e-2, "high": 1e-1, **level},
+        "1e-5..1e-4": {"value": 1e-5, "low": 1e-5, "high": 1e-4, **level},
+    }
+    table = {
+        "used": 6,
+        "diverged": 0,
+        "diverged_value": None,
+        "excluded": {},
+        "main_effects": [{"factor": "lr", "share": 0.5}],
+        "factors": {"lr": {"levels": bins, "binned": "decade"}},
+        "interactions": [{"name": "optimizer x lr", "share": 0.25}],
+        "best_config": None,
+        "best_lr": [],
+    }
+    print_factors(table, ["lr"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[2] for line in lines if line.startswith("lr ")] == [
+        "1e-5..1e-4",
+        "1e-2..1e-1",
+    ]
+    assert "interaction optimizer x lr: share 0.25" in lines

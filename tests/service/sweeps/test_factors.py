@@ -81,3 +81,95 @@ def test_all_diverged_and_nothing_finished() -> None:
     assert empty["factors"] == {}
     assert empty["best_config"] is None
     assert empty["excluded"] == {"running": 1}
+
+
+def test_two_way_interaction_by_hand_on_a_2x2_with_replicates() -> None:
+    # Given a 2 x 2 of optimizer x lr, two seeds per cell, log10 losses (y) written as exponents:
+    #   cell            ys        cell mean
+    #   sgd,  0.01      0,  2     1
+    #   sgd,  0.1      -1, -1    -1
+    #   adam, 0.01     -3, -3    -3
+    #   adam, 0.1      -2,  0    -1
+    rows = [
+        job("succeeded", 10.0**y, optimizer=opt, lr=lr, seed=s)
+        for opt, lr, ys in (
+            ("sgd", 0.01, (0, 2)),
+            ("sgd", 0.1, (-1, -1)),
+            ("adam", 0.01, (-3, -3)),
+            ("adam", 0.1, (-2, 0)),
+        )
+        for s, y in enumerate(ys)
+    ]
+    table = factor_table(rows, ["optimizer", "lr"])
+    # Grand mean m = -8 / 8 = -1. SS_total = sum (y + 1)^2 = 1 + 9 + 0 + 0 + 4 + 4 + 1 + 1 = 20.
+    assert table["total_ss"] == pytest.approx(20.0)
+    # Optimizer means: sgd 0, adam -2 -> SS_A = 4 * 1^2 + 4 * 1^2 = 8.
+    # lr means: 0.01 -> (1 - 3) / 2 = -1, 0.1 -> -1 -> SS_B = 0: lr alone explains nothing.
+    assert table["factors"]["optimizer"]["between_ss"] == pytest.approx(8.0)
+    assert table["factors"]["lr"]["between_ss"] == pytest.approx(0.0)
+    # SS_cells = 2 * (1 + 1)^2 + 2 * 0^2 + 2 * (-3 + 1)^2 + 2 * 0^2 = 16; SS_AB = 16 - 8 - 0 = 8.
+    (inter,) = table["interactions"]
+    assert inter["factors"] == ["optimizer", "lr"]
+    assert inter["cells_ss"] == pytest.approx(16.0)
+    assert inter["ss"] == pytest.approx(8.0)
+    assert inter["share"] == pytest.approx(8.0 / 20.0)
+    assert table["factors"]["optimizer"]["share"] == pytest.approx(8.0 / 20.0)
+    # The cells, row-major in level order (optimizer as text, lr by value).
+    assert inter["rows"] == ["adam", "sgd"]
+    assert inter["columns"] == ["0.01", "0.1"]
+    assert [(c["row"], c["column"], c["n"], c["mean"]) for c in inter["cells"]] == [
+        ("adam", "0.01", 2, pytest.approx(-3.0)),
+        ("adam", "0.1", 2, pytest.approx(-1.0)),
+        ("sgd", "0.01", 2, pytest.approx(1.0)),
+        ("sgd", "0.1", 2, pytest.approx(-1.0)),
+    ]
+
+
+def test_interactions_cover_the_varied_pairs_only() -> None:
+    rows = [
+        job("succeeded", 10.0 ** (i + 2 * j + k), optimizer=o, init=n, lr=lr, seed=1)
+        for i, o in enumerate(("sgd", "adam"))
+        for j, n in enumerate(("normal", "xavier_uniform"))
+        for k, lr in enumerate((1e-3, 1e-2))
+    ]
+    three = factor_table(rows, ["optimizer", "init", "lr"])
+    assert [i["name"] for i in three["interactions"]] == [
+        "optimizer x lr",
+        "optimizer x init",
+        "init x lr",
+    ]
+    # Additive outcomes (y = i + 2j + k): every interaction is zero, the main effects are all.
+    assert all(i["ss"] == pytest.approx(0.0, abs=1e-12) for i in three["interactions"])
+    assert sum(f["share"] for f in three["factors"].values()) == pytest.approx(1.0)
+    assert factor_table(rows, ["optimizer", "seed"])["interactions"] == []
+
+
+def test_a_searched_lr_is_binned_by_decade_for_effects_and_interactions() -> None:
+    # Nine distinct lr (over MAX_LEVELS = 8), 1e-3 exactly on a decade's lower edge.
+    lrs = [2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 3e-3, 7e-3, 5e-2]
+    rows = [
+        job("succeeded", 10.0 ** (n % 3), optimizer=("sgd", "adam")[n % 2], lr=lr, seed=1)
+        for n, lr in enumerate(lrs)
+    ]
+    table = factor_table(rows, ["optimizer", "lr"])
+    lr = table["factors"]["lr"]
+    assert lr["binned"] == "decade"
+    assert lr["distinct"] == 9
+    assert lr["order"] == ["1e-5..1e-4", "1e-4..1e-3", "1e-3..1e-2", "1e-2..1e-1"]
+    assert [lr["levels"][k]["n"] for k in lr["order"]] == [2, 3, 3, 1]
+    third = lr["levels"]["1e-3..1e-2"]
+    assert (third["low"], third["high"], third["value"]) == (
+        pytest.approx(1e-3),
+        pytest.approx(1e-2),
+        pytest.approx(1e-3),
+    )
+    # ys by n % 3: 0 1 2 | 0 1 2 | 0 1 2; bin 1e-4..1e-3 holds n = 2, 3, 4 -> ys 2, 0, 1.
+    assert lr["levels"]["1e-4..1e-3"]["mean"] == pytest.approx(1.0)
+    (inter,) = table["interactions"]
+    assert inter["columns"] == lr["order"]
+    assert {c["column"] for c in inter["cells"]} <= set(lr["order"])
+    assert sum(c["n"] for c in inter["cells"]) == 9
+    # Eight distinct values stay levels of their own.
+    kept = factor_table(rows[:8], ["lr"])["factors"]["lr"]
+    assert kept["binned"] is None
+    assert kept["order"][:3] == ["2e-05", "5e-05", "0.0001"]

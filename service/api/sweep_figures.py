@@ -1,0 +1,90 @@
+"""What the sweep page draws: the optimizer x lr heatmap's cells, and its curves' series."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from service.api.page_queries import factor_value
+from service.models import Job
+from service.results.curve_labels import colour, label_text
+from service.results.sweep_plots import heatmap_cells, level_text
+from service.sweeps.levels import level_key, ordered
+
+# Colour buckets of the heatmap (CSS classes heat-0 .. heat-8): the page's style sheet holds
+# the colours, since its content security policy refuses inline styles.
+BUCKETS = 9
+MAX_LEGEND = 12
+
+
+@dataclass(frozen=True)
+class HeatCell:
+    """One cell: its text, its colour bucket (None: no finished job there) and its tooltip."""
+
+    text: str
+    bucket: int | None
+    title: str
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    """The optimizer x lr table of mean final log10 loss, rows and columns in level order."""
+
+    rows: list[str]
+    columns: list[str]
+    cells: list[list[HeatCell]]
+    share: float | None
+    binned: bool
+
+
+def heatmap(table: dict[str, Any]) -> Heatmap | None:
+    """The heatmap of a factor table, or None when the sweep does not vary both factors."""
+    pair = heatmap_cells(table)
+    if pair is None or not pair["cells"]:
+        return None
+    optimizer, lr = table["factors"]["optimizer"], table["factors"]["lr"]
+    means = {(c["row"], c["column"]): c for c in pair["cells"]}
+    low = min(c["mean"] for c in pair["cells"])
+    span = max(c["mean"] for c in pair["cells"]) - low
+    rows, columns = pair["rows"], pair["columns"]
+    grid = []
+    for row in rows:
+        line = []
+        for column in columns:
+            where = f"optimizer={level_text(optimizer, row)}, lr={level_text(lr, column)}"
+            cell = means.get((row, column))
+            if cell is None:
+                line.append(HeatCell("-", None, f"{where}: no finished job"))
+                continue
+            bucket = round((cell["mean"] - low) / span * (BUCKETS - 1)) if span > 0 else 0
+            loss = label_text(10 ** cell["mean"], ".3g")
+            title = f"{where}: mean log10 loss {cell['mean']:.2f} (loss {loss}), n={cell['n']}"
+            line.append(HeatCell(f"{cell['mean']:.2f}", bucket, title))
+        grid.append(line)
+    return Heatmap(
+        rows=[level_text(optimizer, r) for r in rows],
+        columns=[level_text(lr, c) for c in columns],
+        cells=grid,
+        share=pair["share"],
+        binned=lr["binned"] is not None,
+    )
+
+
+def curve_series(jobs: Sequence[Job], by: str | None) -> tuple[list[dict], list[dict]]:
+    """Per job its id, status and colour (by its level of `by`, levels in order); the legend."""
+    values = ordered(factor_value(job, by) for job in jobs) if by else []
+    colours = {level_key(v): colour(i) for i, v in enumerate(values)}
+    series = [
+        {
+            "id": job.id,
+            "status": job.status,
+            "color": colours.get(level_key(factor_value(job, by)), colour(0)) if by else colour(0),
+        }
+        for job in jobs
+    ]
+    legend = [
+        {"label": f"{by}={label_text(v, '.3g')}", "color": colours[level_key(v)]} for v in values
+    ]
+    # A searched factor has a level per job: a legend of them all would say nothing.
+    return series, legend if len(legend) <= MAX_LEGEND else []
