@@ -176,7 +176,8 @@ def _submit_search(
     sweep = Sweep(
         name=sweep_request.name,
         seed=seed,
-        request={**body, "seed": seed},
+        # `fused` with its default filled in: the controller and the reconciler send by it.
+        request={**body, "seed": seed, "fused": sweep_request.fused},
         varied=sorted(sweep_request.search.space),
         job_count=0,
         trials_wanted=sweep_request.search.n,

@@ -22,12 +22,11 @@ from service import job_states
 from service.broker import enqueue_batches, enqueue_jobs
 from service.config import Config
 from service.db import session_scope
-from service.models import Job, JobStatus, Sweep
+from service.models import Job, JobStatus
 from service.models.base import utcnow
 from service.ops.metrics import record_reconcile_pass, redis_client
 from service.ops.queued_messages import job_ids_in_broker
-from service.sweeps.batching import fields_of, plan_batches
-from service.sweeps.fusion import FusedChoice, fuses
+from service.sweeps.batching import split_fused
 
 log = logging.getLogger(__name__)
 
@@ -91,45 +90,6 @@ def reconcile_once(
     if resend or given_up:
         log.info("reconciled: %s", counts)
     return counts
-
-
-def split_fused(
-    session: so.Session, jobs: list[tuple[int, str]]
-) -> tuple[list[tuple[int, str]], list[tuple[str, list[int]]]]:
-    """The (job id, queue) to send singly, and (queue, job ids) batches of fused sweeps' jobs."""
-    ids = [job_id for job_id, _ in jobs]
-    if not ids:
-        return [], []
-    sweep_ids = session.scalars(
-        sa.select(Job.sweep_id).where(Job.id.in_(ids), Job.sweep_id.is_not(None)).distinct()
-    ).all()
-    if not sweep_ids:
-        return jobs, []
-    # The sweep's stored request says what it asked for (`fused`, stored with its default filled
-    # in; absent: a sweep from before `auto`, unfused by the default then), decided per job by
-    # the rule that planned its first messages.
-    asked = {
-        sweep_id: request.get("fused", False) if isinstance(request, dict) else False
-        for sweep_id, request in session.execute(
-            sa.select(Sweep.id, Sweep.request).where(Sweep.id.in_(sweep_ids))
-        )
-    }
-    candidates = session.scalars(
-        sa.select(Job).where(Job.id.in_(ids), Job.sweep_id.in_(list(asked))).order_by(Job.id)
-    ).all()
-    fused_jobs = [
-        job for job in candidates if fuses(_choice(asked[job.sweep_id]), fields_of(job), job.queue)
-    ]
-    if not fused_jobs:
-        return jobs, []
-    in_batches = {job.id for job in fused_jobs}
-    singles = [(job_id, queue) for job_id, queue in jobs if job_id not in in_batches]
-    return singles, plan_batches(fused_jobs)
-
-
-def _choice(stored: object) -> FusedChoice:
-    """A stored request's `fused` (validated when submitted); anything else sends singly."""
-    return stored if stored is True or stored == "auto" else False
 
 
 def find_lost_messages(

@@ -7,10 +7,13 @@ from collections.abc import Iterable, Mapping
 from itertools import pairwise
 from typing import Any
 
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
 from service.choices import FUSION_FIELDS, fusion_key
 from service.jobs import SPEC_COLUMNS
-from service.models import Job
-from service.sweeps.fusion import batch_limit
+from service.models import Job, Sweep
+from service.sweeps.fusion import FusedChoice, batch_limit, fuses
 
 
 def batch_key(fields: Mapping[str, Any], queue: str) -> tuple:
@@ -44,3 +47,42 @@ def plan_batches(jobs: Iterable[Job], max_batch: int | None = None) -> list[tupl
         bounds = [len(ids) * i // count for i in range(count + 1)]
         batches.extend((key[0], ids[lo:hi]) for lo, hi in pairwise(bounds))
     return batches
+
+
+def split_fused(
+    session: so.Session, jobs: list[tuple[int, str]]
+) -> tuple[list[tuple[int, str]], list[tuple[str, list[int]]]]:
+    """The (job id, queue) to send singly, and (queue, job ids) batches of fused sweeps' jobs."""
+    ids = [job_id for job_id, _ in jobs]
+    if not ids:
+        return [], []
+    sweep_ids = session.scalars(
+        sa.select(Job.sweep_id).where(Job.id.in_(ids), Job.sweep_id.is_not(None)).distinct()
+    ).all()
+    if not sweep_ids:
+        return jobs, []
+    # The sweep's stored request says what it asked for (`fused`, stored with its default filled
+    # in; absent: a sweep from before `auto`, unfused by the default then), decided per job by
+    # the rule that planned its first messages.
+    asked = {
+        sweep_id: request.get("fused", False) if isinstance(request, dict) else False
+        for sweep_id, request in session.execute(
+            sa.select(Sweep.id, Sweep.request).where(Sweep.id.in_(sweep_ids))
+        )
+    }
+    candidates = session.scalars(
+        sa.select(Job).where(Job.id.in_(ids), Job.sweep_id.in_(list(asked))).order_by(Job.id)
+    ).all()
+    fused_jobs = [
+        job for job in candidates if fuses(_choice(asked[job.sweep_id]), fields_of(job), job.queue)
+    ]
+    if not fused_jobs:
+        return jobs, []
+    in_batches = {job.id for job in fused_jobs}
+    singles = [(job_id, queue) for job_id, queue in jobs if job_id not in in_batches]
+    return singles, plan_batches(fused_jobs)
+
+
+def _choice(stored: object) -> FusedChoice:
+    """A stored request's `fused` (validated when submitted); anything else sends singly."""
+    return stored if stored is True or stored == "auto" else False

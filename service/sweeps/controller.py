@@ -23,13 +23,14 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from celery import Celery
 
-from service.broker import enqueue_jobs
+from service.broker import enqueue_batches, enqueue_jobs
 from service.config import Config
 from service.db import session_scope
 from service.jobs import new_job, queue_for
 from service.jobspec import SpecError, validate_job
 from service.models import Job, JobStatus, Sweep
 from service.models.base import utcnow
+from service.sweeps.batching import split_fused
 from service.sweeps.request import SweepRequest, validate_sweep
 from service.sweeps.search import ask, trial_fields, trial_seed
 
@@ -216,7 +217,14 @@ def control_once(
             continue
         total += len(trials)
         try:
-            enqueue_jobs(app, trials)
+            # Sent as the reconciler would send them again: trials that fuse go in batches,
+            # whose stacks then refill from the sweep's next trials (see worker.runner).
+            with factory() as session:
+                singles, batches = split_fused(session, trials)
+            if singles:
+                enqueue_jobs(app, singles)
+            if batches:
+                enqueue_batches(app, batches)
         except Exception as error:  # the rows are the truth: the reconciler sends them
             log.warning("sweep %d: broker unavailable, trials left unsent: %s", sweep_id, error)
             continue

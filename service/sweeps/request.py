@@ -194,8 +194,6 @@ def _check_rules(request: SweepRequest) -> None:
         for key in ("grid", "random", "seeds", "repeats"):
             if getattr(request, key) is not None:
                 raise _fail(key, "a search sweep asks its trials from its space: no " + key)
-        if request.fused is True:
-            raise _fail("fused", "a search sweep's trials are asked one by one: not fused")
         if "tags" in request.search.space:
             raise _fail("search.space.tags", "labels are not searched: set tags in base")
     if request.seeds is not None and request.repeats is not None:

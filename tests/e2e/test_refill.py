@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -12,7 +13,8 @@ from service.db import make_engine, make_session_factory
 from service.jobs import job_spec
 from service.models import Job, JobStatus
 from service.ops.redis_server import RedisServer
-from tests.conftest import BACKEND_PARAMS, DatabaseFactory, Stack, make_test_app
+from tests.conftest import BACKEND_PARAMS, TERMINAL, DatabaseFactory, Stack, make_test_app
+from tests.e2e.test_search import Controllers
 from tests.e2e.test_sweeps import SMALL, wait_for_sweep
 from tests.support.processes import WorkerProcess
 from worker.training import TrainSpec
@@ -104,3 +106,45 @@ def test_pruned_rows_take_the_sweeps_queued_jobs_each_with_its_own_history(
         else:
             assert job.steps_done == 600
     assert all(job.attempts == 1 for job in first + later)
+
+
+def test_a_search_sweeps_stack_takes_the_trials_asked_after_its_pruned_ones(
+    small_stacks: Stack, tmp_path: Path
+) -> None:
+    stack = small_stacks
+    # Given a TPE search over adam's lr, 3 trials in flight, asha, and a controller
+    body = {
+        "name": "refill-search",
+        # Long enough that the trials that go on outlast a controller pass (0.2 s) many times.
+        "base": {**SMALL, "D_out": 4, "optimizer": "adam", "iterations": 4000},
+        "search": {
+            "method": "tpe",
+            "n": 9,
+            "parallel": STACK,
+            "space": {"lr": {"log_uniform": [1e-7, 1e-2]}},
+        },
+        "early_stop": {"rule": "asha", "grace": 8, "reduction": 2},
+        "seed": 3,
+    }
+    response = stack.client.post("/api/v1/sweeps", json=body)
+    assert response.status_code == 201, response.get_json()
+    sweep_id = response.get_json()["id"]
+    controllers = Controllers(stack, tmp_path)
+    controllers.start("refill")
+    try:
+        # When the controller asks trials as others end and the one worker process trains them
+        sweep = wait_for_sweep(stack, sweep_id)
+    finally:
+        controllers.stop_all()
+    with stack.sessions() as session:
+        jobs = session.scalars(
+            sa.select(Job).where(Job.sweep_id == sweep_id).order_by(Job.id)
+        ).all()
+    # Then all 9 trials ended, each once, and a trial asked after the first three started
+    # while one of those still trained: with one pool process, only in that same stack.
+    assert len(jobs) == sweep["job_count"] == 9, sweep
+    assert all(job.attempts == 1 and job.status in TERMINAL for job in jobs), jobs
+    assert sweep["counts"]["pruned"] >= 1, sweep
+    first_done = max(job.finished_at for job in jobs[:STACK])
+    timeline = [(job.id, job.status, job.started_at, job.finished_at) for job in jobs]
+    assert any(job.started_at < first_done for job in jobs[STACK:]), timeline

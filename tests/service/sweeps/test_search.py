@@ -77,7 +77,6 @@ def test_skip_invalid_refuses_only_a_space_with_no_valid_trial() -> None:
     [
         ({"grid": {"lr": [0.1]}}, "grid"),
         ({"seeds": [1, 2]}, "seeds"),
-        ({"fused": True}, "fused"),
         ({"search": {"method": "cmaes", "n": 2, "space": SPACE}}, "search.method"),
         ({"search": {"method": "tpe", "n": 0, "space": SPACE}}, "search.n"),
         ({"search": {"method": "tpe", "n": 2, "space": {}}}, "search.space"),
