@@ -180,12 +180,12 @@ def test_redis_restarted_empty_with_a_fused_sweep_queued(make_env: Callable[...,
 def test_time_limits_are_each_stacks_not_the_messages(
     env: FaultEnv, limit: str, reason: str
 ) -> None:
-    # Given stacks of one job (~1 s each) in one message that takes longer than the limit of 4 s
+    # Given stacks of one job (0.6 to 1 s each) in one message that takes longer than the limit
     # (the soft limit off unless it is the one tested, so a hard limit is what stops the runaway)
     limits = {"TRAINQ_JOB_SOFT_LIMIT_SECONDS": "0", limit: "4"}
     env.worker(concurrency=1, TRAINQ_MAX_STACK="1", **limits)
     env.start_reconciler()
-    ids = env.submit_stack({"seed": [1, 2, 3, 4, 5, 6]}, iterations=10_000)
+    ids = env.submit_stack({"seed": list(range(1, 9))}, iterations=10_000)
     # and a stack that runs past the limit on its own
     failed = Expectation(status=JobStatus.FAILED, max_attempts=1)
     runaway = env.submit_stack({"seed": [1]}, lambda _: failed, iterations=100_000, H=12)
