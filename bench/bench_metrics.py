@@ -14,32 +14,14 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import uuid
 from pathlib import Path
 
 from bench.bench_queries import fill, timed
+from bench.in_process import app_in_process, migrated_database
 from bench.report import machine, publish, table
-from service.api import create_app
-from service.config import Config
-from service.migrate import upgrade
 from service.ops.redis_server import RedisServer, free_port
 
 HEADERS = ["backend", "request", "median ms", "best ms"]
-
-
-def database(backend: str, tmp: Path):  # type: ignore[no-untyped-def]
-    """A migrated database URL and a cleanup."""
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp / 'metrics.sqlite3'}"
-        upgrade(url)
-        return url, lambda: None
-    from tests.support.postgres import PostgresServer
-
-    server = PostgresServer()
-    server.start()
-    url = server.create_database(f"b_{uuid.uuid4().hex[:8]}")
-    upgrade(url)
-    return url, server.cleanup
 
 
 def main() -> None:
@@ -54,24 +36,19 @@ def main() -> None:
     rows = []
     with RedisServer(free_port(), tmp / "redis") as server:
         for backend in args.backends.split(","):
-            url, cleanup = database(backend, tmp)
-            fill(url, argparse.Namespace(jobs=args.jobs, sweeps=100, compared=1, steps=256))
-            config = Config.from_env(database_url=url, broker_url=server.url)
-            app = create_app({"TESTING": True, "TRAINQ_CONFIG": config})
-            try:
-                client = app.test_client()
-                for label, path in (
-                    ("GET /metrics", "/metrics"),
-                    ("GET /api/v1/jobs?limit=50", "/api/v1/jobs?limit=50"),
-                    ("GET /openapi.json", "/openapi.json"),
-                ):
-                    best_median, best, response = timed(client, path, args.repeats)
-                    if path == "/metrics":
-                        assert b"trainq_jobs{" in response.get_data()
-                    rows.append([backend, label, f"**{best_median:.1f}**", f"{best:.1f}"])
-            finally:
-                app.extensions["trainq.engine"].dispose()
-                cleanup()
+            with migrated_database(backend, tmp, "metrics") as url:
+                fill(url, argparse.Namespace(jobs=args.jobs, sweeps=100, compared=1, steps=256))
+                with app_in_process(url, server.url) as app:
+                    client = app.test_client()
+                    for label, path in (
+                        ("GET /metrics", "/metrics"),
+                        ("GET /api/v1/jobs?limit=50", "/api/v1/jobs?limit=50"),
+                        ("GET /openapi.json", "/openapi.json"),
+                    ):
+                        best_median, best, response = timed(client, path, args.repeats)
+                        if path == "/metrics":
+                            assert b"trainq_jobs{" in response.get_data()
+                        rows.append([backend, label, f"**{best_median:.1f}**", f"{best:.1f}"])
     body = (
         f"{args.jobs:,} jobs, {args.repeats} timed requests each after one warm-up, in process.\n"
         + table(HEADERS, rows)

@@ -29,12 +29,10 @@ import redis
 import sqlalchemy as sa
 
 import service.api.sweeps as sweeps_api
+from bench.in_process import app_in_process, migrated_database
 from bench.report import machine, median, publish, spread, table
 from bench.workloads import sweep_request
-from service.api import create_app
 from service.broker import BATCH_TASK, TRAIN_TASK
-from service.config import Config
-from service.migrate import upgrade
 from service.models import Job
 from service.ops.redis_server import RedisServer, free_port
 
@@ -120,21 +118,6 @@ def submit(client, broker: redis.Redis, engine: sa.Engine, jobs: int, fused: boo
     return {**phases, "jobs": len(rows), "messages": messages}
 
 
-def database(backend: str, tmp: Path):  # type: ignore[no-untyped-def]
-    """A migrated database URL and a cleanup."""
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp / 'submit.sqlite3'}"
-        upgrade(url)
-        return url, lambda: None
-    from tests.support.postgres import PostgresServer
-
-    server = PostgresServer()
-    server.start()
-    url = server.create_database(f"b_{uuid.uuid4().hex[:8]}")
-    upgrade(url)
-    return url, server.cleanup
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000, help="rounded up to a multiple of 40")
@@ -148,21 +131,18 @@ def main() -> None:
     with RedisServer(free_port(), tmp / "redis") as server:
         broker = redis.Redis.from_url(server.url)
         for backend in args.backends.split(","):
-            url, cleanup = database(backend, tmp)
-            config = Config.from_env(database_url=url, broker_url=server.url)
-            app = create_app({"TESTING": True, "TRAINQ_CONFIG": config})
-            engine = app.extensions["trainq.engine"]
-            try:
+            runs: dict[bool, list[dict]] = {False: [], True: []}
+            with (
+                migrated_database(backend, tmp, "submit") as url,
+                app_in_process(url, server.url) as app,
+            ):
+                engine = app.extensions["trainq.engine"]
                 client = app.test_client()
-                runs: dict[bool, list[dict]] = {False: [], True: []}
                 for fused in (False, True):  # warm connections, caches and both code paths
                     submit(client, broker, engine, 10, fused)
                 for _ in range(args.repeats):  # alternating, so drift hits both alike
                     for fused in (False, True):
                         runs[fused].append(submit(client, broker, engine, args.jobs, fused))
-            finally:
-                engine.dispose()
-                cleanup()
             for fused, done in runs.items():
                 jobs = done[0]["jobs"]
                 phase = {name: [run[name] for run in done] for name in ("insert", "send", "rest")}

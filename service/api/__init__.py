@@ -47,6 +47,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         extensions,
         headers,
         health,
+        idempotency,
         jobs,
         limits,
         metrics,
@@ -60,6 +61,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     metrics.init_app(app)
     extensions.init_app(app)
     errors.init_app(app)
+    idempotency.init_app(app)
     headers.init_app(app)
     # After the token check, whose token names the client a limit counts.
     limits.init_app(app)

@@ -23,15 +23,14 @@ from service.api.extensions import (
     require_owner,
     row_or_404,
 )
+from service.api.idempotency import answer_if_submitted, idempotency_key, stored_once
 from service.api.limits import check_active_cap
 from service.api.params import (
     choice_arg,
     float_arg,
-    idempotency_key,
     int_arg,
     list_arg,
     page_fields,
-    previous_submission,
 )
 from service.api.schemas import JobOut, JobPage, LossHistory
 from service.broker import enqueue_jobs
@@ -108,12 +107,8 @@ def send_jobs(jobs: list[Job]) -> None:
 )
 def submit_job() -> tuple[Response, int]:
     """Validate a job, write its row, then enqueue it."""
-    session = db_session()
     key = idempotency_key()
-    if key:
-        existing = previous_submission(Job, key)
-        if existing is not None:
-            return jsonify(job_to_dict(existing)), 200
+    answer_if_submitted(Job, key, job_to_dict)
     cfg = config()
     spec = validate_job(json_body(), cfg.limits)
     check_active_cap(1)
@@ -123,16 +118,8 @@ def submit_job() -> tuple[Response, int]:
         idempotency_key=key,
         owner=owner_name(),
     )
-    session.add(job)
-    try:
-        session.commit()
-    except sqlalchemy.exc.IntegrityError:
-        # Another request with the same key won the race: answer with its job.
-        session.rollback()
-        existing = previous_submission(Job, key)
-        if existing is None:
-            raise
-        return jsonify(job_to_dict(existing)), 200
+    with stored_once(Job, key, job_to_dict) as session:
+        session.add(job)
     send_jobs([job])
     response = jsonify(job_to_dict(job))
     response.headers["Location"] = url_for("jobs.show_job", job_id=job.id)

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import TypeVar, overload
+from typing import overload
 
-import sqlalchemy as sa
 from flask import request
 
-from service.api.extensions import ApiError, db_session, invalid_parameter
-from service.models import Job, Sweep
-
-# The rows a request with an Idempotency-Key creates.
-Submitted = TypeVar("Submitted", Job, Sweep)
+from service.api.extensions import invalid_parameter
 
 
 def _given(name: str) -> str | None:
@@ -84,20 +79,3 @@ def page_fields(total: int, limit: int, offset: int) -> dict[str, int | None]:
     """An offset page's paging fields: the total, the page asked for and where the next starts."""
     following = offset + limit if offset + limit < total else None
     return {"total": total, "limit": limit, "offset": offset, "next_offset": following}
-
-
-def idempotency_key() -> str | None:
-    """The request's Idempotency-Key header: 1 to 200 characters, or absent."""
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 200:
-        raise ApiError(
-            422, "invalid_header", "Idempotency-Key: 1 to 200 characters", "Idempotency-Key"
-        )
-    return key or None
-
-
-def previous_submission(model: type[Submitted], key: str | None) -> Submitted | None:
-    """The row an earlier request with this Idempotency-Key created, or None."""
-    if not key:
-        return None
-    return db_session().scalar(sa.select(model).where(model.idempotency_key == key))

@@ -21,15 +21,14 @@ from service.api.extensions import (
     require_owner,
     row_or_404,
 )
+from service.api.idempotency import answer_if_submitted, idempotency_key, stored_once
 from service.api.jobs import json_body
 from service.api.limits import check_active_cap
 from service.api.params import (
     choice_arg,
-    idempotency_key,
     int_arg,
     list_arg,
     page_fields,
-    previous_submission,
 )
 from service.api.schemas import BestSoFar, SweepFactors, SweepOut, SweepPage, SweepResults
 from service.broker import enqueue_batches, enqueue_jobs
@@ -102,12 +101,8 @@ def _validate_all(
 )
 def submit_sweep() -> tuple[Response, int]:
     """Expand and validate every job, write them in one bulk insert, enqueue them in one go."""
-    session = db_session()
     key = idempotency_key()
-    if key:
-        existing = previous_submission(Sweep, key)
-        if existing is not None:
-            return jsonify(_show(existing)), 200
+    answer_if_submitted(Sweep, key, _show)
     cfg = config()
     body = json_body()
     sweep_request = validate_sweep(body)
@@ -146,15 +141,8 @@ def submit_sweep() -> tuple[Response, int]:
         owner=owner_name(),
     )
     queues = [queue_for(spec["device"], cfg.default_queue) for spec in specs]
-    try:
+    with stored_once(Sweep, key, _show) as session:
         sent = insert_sweep_jobs(session, sweep, specs, queues)
-        session.commit()
-    except sqlalchemy.exc.IntegrityError:
-        session.rollback()
-        existing = previous_submission(Sweep, key)
-        if existing is None:
-            raise
-        return jsonify(_show(existing)), 200
     may_fuse = any(fuses(sweep_request.fused, s, q) for s, q in zip(specs, queues, strict=True))
     _send(sweep.id, sent, fused=sweep_request.fused if may_fuse else False)
     body_out = _show(sweep)
@@ -183,16 +171,8 @@ def _submit_search(
         trials_wanted=sweep_request.search.n,
         idempotency_key=key,
     )
-    session = db_session()
-    session.add(sweep)
-    try:
-        session.commit()
-    except sqlalchemy.exc.IntegrityError:
-        session.rollback()
-        existing = previous_submission(Sweep, key)
-        if existing is None:
-            raise
-        return jsonify(_show(existing)), 200
+    with stored_once(Sweep, key, _show) as session:
+        session.add(sweep)
     response = jsonify(_show(sweep))
     response.headers["Location"] = url_for("sweeps.show_sweep", sweep_id=sweep.id)
     return response, 201

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from service.models import Job, JobStatus
 from tests.conftest import Stack
 from tests.e2e.test_sweeps import SMALL, wait_for_sweep
+from tests.support.rung_decisions import asha_rung_decisions
 
 ITERATIONS = 1000
 RUNGS = [8 * 2**k for k in range(7)]  # grace 8, reduction 2: 8 ... 512 (< 999)
@@ -56,3 +57,7 @@ def test_an_asha_grid_sweep_prunes_the_worse_jobs_keeping_their_history(
             assert (body["status"], body["pruned_at"]) == ("pruned", job.pruned_at)
         else:
             assert (job.pruned_at, job.steps_done) == (None, ITERATIONS)
+    # And each decision at each rung is the rule's on the histories stored when it was made
+    with stack.sessions() as session:
+        wrong = [d for d in asha_rung_decisions(session, sweep_id) if not d.agrees]
+    assert not wrong, wrong

@@ -15,15 +15,19 @@ from dataclasses import dataclass
 
 import pytest
 import redis
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from service.db import make_engine, make_session_factory
 from service.migrate import upgrade
+from service.models import Job
 from service.ops.redis_server import RedisServer, free_port
 from tests.conftest import Stack, make_test_app
+from tests.e2e.test_sweeps import wait_for_sweep
 from tests.support.netns import Host, netns_unavailable, private_hosts
 from tests.support.postgres import PostgresServer
 from tests.support.processes import ROOT, WorkerProcess
+from tests.support.rung_decisions import asha_rung_decisions
 
 pytestmark = pytest.mark.postgres
 
@@ -204,3 +208,46 @@ def test_probe_on_a_host_pings_its_own_worker(cluster: Cluster) -> None:
     absent = cluster.run_on(cluster.hosts[0], "trainq-host-gone", [*probe, "--timeout", "1"])
     assert absent.returncode == 1
     assert "worker cpu@trainq-host-gone: no reply" in absent.stderr
+
+
+def test_two_hosts_prune_an_asha_grid_as_the_rule_decides_from_the_stored_rows(
+    cluster: Cluster,
+) -> None:
+    stack = cluster.stack
+    # Given an asha grid whose fast learners (the larger lr) should outlast the slow ones,
+    # one message per job so that both hosts train it, each deciding its own jobs' rungs
+    response = stack.client.post(
+        "/api/v1/sweeps",
+        json={
+            "name": "lan-asha",
+            "base": {**JOB, "optimizer": "adam"},
+            "grid": {"lr": [3e-3, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7]},
+            "seeds": [1, 2],
+            "early_stop": {"rule": "asha", "grace": 8, "reduction": 2},
+            "fused": False,
+        },
+    )
+    assert response.status_code == 201, response.get_json()
+    sweep_id = response.get_json()["id"]
+    # When both hosts' workers drain it
+    sweep = wait_for_sweep(stack, sweep_id, timeout=240)
+    # Then some were pruned and the others succeeded
+    counts = sweep["counts"]
+    assert counts["pruned"] >= 2, sweep
+    assert counts["pruned"] + counts["succeeded"] == 12, sweep
+    with stack.sessions() as session:
+        jobs = session.scalars(sa.select(Job).where(Job.sweep_id == sweep_id)).all()
+        host_of = {job.id: job.worker for job in jobs}
+        # And every job's decision at every rung is the rule's on the histories stored then
+        decisions = asha_rung_decisions(session, sweep_id)
+    nodes = {f"cpu@{hostname}" for hostname in HOSTNAMES}
+    assert set(host_of.values()) == nodes, host_of
+    assert {host_of[decision.job_id] for decision in decisions} == nodes, decisions
+    wrong = [decision for decision in decisions if not decision.agrees]
+    assert not wrong, wrong
+    stopped = [decision for decision in decisions if not decision.went_on]
+    assert len(stopped) == counts["pruned"], stopped
+    certain = sum(decision.certain for decision in decisions)
+    print(f"\n{len(decisions)} rung decisions, {certain} certain, {len(stopped)} stops")
+    # Some stops were the rule's whichever jobs running alongside had been seen
+    assert any(decision.certain for decision in stopped), decisions

@@ -1,4 +1,4 @@
-"""Real Celery worker processes for tests, started and stopped like a deployment would."""
+"""Real server processes for tests (Celery workers), started and stopped as a deployment would."""
 
 from __future__ import annotations
 
@@ -10,12 +10,71 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Self
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class WorkerProcess:
+class LoggedProcess:
+    """A process group run from `argv` with `env`, logging to `log_path`, ready when `_ready`."""
+
+    what = "process"
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 60) -> Self:
+        """Start the process in its own group and wait until it is ready (stop it if never)."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        try:
+            while not self._ready():
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.what} exited early:\n{self.log_tail()}")
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(f"{self.what} not ready in {timeout} s:\n{self.log_tail()}")
+                time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the process's log."""
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return "<no log>"
+
+    def stop(self, timeout: float = 20) -> None:
+        """SIGTERM (a warm, graceful shutdown), then SIGKILL the whole group."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+
+class WorkerProcess(LoggedProcess):
     """One `celery worker` process tree, pointed at a database and a broker."""
+
+    what = "worker"
 
     def __init__(
         self,
@@ -47,37 +106,11 @@ class WorkerProcess:
             "--hostname", f"{name}@%h", "--loglevel", "INFO",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
-        self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60) -> WorkerProcess:
-        """Start the worker and wait until it reports ready."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                self.argv,
-                cwd=ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self.log_tail()}")
-            if " ready." in self.log_path.read_text(errors="replace"):
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"worker not ready in {timeout} s:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The end of the worker's log."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "<no log>"
+    def _ready(self) -> bool:
+        with contextlib.suppress(OSError):  # no log yet
+            return " ready." in self.log_path.read_text(errors="replace")
+        return False
 
     def children(self) -> list[int]:
         """PIDs of the pool processes (Linux /proc)."""
@@ -92,16 +125,3 @@ class WorkerProcess:
             if int(fields[1]) == self.process.pid and fields[0] != "Z":
                 found.append(int(stat.parent.name))
         return found
-
-    def stop(self, timeout: float = 20) -> None:
-        """Warm shutdown (SIGTERM), then SIGKILL the whole group."""
-        if self.process is None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)

@@ -8,8 +8,12 @@ import pytest
 import redis
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from flask import Flask
 from flask.testing import FlaskClient
 
+from service.api.idempotency import Resubmitted, stored_once
+from service.jobs import job_to_dict, new_job
+from service.jobspec import Limits, validate_job
 from service.loss_store import store_losses
 from service.models import Job, JobTag, LossChunk
 from tests.conftest import make_test_app
@@ -106,6 +110,29 @@ def test_idempotency_key_returns_the_same_job(
     assert first.get_json()["id"] == again.get_json()["id"]
     assert session.scalar(sa.select(sa.func.count(Job.id))) == 1
     assert len(queued_messages(broker_url)) == 1
+
+
+def test_a_submission_that_loses_the_race_on_its_key_answers_with_the_winner(
+    app: Flask, client: FlaskClient, session: so.Session
+) -> None:
+    # Given a job stored with a key, and a second request past the check before it was stored
+    winner = client.post("/api/v1/jobs", json={"stage": "nn"}, headers={"Idempotency-Key": "k"})
+    spec = validate_job({"stage": "nn"}, Limits())
+    with app.test_request_context("/api/v1/jobs", method="POST"):
+        # When that request commits its own row with the same key
+        loser = new_job(spec, "cpu", idempotency_key="k")
+        with pytest.raises(Resubmitted) as resubmitted, stored_once(Job, "k", job_to_dict) as s:
+            s.add(loser)
+        # Then the unique index refuses it, and the answer is the winner's job
+        assert resubmitted.value.body == winner.get_json()
+    # and a row refused for another reason (here its id) is an error, not a resubmission
+    with (
+        app.test_request_context("/api/v1/jobs", method="POST"),
+        pytest.raises(sa.exc.IntegrityError),
+        stored_once(Job, "other", job_to_dict) as s,
+    ):
+        s.add(new_job(spec, "cpu", idempotency_key="other", id=winner.get_json()["id"]))
+    assert session.scalar(sa.select(sa.func.count(Job.id))) == 1
 
 
 def test_get_job_and_404(client: FlaskClient) -> None:

@@ -15,24 +15,13 @@ from service.db import make_session_factory
 from service.models import Job, Sweep
 from service.tokens import TokenConfigError, digest, new_token, parse_entry, parse_tokens
 from tests.conftest import make_test_app
-
-SECRETS = {"alice": "alice-secret", "bob": "bob-secret", "viewer": "viewer-secret", "ops": "ops"}
-SCOPE_OF = {"alice": "submit", "bob": "submit", "viewer": "read", "ops": "admin"}
-ENTRIES = tuple(
-    f"{name}:{SCOPE_OF[name]}:sha256:{digest(secret).hex()}" for name, secret in SECRETS.items()
-)
-SWEEP = {"name": "s", "base": {"stage": "nn", "iterations": 5}, "grid": {"lr": [1e-6, 1e-5]}}
-
-
-def bearer(name: str) -> dict[str, str]:
-    """The Authorization header of one configured token."""
-    return {"Authorization": f"Bearer {SECRETS[name]}"}
+from tests.support.scoped_tokens import SWEEP, bearer, make_scoped_app
 
 
 @pytest.fixture
 def scoped_app(database_url: str, broker_url: str) -> Iterator[Flask]:
     """The app with four named tokens, none kept in plain text."""
-    app = make_test_app(database_url, broker_url, api_tokens=ENTRIES)
+    app = make_scoped_app(database_url, broker_url)
     yield app
     app.extensions["trainq.engine"].dispose()
 

@@ -23,7 +23,8 @@ from service.models.base import utcnow
 from service.ops.metrics import record_reconcile_pass, redis_client
 from service.tokens import digest
 from tests.conftest import make_test_app
-from tests.support.api_process import ROOT, ApiProcess
+from tests.support.api_process import ApiProcess
+from tests.support.processes import ROOT
 from tests.support.waiting import wait_until
 
 VIEWER = {"Authorization": "Bearer viewer-secret"}

@@ -20,29 +20,16 @@ from flask.testing import FlaskClient
 from service.db import make_session_factory
 from service.models import Job, JobTag, Sweep
 from service.tokens import digest
-from tests.conftest import make_test_app
 from tests.support.api_process import ApiProcess
-
-SECRETS = {"alice": "alice-secret", "bob": "bob-secret", "viewer": "viewer-secret", "ops": "ops"}
-SCOPE_OF = {"alice": "submit", "bob": "submit", "viewer": "read", "ops": "admin"}
-ENTRIES = tuple(
-    f"{name}:{SCOPE_OF[name]}:sha256:{digest(secret).hex()}" for name, secret in SECRETS.items()
-)
-SWEEP = {"name": "s", "base": {"stage": "nn", "iterations": 5}, "grid": {"lr": [1e-6, 1e-5]}}
-
-
-def bearer(name: str) -> dict[str, str]:
-    """The Authorization header of one configured token."""
-    return {"Authorization": f"Bearer {SECRETS[name]}"}
+from tests.support.scoped_tokens import SECRETS, SWEEP, bearer, make_scoped_app
 
 
 @pytest.fixture
 def guarded_app(database_url: str, broker_url: str) -> Iterator[Flask]:
     """Four scoped tokens, a small per-owner cap and rate, and one job and sweep of Alice's."""
-    app = make_test_app(
+    app = make_scoped_app(
         database_url,
         broker_url,
-        api_tokens=ENTRIES,
         max_active_jobs_per_owner=5,
         submit_rate_limit="20/minute",
     )

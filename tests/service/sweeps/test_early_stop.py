@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
+import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from service.db import make_engine, make_session_factory, session_scope
@@ -18,6 +19,7 @@ from service.models import Job, JobStatus, Sweep
 from service.sweeps.early_stop import asha_promotes, asha_rungs, median_stops
 from service.sweeps.request import Asha
 from tests.support.loss_chunks import stored_steps
+from tests.support.rung_decisions import asha_rung_decisions
 from worker.recording import claim_job, finish_job, record_chunks
 
 INF = math.inf
@@ -139,6 +141,36 @@ def test_asha_on_recorded_histories_by_hand(factory: so.sessionmaker[so.Session]
         (JobStatus.PRUNED, 8, 9),
         (JobStatus.PRUNED, 2, 3),
     ]
+
+
+def test_asha_decisions_recomputed_from_the_rows_agree_and_catch_a_wrong_one(
+    factory: so.sessionmaker[so.Session],
+) -> None:
+    # Given jobs run in turn (each alone: every competitor set is known from the rows)
+    histories = [
+        [10, 9, 8, 7, 6, 5, 4, 3, 2, 1],
+        [10, 9, 9.5, 9, 8, 7, 6, 5, 4, 3],
+        [10, 9, 7, 6, 5.5, 5, 4, 3, 2.5, 2],
+        [10, 9, 8.5, 8, 7, 6, 5, 4, 3, 2],
+    ]
+    run_in_turn(factory, {"rule": "asha", "grace": 2, "reduction": 2}, histories, 3)
+    with factory() as session:
+        sweep_id = session.scalars(sa.select(Sweep.id)).one()
+        decisions = asha_rung_decisions(session, sweep_id)
+        # Then the recomputation finds every decision the rule's, and certain
+        assert [(d.job_id - decisions[0].job_id, d.rung, d.went_on) for d in decisions] == [
+            (0, 2, True), (0, 4, True), (0, 8, True),
+            (1, 2, False),
+            (2, 2, True), (2, 4, True), (2, 8, False),
+            (3, 2, False),
+        ]  # fmt: skip
+        assert all(d.agrees and d.certain for d in decisions)
+        # When a decision is made wrong (the best job stopped at the first rung)
+        first = decisions[0].job_id
+        session.execute(sa.update(Job).where(Job.id == first).values(status="pruned", pruned_at=2))
+        # Then the recomputation says so, and that job 2, alone at rung 8 now, was stopped wrongly
+        wrong = [d for d in asha_rung_decisions(session, sweep_id) if not d.agrees]
+        assert [(d.job_id, d.rung) for d in wrong] == [(first, 2), (first + 2, 8)]
 
 
 def test_asha_counts_diverged_jobs_as_the_worst(factory: so.sessionmaker[so.Session]) -> None:
