@@ -19,7 +19,12 @@ def _from_env(cls: type) -> dict[str, Any]:
         default = setting.default
         if isinstance(default, int | float | str):
             raw = os.environ.get(f"TRAINQ_{setting.name.upper()}")
-            values[setting.name] = type(default)(raw) if raw not in (None, "") else default
+            if raw in (None, ""):
+                values[setting.name] = default
+            elif isinstance(default, bool):  # bool("0") is True: read the word instead
+                values[setting.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            else:
+                values[setting.name] = type(default)(raw)
     return values
 
 
@@ -74,6 +79,8 @@ class Config:
     checkpoint_seconds: float = 60.0
     # The most jobs one fused stack holds; the device's memory or cache may make it fewer.
     max_stack: int = 1024
+    # Whether rows that jobs leave in a fused stack take their sweep's queued jobs (0: off).
+    refill_stacks: bool = True
     # Both below the broker's visibility timeout (12 h), so no message is redelivered mid-job.
     job_soft_limit_seconds: float = 10 * 3600.0
     job_hard_limit_seconds: float = 11 * 3600.0

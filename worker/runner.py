@@ -316,7 +316,7 @@ def _train(
     first = queued[claims[0].job_id]
     recording = Recording(run, claims)
     refiller = None
-    if refills and limits is not None:
+    if refills and limits is not None and run.config.refill_stacks:
         refiller = Refiller.of(run, recording, limits, first)
     ran_on = None
     error: Exception | None = None
