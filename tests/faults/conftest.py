@@ -141,10 +141,13 @@ class FaultEnv:
         self,
         grid: dict[str, list[Any]],
         expect: Callable[[str | None], Expectation] | None = None,
+        early_stop: dict[str, Any] | None = None,
         **base: Any,
     ) -> list[int]:
         """POST a fused sweep over grid; its job ids, in order, each expected as `expect(name)`."""
         body = {"name": "stack", "base": {**SMALL, "seed": 7, **base}, "grid": grid, "fused": True}
+        if early_stop is not None:
+            body["early_stop"] = early_stop
         response = self.client.post("/api/v1/sweeps", json=body)
         assert response.status_code == 201, response.get_json()
         sweep_id = response.get_json()["id"]
@@ -184,7 +187,7 @@ class FaultEnv:
         # Uninterrupted runs computed only now: doing it at submission would stall the test.
         for job_id, expected in self.accepted.items():
             job = self.job(job_id)
-            if expected.losses is None and job.get("status") == "succeeded":
+            if expected.losses is None and job.get("status") in ("succeeded", "pruned"):
                 expected.losses = reference_losses(job, fused=expected.fused)
         report = check(self.sessions, self.accepted)
         FIGURES["jobs_checked"] += report.jobs_checked

@@ -76,6 +76,41 @@ def test_sigkill_of_the_whole_worker_mid_stack(env: FaultEnv) -> None:
     env.check()
 
 
+def test_sigkill_mid_refilled_stack_ends_every_job_once_pruned_or_whole(env: FaultEnv) -> None:
+    # Given an asha sweep of 8 fused jobs on a worker stacking 3 at most, a good job first:
+    # the rows its pruned stack-mates leave take the sweep's later jobs, the 4th a better one
+    worker = env.worker(concurrency=1, TRAINQ_MAX_STACK="3")
+    env.start_reconciler()
+    ended = frozenset({JobStatus.SUCCEEDED, JobStatus.PRUNED})
+    rates = [1e-4, 1e-7, 3e-8, 2e-4, 1e-6, 1e-8, 5e-5, 3e-7]
+    ids = env.submit_stack(
+        {"lr": rates},
+        lambda _: Expectation(status=ended, fused=True, max_attempts=2),
+        early_stop={"rule": "asha", "grace": 8, "reduction": 2},
+        iterations=5 * LONG,  # a stack of 3 of this size trains ~20,000 steps a second
+    )
+
+    def refilled_mid_stack(_job: dict) -> bool:
+        jobs = [env.job(job_id) for job_id in ids]
+        joined = jobs[3]["status"] == "running" and jobs[3]["steps_done"] > 1500
+        return joined and mid_stack(jobs[0])
+
+    env.wait(ids[0], refilled_mid_stack, 60)
+    # When its pool process is killed, a refilled row and an original one mid-way
+    killed_at = time.monotonic()
+    for pid in worker.children():
+        os.kill(pid, signal.SIGKILL)
+    env.fault()
+    # Then every job ends once, succeeded or pruned, each history the run's (or its beginning)
+    env.wait(ids[0], lambda j: j["attempts"] == 2 and j["status"] == "running", 60)
+    record_recovery("kill -9 pool process mid refilled stack", time.monotonic() - killed_at)
+    all_jobs(env, ids, lambda j: j["status"] in TERMINAL, 180)
+    assert "refilled with jobs" in worker.log_tail(2000)
+    # (The first job may end pruned: resumed, it meets the better 4th at a rung again.)
+    assert env.job(ids[3])["status"] == "succeeded"
+    env.check()
+
+
 def test_sigterm_hands_a_stack_back_within_ten_seconds(env: FaultEnv) -> None:
     # Given a stack of jobs far too long to finish before a shutdown's deadline
     leaving = env.worker(concurrency=1)
