@@ -85,6 +85,10 @@ def _operation(
                     "content": {"application/json": {"schema": schemas.ref(ErrorBody)}},
                 },
             )
+    # Before the app: gunicorn refuses a request line past its limit (4094 bytes) with 414.
+    responses.setdefault(
+        "414", {"description": "request line too long for the server (gunicorn's limit)"}
+    )
     operation["responses"] = dict(sorted(responses.items()))
     return operation
 
