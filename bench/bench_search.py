@@ -51,7 +51,9 @@ SIZES = {
 }
 # Successive halving as in the issue's anchor: rungs at 20, 60 and 180 steps, the best third on.
 GRACE, REDUCTION = 20, 3
-TOLERANCES = (0.01, 0.05)
+# 1% and 5% as the issue asks; 2x too, since every good configuration here trains to a loss of
+# ~4e-12 (float32's floor), where 1% tells near-equal configurations apart by rounding.
+TOLERANCES = (0.01, 0.05, 1.0)
 FRACTIONS = (0.10, 0.25, 0.50)
 CONTENDERS = (
     "trainq-tpe-asha",
@@ -638,6 +640,8 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
         "to 1%: s",
         "to 5%: steps",
         "to 5%: s",
+        "to 2x: steps",
+        "to 2x: s",
         "best @10% / 25% / 50% grid steps",
         "pruned within 1% / pruned",
         "steps in all",
@@ -665,6 +669,8 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
                 cell(m["seconds_to_1%"], ".3g"),
                 cell(m["steps_to_5%"], ".0f"),
                 cell(m["seconds_to_5%"], ".3g"),
+                cell(m["steps_to_100%"], ".0f"),
+                cell(m["seconds_to_100%"], ".3g"),
                 best,
                 f"{regret} / {pruned}",
                 cell(m["steps"], ".0f"),
