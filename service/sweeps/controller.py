@@ -166,20 +166,23 @@ def ask_trials(
 
     The sampler (seconds for gp) runs between two short transactions, not inside a write:
     the write takes the lease again and stores the plan only if no ask was stored meanwhile.
+    Trials stored earlier and never sent (a holder killed between its commit and its send, or
+    a broker down) come first: the holder sends them again rather than wait for the reconciler.
     """
     with session_scope(factory) as session:
         if not hold(session, sweep_id, controller, config.controller_lease_seconds):
             return []
+        unsent = unsent_trials(session, sweep_id)
     with factory() as session:
         plan = plan_trials(session, session.get_one(Sweep, sweep_id), config, capacity)
     if not plan.asks and not plan.done:
-        return []
+        return unsent
     with session_scope(factory) as session:
         if not hold(session, sweep_id, controller, config.controller_lease_seconds):
             return []
         sweep = session.get_one(Sweep, sweep_id, populate_existing=True)
         if sweep.trials_asked != plan.asked_from:
-            return []  # asked by another holder meanwhile: plan again from the tables
+            return unsent  # asked by another holder meanwhile: plan again from the tables
         jobs = [
             new_job(spec, queue_for(spec["device"], config.default_queue), sweep_id=sweep_id)
             for spec in plan.specs
@@ -192,7 +195,18 @@ def ask_trials(
         if plan.done:
             # Done asking: n trials stored (or too many skipped), the sweep's size is final.
             sweep.trials_wanted = sweep.job_count
-        return [(job.id, job.queue) for job in jobs]
+        return unsent + [(job.id, job.queue) for job in jobs]
+
+
+def unsent_trials(session: so.Session, sweep_id: int) -> list[tuple[int, str]]:
+    """The sweep's queued trials whose message never left; (id, queue).
+
+    Sending one twice is harmless: a worker claims a job only while it is queued.
+    """
+    query = sa.select(Job.id, Job.queue).where(
+        Job.sweep_id == sweep_id, Job.status == JobStatus.QUEUED, Job.enqueued_at.is_(None)
+    )
+    return [(row.id, row.queue) for row in session.execute(query.order_by(Job.id))]
 
 
 def control_once(
@@ -202,7 +216,7 @@ def control_once(
     controller: str,
     capacity: Callable[[str], int] | None = None,
 ) -> int:
-    """One pass over the open search sweeps; how many trials it asked.
+    """One pass over the open search sweeps; how many trials it sent (asked, or left unsent).
 
     `capacity(queue)` is how many trials a sweep that names no `parallel` keeps in flight
     (default: TRAINQ_SEARCH_PARALLEL; the long-running controller asks the live workers).

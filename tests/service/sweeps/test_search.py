@@ -17,7 +17,8 @@ from service.config import Config, Limits
 from service.db import make_engine, make_session_factory, session_scope
 from service.jobspec import SpecError
 from service.models import Job, JobStatus, Sweep
-from service.sweeps.controller import control_once
+from service.ops.queued_messages import job_ids_in_broker
+from service.sweeps.controller import ask_trials, control_once, fixed_capacity
 from service.sweeps.request import validate_sweep
 from service.sweeps.search import check_space
 from service.sweeps.store import status_counts, sweep_to_dict
@@ -224,6 +225,27 @@ def test_a_replaced_controller_continues_the_sweep_it_took_over(
     with factory() as session:
         sweep = session.get_one(Sweep, broken)
         assert (sweep.job_count, sweep.controller) == (14, "b")
+
+
+def test_trials_a_killed_holder_stored_but_never_sent_are_sent_by_its_successor(
+    factory: so.sessionmaker[so.Session], celery_app: Celery, database_url: str, broker_url: str
+) -> None:
+    # Given a holder killed between storing two trials and sending them
+    config = Config(database_url=database_url, broker_url="", controller_lease_seconds=1.0)
+    sweep_id = add_sweep(factory, search_body("random", n=6, parallel=2))
+    stored = ask_trials(factory, sweep_id, "a", config, fixed_capacity(2))
+    assert len(stored) == 2
+    # When another controller takes the sweep over once the lease has run out
+    wait_until(lambda: control_once(factory, celery_app, config, "b"), 10, "b takes the sweep over")
+    # Then it sent those two, and asked none beside them while they are in flight
+    with factory() as session:
+        jobs = session.scalars(sa.select(Job).where(Job.sweep_id == sweep_id)).all()
+        assert session.get_one(Sweep, sweep_id).controller == "b"
+    assert sorted((job.id, job.queue) for job in jobs) == sorted(stored)
+    assert all(job.enqueued_at is not None for job in jobs)
+    assert {job_id for job_id, _ in stored} <= job_ids_in_broker(broker_url, 60)
+    # And once sent, they are not sent again
+    assert control_once(factory, celery_app, config, "b") == 0
 
 
 def test_a_cancelled_search_sweep_asks_no_more_and_is_done_when_its_trials_end(
