@@ -29,6 +29,7 @@ from service.db import session_scope
 from service.jobs import job_spec
 from service.models import Checkpoint, Job, JobStatus
 from service.sweeps.batching import batch_key
+from service.sweeps.early_stop import flush_steps
 from worker import device_errors, shutdown
 from worker.heartbeat import Heartbeat
 from worker.recording import (
@@ -376,6 +377,7 @@ def _train_alone(
             initial=initial,
         ),
         should_yield=shutdown.requested,
+        flush_after=flush_steps(claim.early_stop, spec.iterations),
     )
     train(spec, device, recorder)
     return FusedOutcome(
@@ -422,6 +424,13 @@ def _train_stack(
         resume=resume,
         should_yield=shutdown.requested,
         refill=refiller,
+        # Jobs that refill the stack come from the same sweep: the same rule, the same rungs.
+        flush_after=set().union(
+            *(
+                flush_steps(claim.early_stop, spec.iterations)
+                for claim, spec in zip(claims, specs, strict=True)
+            )
+        ),
     )
 
 

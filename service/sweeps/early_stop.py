@@ -55,6 +55,15 @@ def rung_steps(request: dict[str, Any] | None, iterations: int) -> list[int]:
     return asha_rungs(rule, 0, iterations, iterations) if isinstance(rule, Asha) else []
 
 
+def flush_steps(rule: Rule | None, iterations: int) -> frozenset[int]:
+    """Steps whose loss, once computed, is flushed at once so the rule decides there: ASHA's
+    rungs (a job pruned at rung 20 trains 20 steps, not to the next timed flush); none for
+    median, which decides at whatever flush comes, nor without a rule."""
+    if not isinstance(rule, Asha):
+        return frozenset()
+    return frozenset(asha_rungs(rule, 0, iterations, iterations))
+
+
 def asha_promotes(value: float, at_rung: Sequence[float], reduction: int) -> bool:
     """Whether `value` is in the best 1/reduction of the rung's losses (its own among them)."""
     ranked = sorted(at_rung)

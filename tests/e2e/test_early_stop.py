@@ -48,9 +48,9 @@ def test_an_asha_grid_sweep_prunes_the_worse_jobs_keeping_their_history(
         assert history["steps"] == list(range(job.steps_done))
         assert job.final_loss == history["losses"][-1]
         if job.status == JobStatus.PRUNED:
-            # Stopped at the flush that crossed the rung: the steps up to it are kept.
+            # Stopped at its rung: flushed as its loss there was computed, trained no further.
             assert job.pruned_at in RUNGS
-            assert job.pruned_at < job.steps_done < ITERATIONS
+            assert job.steps_done == job.pruned_at + 1
             assert job.pruned_loss == history["losses"][job.pruned_at]
             assert job.finished_at is not None
             body = stack.client.get(f"/api/v1/jobs/{job.id}").get_json()

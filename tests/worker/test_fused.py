@@ -260,6 +260,40 @@ def test_a_refilled_row_trains_from_step_0_as_it_would_alone_bitwise(optimizer: 
     assert len(histories[0]) == 150
 
 
+def test_a_stack_flushes_when_any_row_computes_a_rung_step() -> None:
+    # Given a stack of 2 with rungs at steps 10 and 30, whose job 1 is stopped at rung 10,
+    # and a waiting job that takes its row at step 11 of its neighbour
+    flushes: list[list[tuple[int, int, int]]] = []
+    specs, waiting = [spec(seed=0), spec(seed=1)], [spec(seed=2)]
+    histories: list[list[float]] = [[], []]
+
+    def flush(chunks: list[tuple[int, int, list[float]]]) -> list[int]:
+        flushes.append([(k, first, len(losses)) for k, first, losses in chunks])
+        for k, _first, losses in chunks:
+            histories[k].extend(losses)
+        return [1] if len(histories[1]) == 11 else []
+
+    def refill(_running: list[int], free: int) -> list[TrainSpec]:
+        joining, waiting[:] = waiting[:free], waiting[free:]
+        histories.extend([] for _ in joining)
+        return joining
+
+    train_fused(
+        specs, torch.device("cpu"), flush, flush_every=64, flush_seconds=60.0,
+        refill=refill, flush_after={10, 30},
+    )  # fmt: skip
+    # Then it flushed right after each row's step 10 and 30 (the refilled row's too), job 1
+    # trained no step past its rung, and every row's history is whole
+    assert flushes[:4] == [
+        [(0, 0, 11), (1, 0, 11)],
+        [(0, 11, 11), (2, 0, 11)],  # the refill reaches its step 10 as job 0 reaches 21
+        [(0, 22, 9), (2, 11, 9)],  # job 0 reaches step 30
+        [(0, 31, 11), (2, 20, 11)],  # the refill reaches its step 30
+    ]
+    assert [len(h) for h in histories] == [150, 11, 150]
+    assert histories[2] == train_fused_to_lists([spec(seed=2)])[0].losses
+
+
 def test_a_refill_must_share_the_stacks_fusion_key() -> None:
     specs = [spec(seed=0), spec(seed=1)]
     with pytest.raises(ValueError, match="fusion_key"):

@@ -314,6 +314,18 @@ def test_recorder_flushes_on_time():
     assert chunks.calls == [(0, [1.0]), (1, [2.0]), (2, [3.0])]
 
 
+def test_recorder_flushes_as_soon_as_a_rung_steps_loss_is_kept():
+    chunks = Chunks(stop_after=2)  # told to stop at its second flush: pruned at rung 6
+    recorder = LossRecorder(
+        100, torch.device("cpu"), chunks, flush_every=64, flush_seconds=60, flush_after={2, 6, 18}
+    )
+
+    returned = record_all(recorder, [float(i) for i in range(20)])
+
+    assert [(first, len(losses)) for first, losses in chunks.calls] == [(0, 3), (3, 4)]
+    assert returned == [True] * 6 + [False] * 14  # no step trained past the one rung 6 reads
+
+
 def test_recorder_stops_when_flush_says_so():
     chunks = Chunks(stop_after=2)
     recorder = LossRecorder(20, torch.device("cpu"), chunks, flush_every=3, flush_seconds=60)

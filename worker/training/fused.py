@@ -62,6 +62,7 @@ def train_fused(
     resume: list[Snapshot] | None = None,
     should_yield: Callable[[], bool] = lambda: False,
     refill: Refill | None = None,
+    flush_after: Collection[int] = (),
 ) -> list[FusedOutcome]:
     """Train K compatible specs together, handing every running job's chunk to flush.
 
@@ -69,6 +70,8 @@ def train_fused(
     job from `refill` at the next flush, which trains from step 0 beside the others. With a
     checkpointer the stack saves every row when due, and at once when should_yield says so
     (then it stops, each running job `yielded`); `resume` holds one snapshot per spec.
+    The stack flushes as soon as any row has computed a step in `flush_after` (the rungs an
+    early-stopping rule reads), so a job stopped there trains no further.
     One outcome per job, in the order given (the specs, then each refill's).
     """
     specs = list(specs)
@@ -89,6 +92,8 @@ def train_fused(
     # Losses stay on the device, one row per running job, copied back a chunk at a time.
     losses = torch.empty(capacity, flush_every, dtype=torch.float64, device=device)
     ticks, clock, last_flush = 0, max(firsts), time.monotonic()
+    rungs = sorted(flush_after)
+    next_rung = _ticks_to_rung(rungs, firsts)
     while running:
         # Forward pass
         h = torch.bmm(x, w1)  # (K, N, H)
@@ -110,7 +115,7 @@ def train_fused(
         # The oldest row ends first; its last loss flushes at once, as a job alone's does.
         flushed = (
             max(firsts) + ticks == iterations
-            or ticks == flush_every
+            or ticks in (flush_every, next_rung)
             or time.monotonic() - last_flush >= flush_seconds
         )
         if flushed:
@@ -151,7 +156,15 @@ def train_fused(
                 firsts += [0] * len(joining)
                 specs += joining
                 outcomes += [FusedOutcome() for _ in joining]
+        if flushed:
+            next_rung = _ticks_to_rung(rungs, firsts)
     return outcomes
+
+
+def _ticks_to_rung(rungs: list[int], firsts: list[int]) -> int:
+    """Steps until the first row computes a rung step's loss (0: no rung ahead of any row)."""
+    ahead = [rung - first + 1 for first in firsts for rung in rungs if rung >= first]
+    return min(ahead, default=0)
 
 
 def _flush(

@@ -1,7 +1,7 @@
 """Per-step losses kept on the training device and handed over in chunks."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import torch
 from torch import Tensor
@@ -34,8 +34,11 @@ class LossRecorder:
         start_step: int = 0,
         checkpointer: Checkpointer | None = None,
         should_yield: Callable[[], bool] = lambda: False,
+        flush_after: Collection[int] = (),
     ) -> None:
         self._flush = flush
+        # Steps flushed as soon as their loss is kept (the rungs an early-stopping rule reads).
+        self._flush_after = frozenset(flush_after)
         self._should_yield = should_yield
         self._checkpointer = checkpointer
         self._flush_every = flush_every
@@ -92,6 +95,7 @@ class LossRecorder:
         pending = self._next_step - self._flushed_to
         if (
             pending >= self._flush_every
+            or step in self._flush_after
             or time.monotonic() - self._last_flush >= self._flush_seconds
         ):
             self._flush_pending()
