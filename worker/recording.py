@@ -37,6 +37,8 @@ class Claim(Attempt):
     early_stop: Rule | None = None
     # The sweep the job belongs to: a fused stack refills freed rows from its queued jobs.
     sweep_id: int | None = None
+    # Its sweep is a search: its end is announced, so the controller asks the next trial.
+    searched: bool = False
 
     def write_summary(self, job: Job) -> None:
         """Copy the summary into the job's row."""
@@ -82,6 +84,7 @@ def claim_job(
     if job.sweep_id is not None:
         request = session.scalar(sa.select(Sweep.request).where(Sweep.id == job.sweep_id))
         claim.early_stop = rule_of(request)
+        claim.searched = (request or {}).get("search") is not None
     checkpoint = session.get(Checkpoint, job_id)
     if checkpoint is not None:
         claim.resume_step = checkpoint.step

@@ -14,7 +14,7 @@ import os
 import signal
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -28,6 +28,7 @@ from service.config import Config
 from service.db import session_scope
 from service.jobs import job_spec
 from service.models import Checkpoint, Job, JobStatus
+from service.sweeps import wakeup
 from service.sweeps.batching import batch_key
 from service.sweeps.early_stop import flush_steps
 from worker import device_errors, shutdown
@@ -289,6 +290,7 @@ class Recording:
                     claim.restore(summary)
                 raise
             stopping |= {claim.job_id for claim in stop}
+            _announce(self.run.config, stop)
         now = time.monotonic()
         for claim, _, _ in chunks:
             deadline = self.deadlines.get(claim.job_id)
@@ -341,6 +343,7 @@ def _train(
         outcomes = [FusedOutcome() for _ in recording.claims]
     claims = recording.claims
     results = run.transaction(_write_outcomes, run.beat, claims, outcomes, error, ran_on)
+    _announce(run.config, claims)
     handed = [claim.job_id for claim in claims if results[claim.job_id] == "handed back"]
     if handed:
         _send_again(handed, first.queue, fused=fused)
@@ -495,6 +498,13 @@ class Refiller:
         self.recording.add(joining)
         self.run.transaction(mark_started_on, joining, self.ran_on, torch.__version__)
         return [TrainSpec.from_fields(fields) for _, fields in taken]
+
+
+def _announce(config: Config, ended: Iterable[Claim]) -> None:
+    """Wake the search controllers of the sweeps whose trials just ended (after the commit)."""
+    sweeps = [claim.sweep_id for claim in ended if claim.searched and claim.sweep_id is not None]
+    if sweeps:
+        wakeup.announce(config.broker_url, sweeps)
 
 
 def _write_outcomes(

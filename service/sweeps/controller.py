@@ -33,6 +33,7 @@ from service.models.base import utcnow
 from service.sweeps.batching import split_fused
 from service.sweeps.request import SweepRequest, validate_sweep
 from service.sweeps.search import ask, trial_fields, trial_seed
+from service.sweeps.wakeup import Wakeups
 
 log = logging.getLogger(__name__)
 IN_FLIGHT = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
@@ -255,11 +256,13 @@ def control_once(
 def control_forever(
     factory: so.sessionmaker[so.Session], app: Celery, config: Config, controller: str
 ) -> None:
-    """Drive search sweeps every `controller_seconds`, surviving a broker or database outage."""
+    """Drive search sweeps every `controller_seconds`, and as soon as a worker announces that a
+    trial ended (see wakeup); surviving a broker or database outage."""
     capacity = LiveCapacity(app, config.search_parallel)
+    wakeups = Wakeups(config.broker_url)
     while True:
         try:
             control_once(factory, app, config, controller, capacity)
         except Exception as error:  # keep going: the next pass retries
             log.warning("controller pass failed: %s", error)
-        time.sleep(config.controller_seconds)
+        wakeups.wait(config.controller_seconds)

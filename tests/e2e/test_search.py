@@ -35,12 +35,12 @@ class Controllers:
         self.stack, self.log_dir = stack, log_dir
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, seconds: float = 0.2) -> None:
         env = dict(
             os.environ,
             TRAINQ_DATABASE_URL=self.stack.database_url,
             TRAINQ_BROKER_URL=self.stack.broker_url,
-            TRAINQ_CONTROLLER_SECONDS="0.2",
+            TRAINQ_CONTROLLER_SECONDS=str(seconds),
             TRAINQ_CONTROLLER_LEASE_SECONDS="2",
         )
         with open(self.log_dir / f"controller-{name}.log", "ab") as log:
@@ -114,6 +114,20 @@ def test_a_search_sweep_finishes_with_its_n_trials(stack: Stack, controllers: Co
     assert sweep["job_count"] == len(jobs) == 6, sweep
     assert all(job.status in ENDED and job.attempts == 1 for job in jobs), jobs
     assert len({(job.lr, job.optimizer) for job in jobs}) == 6
+
+
+def test_a_controller_asks_as_soon_as_a_worker_announces_that_a_trial_ended(
+    stack: Stack, controllers: Controllers
+) -> None:
+    # Given a controller whose own pass comes only every 10 minutes
+    sweep_id = search_sweep(stack, 6)
+    controllers.start("woken", seconds=600)
+    # When the workers end its trials, two at a time
+    sweep = wait_for_sweep(stack, sweep_id, timeout=120)
+    # Then each end woke it to ask the next (its first pass asked only the first two)
+    jobs = sweep_jobs(stack, sweep_id)
+    assert sweep["job_count"] == len(jobs) == 6, sweep
+    assert all(job.status in ENDED for job in jobs), jobs
 
 
 def test_a_killed_controller_is_replaced_and_no_trial_is_lost_or_doubled(
