@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -198,21 +199,23 @@ class Stack:
 TERMINAL = {"succeeded", "diverged", "failed", "cancelled", "pruned"}
 
 
-@pytest.fixture(scope="module", params=BACKEND_PARAMS)
-def stack(
-    request: pytest.FixtureRequest,
+@contextlib.contextmanager
+def running_stack(
+    backend: str,
     databases: DatabaseFactory,
     redis_server: RedisServer,
     tmp_path_factory: pytest.TempPathFactory,
+    redis_index: int,
+    **worker_options: Any,
 ) -> Iterator[Stack]:
-    """The whole service on one backend: migrated database, API app, two worker processes."""
-    backend = request.param
+    """The whole service on one backend and its own Redis database: migrated database, API
+    app, one worker process (two pool processes unless `worker_options` say otherwise)."""
     database_url = databases.create(backend)
-    # Each stack gets its own Redis database so queues of two stacks never mix.
-    index = 1 + BACKENDS.index(backend)
-    broker_url = redis_server.url.rsplit("/", 1)[0] + f"/{index}"
+    broker_url = redis_server.url.rsplit("/", 1)[0] + f"/{redis_index}"
     redis.Redis.from_url(broker_url).flushdb()
-    worker = WorkerProcess(database_url, broker_url, tmp_path_factory.mktemp("logs"))
+    worker = WorkerProcess(
+        database_url, broker_url, tmp_path_factory.mktemp("logs"), **worker_options
+    )
     worker.start()
     app = make_test_app(database_url, broker_url)
     engine = make_engine(database_url)
@@ -230,6 +233,21 @@ def stack(
         worker.stop()
         engine.dispose()
         app.extensions["trainq.engine"].dispose()
+
+
+@pytest.fixture(scope="module", params=BACKEND_PARAMS)
+def stack(
+    request: pytest.FixtureRequest,
+    databases: DatabaseFactory,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    """The whole service on one backend: migrated database, API app, two worker processes."""
+    backend = request.param
+    # Each stack gets its own Redis database so queues of two stacks never mix.
+    index = 1 + BACKENDS.index(backend)
+    with running_stack(backend, databases, redis_server, tmp_path_factory, index) as running:
+        yield running
 
 
 def count_rows(sessions: so.sessionmaker[so.Session], statement: sa.Select) -> int:

@@ -6,17 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 import sqlalchemy as sa
 
-from service.db import make_engine, make_session_factory
 from service.jobs import job_spec
 from service.models import Job, JobStatus
 from service.ops.redis_server import RedisServer
-from tests.conftest import BACKEND_PARAMS, TERMINAL, DatabaseFactory, Stack, make_test_app
+from tests.conftest import BACKEND_PARAMS, TERMINAL, DatabaseFactory, Stack, running_stack
 from tests.e2e.test_search import Controllers
 from tests.e2e.test_sweeps import SMALL, wait_for_sweep
-from tests.support.processes import WorkerProcess
 from worker.training import TrainSpec
 from worker.training.fused import train_fused_to_lists
 
@@ -33,33 +30,16 @@ def small_stacks(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     """The service with one worker process that fuses at most three jobs per stack."""
-    database_url = databases.create(request.param)
-    broker_url = redis_server.url.rsplit("/", 1)[0] + "/6"
-    redis.Redis.from_url(broker_url).flushdb()
-    worker = WorkerProcess(
-        database_url,
-        broker_url,
-        tmp_path_factory.mktemp("logs"),
+    with running_stack(
+        request.param,
+        databases,
+        redis_server,
+        tmp_path_factory,
+        6,
         concurrency=1,
         extra_env={"TRAINQ_MAX_STACK": str(STACK)},
-    )
-    worker.start()
-    app = make_test_app(database_url, broker_url)
-    engine = make_engine(database_url)
-    try:
-        yield Stack(
-            request.param,
-            database_url,
-            broker_url,
-            app,
-            app.test_client(),
-            make_session_factory(engine),
-            [worker],
-        )
-    finally:
-        worker.stop()
-        engine.dispose()
-        app.extensions["trainq.engine"].dispose()
+    ) as running:
+        yield running
 
 
 def test_pruned_rows_take_the_sweeps_queued_jobs_each_with_its_own_history(
