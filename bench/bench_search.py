@@ -11,7 +11,9 @@ grid sweep through the embedded service. Every contender trains with trainq's ow
 function (worker.training.train with a LossRecorder that reports to the tuner every
 --report-every steps), with the same trial budget and 2 trials at a time, so only search and
 scheduling differ. Contenders run one after another for each search seed, in an order rotated
-by seed, so their wall times are measured side by side under the same load.
+by seed, so their wall times are measured side by side under the same load. One contender is
+not in the default list: `trainq-tpe-asha-wide` keeps 16 trials in flight on the same two
+worker processes, so that `fused: auto` may stack them and freed rows refill.
 
 Pruning regret is exact: after the timed part, every pruned configuration is trained to its
 end offline (train_to_list; trainq random + asha's are read from trainq random without
@@ -59,10 +61,15 @@ CONTENDERS = (
     "trainq-tpe-asha",
     "trainq-random-asha",
     "trainq-random",
+    "trainq-tpe-asha-wide",
     "optuna-tpe-sh",
     "ray-random-asha",
 )
 PARALLEL = 2
+# trials in flight for the `-wide` contender: on the same 2 processes they fuse into stacks that
+# refill (where `fused: auto` says fusing pays), which 2 trials in flight never do.
+WIDE = 16
+DEFAULT_CONTENDERS = tuple(c for c in CONTENDERS if not c.endswith("-wide"))
 
 
 @dataclass
@@ -299,13 +306,19 @@ def trainq_grid(service: EmbeddedService, dims: dict[str, int]) -> dict[str, Any
 
 
 def trainq_search(
-    service: EmbeddedService, dims: dict[str, int], method: str, asha: bool, seed: int, n: int
+    service: EmbeddedService,
+    dims: dict[str, int],
+    method: str,
+    asha: bool,
+    seed: int,
+    n: int,
+    parallel: int = PARALLEL,
 ) -> Run:
     """One search sweep through the service, driven by its controller and workers."""
     request: dict[str, Any] = {
         "name": f"search-{method}",
         "base": {"stage": "optim", "iterations": ITERATIONS, **dims, "seed": DATA_SEED},
-        "search": {"method": method, "n": n, "parallel": PARALLEL, "space": space()},
+        "search": {"method": method, "n": n, "parallel": parallel, "space": space()},
         "seed": seed,
     }
     if asha:
@@ -335,7 +348,7 @@ def trainq_search(
                 params={k: job[k] for k in ("optimizer", "init", "lr")},
             )
         )
-    name = f"trainq-{method}" + ("-asha" if asha else "")
+    name = f"trainq-{method}" + ("-asha" if asha else "") + ("-wide" if parallel == WIDE else "")
     return Run(name, seed, trials, wall)
 
 
@@ -596,7 +609,10 @@ def run_size(args: argparse.Namespace, size: str, ray: RayTune | None) -> dict[s
             for contender in order:
                 if contender.startswith("trainq-"):
                     _, method, *rest = contender.split("-")
-                    run = trainq_search(service, dims, method, bool(rest), seed, args.trials)
+                    parallel = WIDE if "wide" in rest else PARALLEL
+                    run = trainq_search(
+                        service, dims, method, "asha" in rest, seed, args.trials, parallel
+                    )
                 elif contender == "optuna-tpe-sh":
                     run = optuna_search(dims, seed, args.trials, args.report_every)
                 else:
@@ -699,7 +715,7 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--trials", type=int, default=100, help="the trial budget n")
     parser.add_argument("--report-every", type=int, default=10)
-    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS))
     parser.add_argument("--json", type=Path, default=Path("bench_search.json"))
     parser.add_argument("--no-record", action="store_true", help="print, do not append")
     args = parser.parse_args()
