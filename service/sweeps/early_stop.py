@@ -56,9 +56,12 @@ def rung_steps(request: dict[str, Any] | None, iterations: int) -> list[int]:
 
 
 def flush_steps(rule: Rule | None, iterations: int) -> frozenset[int]:
-    """Steps whose loss, once computed, is flushed at once so the rule decides there: ASHA's
-    rungs (a job pruned at rung 20 trains 20 steps, not to the next timed flush); none for
-    median, which decides at whatever flush comes, nor without a rule."""
+    """Steps whose loss is flushed as soon as it is computed, so the rule decides there.
+
+    ASHA's rungs: a job pruned at rung 20 trains 21 steps (step 20's loss is its 21st), not on
+    to the next timed flush. None for median, which decides at whatever flush comes, nor
+    without a rule.
+    """
     if not isinstance(rule, Asha):
         return frozenset()
     return frozenset(asha_rungs(rule, 0, iterations, iterations))
