@@ -65,6 +65,10 @@ class Config:
     lease_seconds: float = 12.0
     # A worker's heartbeat renews its jobs' leases this often, whatever its training does.
     heartbeat_seconds: float = 2.0
+    # A worker's transactions take milliseconds. PostgreSQL ends one left idle this long, so a
+    # frozen worker (SIGSTOP, a paused VM) cannot keep its job's row locked, out of the
+    # reconciler's reach (it skips locked rows), long after its lease ran out.
+    worker_idle_transaction_seconds: float = 30.0
     max_attempts: int = 3
     reconcile_seconds: float = 2.0
     # A search sweep's controller asks for trials this often, under a lease on the sweep.

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -38,8 +39,12 @@ def _tune_sqlite(engine: sa.Engine) -> None:
 BEGIN_OPTION = "trainq_begin"
 
 
-def make_engine(url: str, **kwargs: object) -> sa.Engine:
-    """Create an engine for a trainq database URL."""
+def make_engine(url: str, *, idle_transaction_seconds: float = 0, **kwargs: Any) -> sa.Engine:
+    """Create an engine for a trainq database URL.
+
+    With `idle_transaction_seconds` PostgreSQL ends a transaction of this engine's sessions left
+    idle that long (0: never), releasing its row locks.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -47,6 +52,9 @@ def make_engine(url: str, **kwargs: object) -> sa.Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 60}, **kwargs)
         _tune_sqlite(engine)
         return engine
+    if idle_transaction_seconds > 0:
+        timeout = f"-c idle_in_transaction_session_timeout={int(idle_transaction_seconds * 1000)}"
+        kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "options": timeout}
     return sa.create_engine(url, pool_pre_ping=True, **kwargs)
 
 

@@ -16,7 +16,10 @@ from worker.heartbeat import Heartbeat
 def _state(pid: int) -> tuple[Config, so.sessionmaker[so.Session]]:
     config = Config.from_env()
     pin_torch_threads(config.torch_threads)
-    return config, make_session_factory(make_engine(config.database_url), writer=True)
+    engine = make_engine(
+        config.database_url, idle_transaction_seconds=config.worker_idle_transaction_seconds
+    )
+    return config, make_session_factory(engine, writer=True)
 
 
 def pin_torch_threads(threads: int) -> None:

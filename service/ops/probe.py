@@ -37,8 +37,10 @@ def _described(error: Exception | None) -> str | None:
 def database_error(url: str) -> str | None:
     """None when the database at url answers, else what went wrong."""
     # A probe must answer within the healthcheck's timeout, not wait on an unreachable server.
-    timeout = {} if url.startswith("sqlite") else {"connect_args": {"connect_timeout": 5}}
-    engine = make_engine(url, **timeout)
+    if url.startswith("sqlite"):
+        engine = make_engine(url)
+    else:
+        engine = make_engine(url, connect_args={"connect_timeout": 5})
     try:
         return _described(database_failure(engine))
     finally:
