@@ -177,6 +177,12 @@ class Stack:
         assert response.status_code == expect, response.get_json()
         return response.get_json()
 
+    def submit_sweep(self, body: dict[str, Any]) -> int:
+        """POST a sweep, check it was taken, and return its id."""
+        response = self.client.post("/api/v1/sweeps", json=body)
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()["id"]
+
     def wait(self, job_id: int, timeout: float = 120, until: Callable | None = None) -> dict:
         """Poll until the job is terminal (or `until(job)` holds)."""
         deadline = time.monotonic() + timeout

@@ -27,9 +27,7 @@ def test_an_asha_grid_sweep_prunes_the_worse_jobs_keeping_their_history(
         "early_stop": {"rule": "asha", "grace": 8, "reduction": 2},
         "fused": fused,
     }
-    response = stack.client.post("/api/v1/sweeps", json=body)
-    assert response.status_code == 201, response.get_json()
-    sweep_id = response.get_json()["id"]
+    sweep_id = stack.submit_sweep(body)
     # When the workers drain it
     sweep = wait_for_sweep(stack, sweep_id)
     # Then the worst ones ended pruned at a rung, the best ran to the end

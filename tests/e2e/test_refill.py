@@ -54,9 +54,7 @@ def test_pruned_rows_take_the_sweeps_queued_jobs_each_with_its_own_history(
         "early_stop": {"rule": "asha", "grace": 8, "reduction": 2},
         "fused": True,
     }
-    response = stack.client.post("/api/v1/sweeps", json=body)
-    assert response.status_code == 201, response.get_json()
-    sweep_id = response.get_json()["id"]
+    sweep_id = stack.submit_sweep(body)
     # When the worker drains it
     sweep = wait_for_sweep(stack, sweep_id)
     with stack.sessions() as session:
@@ -106,9 +104,7 @@ def test_a_search_sweeps_stack_takes_the_trials_asked_after_its_pruned_ones(
         "early_stop": {"rule": "asha", "grace": 8, "reduction": 2},
         "seed": 3,
     }
-    response = stack.client.post("/api/v1/sweeps", json=body)
-    assert response.status_code == 201, response.get_json()
-    sweep_id = response.get_json()["id"]
+    sweep_id = stack.submit_sweep(body)
     controllers = Controllers(stack, tmp_path)
     controllers.start("refill")
     try:

@@ -85,9 +85,7 @@ def search_sweep(stack: Stack, n: int, method: str = "tpe") -> int:
             "space": {"lr": {"log_uniform": [1e-4, 1e-1]}, "optimizer": ["sgd", "adam"]},
         },
     }
-    response = stack.client.post("/api/v1/sweeps", json=body)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()["id"]
+    return stack.submit_sweep(body)
 
 
 def sweep_jobs(stack: Stack, sweep_id: int) -> list[Job]:

@@ -40,9 +40,7 @@ def wait_for_sweep(stack: Stack, sweep_id: int, timeout: float = 240) -> dict[st
 def test_grid_sweep_finishes_with_a_right_leaderboard_and_factor_table(stack: Stack) -> None:
     # Given a 2 x 3 x 2 grid (optimizer x lr x seeds) submitted over HTTP.
     started = time.monotonic()
-    response = stack.client.post("/api/v1/sweeps", json=GRID)
-    assert response.status_code == 201, response.get_json()
-    sweep_id = response.get_json()["id"]
+    sweep_id = stack.submit_sweep(GRID)
     # When the workers drain it.
     sweep = wait_for_sweep(stack, sweep_id)
     elapsed = time.monotonic() - started
@@ -81,7 +79,7 @@ def test_cancel_stops_running_jobs_and_queued_ones_never_start(stack: Stack) -> 
         "grid": {"lr": [1e-5, 2e-5, 3e-5, 4e-5, 5e-5, 6e-5]},
         "fused": False,  # one message per job: two run, four wait (a stack would take all six)
     }
-    sweep_id = stack.client.post("/api/v1/sweeps", json=body).get_json()["id"]
+    sweep_id = stack.submit_sweep(body)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         counts = stack.client.get(f"/api/v1/sweeps/{sweep_id}").get_json()["counts"]
@@ -160,7 +158,7 @@ def test_fused_sweep_matches_each_job_trained_alone(stack: Stack) -> None:
     from worker.training import TrainSpec, train_to_list
 
     body = {**GRID, "name": "fused", "fused": True}
-    sweep_id = stack.client.post("/api/v1/sweeps", json=body).get_json()["id"]
+    sweep_id = stack.submit_sweep(body)
     counts = wait_for_sweep(stack, sweep_id)["counts"]
     assert counts["succeeded"] + counts["diverged"] == 12
     with stack.sessions() as session:
