@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import statistics
 import threading
 import time
 
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from service.broker import enqueue_jobs, make_celery
 from service.db import make_session_factory
@@ -110,6 +112,37 @@ def test_a_dead_workers_job_runs_again_elsewhere_within_seconds(env: FaultEnv) -
     env.check()
 
 
+def sqlite_write_locked(database_url: str) -> bool:
+    """Whether some connection holds the SQLite database's one write lock (never on PostgreSQL)."""
+    if make_url(database_url).get_backend_name() != "sqlite":
+        return False
+    connection = sqlite3.connect(make_url(database_url).database or "", timeout=0)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.rollback()
+        return False
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        connection.close()
+
+
+def freeze_between_writes(env: FaultEnv, pid: int) -> None:
+    """SIGSTOP the worker's process group at a moment it holds no SQLite write lock.
+
+    A worker frozen inside a write transaction keeps SQLite's one write lock, and the whole
+    service waits until it is woken or killed: a limit of SQLite (README). PostgreSQL ends such
+    a transaction after TRAINQ_WORKER_IDLE_TRANSACTION_SECONDS, so there any moment will do.
+    """
+    for _ in range(50):
+        os.killpg(pid, signal.SIGSTOP)
+        if not sqlite_write_locked(env.database_url):
+            return
+        os.killpg(pid, signal.SIGCONT)
+        wait_until(lambda: not sqlite_write_locked(env.database_url), 10, "the write to end")
+    raise AssertionError("the worker was inside a write each of 50 times it was frozen")
+
+
 def test_a_worker_frozen_past_its_lease_writes_nothing_more_and_stops(env: FaultEnv) -> None:
     # Given a job training on a worker
     frozen = env.worker(concurrency=1)
@@ -118,7 +151,7 @@ def test_a_worker_frozen_past_its_lease_writes_nothing_more_and_stops(env: Fault
     env.wait(job_id, mid_job)
     # When the whole worker is frozen (SIGSTOP) until another worker has taken the job over
     assert frozen.process is not None
-    os.killpg(frozen.process.pid, signal.SIGSTOP)
+    freeze_between_writes(env, frozen.process.pid)
     env.fault()
     try:
         taker = env.worker(concurrency=1)
