@@ -33,6 +33,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -264,7 +265,7 @@ def sweep_jobs(service: EmbeddedService, sweep_id: int) -> list[dict[str, Any]]:
         db.row_factory = sqlite3.Row
         rows = db.execute(
             "SELECT id, optimizer, init, lr, status, steps_done, final_loss, pruned_at, "
-            "started_at, finished_at FROM jobs WHERE sweep_id = ? ORDER BY id",
+            "stack_size, started_at, finished_at FROM jobs WHERE sweep_id = ? ORDER BY id",
             (sweep_id,),
         ).fetchall()
     return [dict(row) for row in rows]
@@ -337,7 +338,10 @@ def trainq_search(
     wall = time.perf_counter() - start
     trials = []
     statuses = {"succeeded": "finished", "pruned": "pruned", "diverged": "diverged"}
-    for job in sweep_jobs(service, sweep["id"]):
+    jobs = sweep_jobs(service, sweep["id"])
+    # How the trials trained: alone (1) or in stacks of K, as each job recorded it.
+    stacks = Counter(job["stack_size"] for job in jobs)
+    for job in jobs:
         status = statuses.get(job["status"], job["status"])
         trials.append(
             Trial(
@@ -349,7 +353,7 @@ def trainq_search(
             )
         )
     name = f"trainq-{method}" + ("-asha" if asha else "") + ("-wide" if parallel == WIDE else "")
-    return Run(name, seed, trials, wall)
+    return Run(name, seed, trials, wall, {"stack_sizes": dict(sorted(stacks.items()))})
 
 
 # --- Optuna in-process: two worker processes on one journal file --------------------------
@@ -621,10 +625,12 @@ def run_size(args: argparse.Namespace, size: str, ray: RayTune | None) -> dict[s
                     run = ray.search(dims, seed, args.trials, args.report_every)
                 runs.append(run)
                 hit = to_target(run.trials, grid["reference"], 0.01)
+                stacks = run.notes.get("stack_sizes")
                 print(
                     f"[{size}] seed {seed} {contender}: {len(run.trials)} trials, "
                     f"{sum(t.steps for t in run.trials)} steps, {run.wall:.1f} s; to 1%: "
-                    + (f"{hit[0]} steps, {hit[1]:.1f} s" if hit else "never"),
+                    + (f"{hit[0]} steps, {hit[1]:.1f} s" if hit else "never")
+                    + (f"; trials by stack size {stacks}" if stacks else ""),
                     flush=True,
                 )
     start = time.perf_counter()
