@@ -11,7 +11,9 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import redis
 
@@ -34,25 +36,56 @@ def announce(broker_url: str, sweep_ids: Iterable[int]) -> None:
         log.debug("wake-up not sent: %s", error)
 
 
+def _text(data: bytes | str) -> str:
+    return data.decode() if isinstance(data, bytes) else data
+
+
+def _read_until(pubsub: redis.client.PubSub, found: Callable[[dict[str, Any]], bool]) -> None:
+    """Read the subscription's messages up to the first `found` one (a second each at most)."""
+    while True:
+        message = pubsub.get_message(timeout=1)
+        if message is None:
+            raise redis.TimeoutError("Redis did not answer the subscription in time")
+        if found(message):
+            return
+
+
 class Wakeups:
-    """A controller's subscription: wait until a trial ends, or `timeout` seconds at most."""
+    """A controller's subscription: wait until a trial ends, or `timeout` seconds at most.
+
+    A wait that returns True has consumed every announcement Redis held for this subscription
+    at that moment: the controller's one pass answers a burst, so the next wait sleeps until an
+    announcement made after it.
+    """
 
     def __init__(self, broker_url: str) -> None:
         self.broker_url = broker_url
         self.pubsub: redis.client.PubSub | None = None
 
+    def subscribe(self) -> None:
+        """Listen from now on (a wait subscribes by itself; this lets a caller be sure)."""
+        if self.pubsub is None:
+            pubsub = _client(self.broker_url).pubsub()
+            try:
+                pubsub.subscribe(CHANNEL)
+                # Once Redis confirms, every announcement from then on reaches this subscription.
+                _read_until(pubsub, lambda message: message["type"] == "subscribe")
+            except redis.RedisError:
+                with contextlib.suppress(redis.RedisError):
+                    pubsub.close()
+                raise
+            self.pubsub = pubsub
+
     def wait(self, timeout: float) -> bool:
         """Sleep until an announcement or the timeout; whether one came."""
         deadline = time.monotonic() + timeout
         try:
-            if self.pubsub is None:
-                self.pubsub = _client(self.broker_url).pubsub(ignore_subscribe_messages=True)
-                self.pubsub.subscribe(CHANNEL)
+            self.subscribe()
+            assert self.pubsub is not None
             while (left := deadline - time.monotonic()) > 0:
-                if self.pubsub.get_message(timeout=left) is not None:
-                    # Many trials may end at once: one pass answers them all.
-                    while self.pubsub.get_message(timeout=0) is not None:
-                        pass
+                message = self.pubsub.get_message(timeout=left)
+                if message is not None and message["type"] == "message":
+                    self._drain(self.pubsub)
                     return True
             return False
         except redis.RedisError as error:
@@ -60,6 +93,20 @@ class Wakeups:
             self.close()
             time.sleep(max(deadline - time.monotonic(), 0))
             return False
+
+    @staticmethod
+    def _drain(pubsub: redis.client.PubSub) -> None:
+        """Consume every announcement Redis holds for us now, however far it still has to travel.
+
+        Redis answers a PING on this connection after every message queued before it, so
+        reading up to that PING's answer empties the subscription as of now: no leftover of a
+        burst wakes the next wait.
+        """
+        marker = uuid.uuid4().hex
+        pubsub.ping(marker)
+        _read_until(
+            pubsub, lambda message: message["type"] == "pong" and _text(message["data"]) == marker
+        )
 
     def close(self) -> None:
         """Drop the subscription (the next wait subscribes again)."""
