@@ -11,7 +11,7 @@ import sqlalchemy.exc
 import sqlalchemy.orm as so
 from flask import Flask, Response, jsonify, request
 
-from service.api.extensions import ApiError, db_session
+from service.api.extensions import ApiError, db_session, owner_name
 from service.models import Job, Sweep
 
 # The rows a request with an Idempotency-Key creates.
@@ -37,10 +37,13 @@ def idempotency_key() -> str | None:
 
 
 def previous_submission(model: type[Submitted], key: str | None) -> Submitted | None:
-    """The row an earlier request with this Idempotency-Key created, or None."""
+    """The row an earlier request of the same owner with this Idempotency-Key created, or None."""
     if not key:
         return None
-    return db_session().scalar(sa.select(model).where(model.idempotency_key == key))
+    # Keys are unique per owner (models/base.owner_key_indexes); no owner is one owner.
+    name = owner_name()
+    owner = model.owner.is_(None) if name is None else model.owner == name
+    return db_session().scalar(sa.select(model).where(owner, model.idempotency_key == key))
 
 
 def answer_if_submitted(

@@ -20,6 +20,22 @@ class Base(so.DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def owner_key_indexes(table: str) -> tuple[sa.Index, sa.Index]:
+    """An Idempotency-Key is unique per owner; rows without an owner (no tokens) share one."""
+    # Two indexes: a unique index holds NULLs all different, so ownerless keys need their own.
+    ownerless = sa.text("owner IS NULL")
+    return (
+        sa.Index(f"uq_{table}_owner_idempotency_key", "owner", "idempotency_key", unique=True),
+        sa.Index(
+            f"uq_{table}_ownerless_idempotency_key",
+            "idempotency_key",
+            unique=True,
+            sqlite_where=ownerless,
+            postgresql_where=ownerless,
+        ),
+    )
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from service.models.base import Base, UTCDateTime, utcnow
+from service.models.base import Base, UTCDateTime, owner_key_indexes, utcnow
 
 if TYPE_CHECKING:
     from service.models.sweep import Sweep
@@ -53,6 +53,7 @@ class Job(Base):
         sa.Index("ix_jobs_sweep_id_final_loss_id", "sweep_id", "final_loss", "id"),
         sa.Index("ix_jobs_owner_status", "owner", "status"),
         sa.Index("ix_jobs_status_queue_created_at", "status", "queue", "created_at"),
+        *owner_key_indexes("jobs"),
     )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
@@ -78,7 +79,8 @@ class Job(Base):
     dtype: so.Mapped[str] = so.mapped_column(sa.String(8))
     name: so.Mapped[str | None] = so.mapped_column(sa.String(200))
     queue: so.Mapped[str] = so.mapped_column(sa.String(16))
-    idempotency_key: so.Mapped[str | None] = so.mapped_column(sa.String(200), unique=True)
+    # Unique per owner (see models/base.owner_key_indexes).
+    idempotency_key: so.Mapped[str | None] = so.mapped_column(sa.String(200))
     # The name of the token that submitted it (null without tokens).
     owner: so.Mapped[str | None] = so.mapped_column(sa.String(64))
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from service.models.base import Base, UTCDateTime, utcnow
+from service.models.base import Base, UTCDateTime, owner_key_indexes, utcnow
 
 if TYPE_CHECKING:
     from service.models.job import Job
@@ -18,6 +18,7 @@ class Sweep(Base):
     """The request that made a set of jobs, kept so the sweep can be read back and replayed."""
 
     __tablename__ = "sweeps"
+    __table_args__ = owner_key_indexes("sweeps")
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     name: so.Mapped[str] = so.mapped_column(sa.String(200), index=True)
@@ -29,7 +30,8 @@ class Sweep(Base):
     cancel_requested: so.Mapped[bool] = so.mapped_column(default=False)
     # Expanded combinations left out because they failed validation (skip_invalid).
     skipped: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
-    idempotency_key: so.Mapped[str | None] = so.mapped_column(sa.String(200), unique=True)
+    # Unique per owner (see models/base.owner_key_indexes).
+    idempotency_key: so.Mapped[str | None] = so.mapped_column(sa.String(200))
     # The name of the token that submitted it (null without tokens).
     owner: so.Mapped[str | None] = so.mapped_column(sa.String(64))
     # A search sweep (null otherwise): the trials it wants in all, and the sampler's asks so

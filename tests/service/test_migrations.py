@@ -163,3 +163,56 @@ def insert_old_jobs(connection: sa.Connection, ids: list[int]) -> None:
         f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
     )
     connection.execute(statement, [{"id": job_id, **OLD_JOB} for job_id in ids])
+
+
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
+def test_0010_scopes_idempotency_keys_by_owner_and_keeps_every_child_row(
+    backend: str, databases: DatabaseFactory
+) -> None:
+    # Given a 0009 database with a keyed job that has a tag and a loss chunk
+    url = databases.create(backend, migrate=False)
+    upgrade(url, "0009")
+    engine = sa.create_engine(url)
+    add_keyed_job(engine, 1, "alice")
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("INSERT INTO job_tags (job_id, tag, position) VALUES (1, 't', 0)")
+        )
+        connection.execute(
+            sa.insert(LossChunk.__table__), {"job_id": 1, "first_step": 0, "count": 0, "data": b""}
+        )
+    # When upgraded (on SQLite the jobs table is copied and the old one dropped)
+    upgrade(url)
+    # Then no child row went with the old table, and the key is unique per owner only
+    assert child_rows(engine) == (1, 1)
+    add_keyed_job(engine, 2, "bob")
+    add_keyed_job(engine, 3, None)
+    for owner in ("alice", "bob", None):
+        with pytest.raises(sa.exc.IntegrityError):
+            add_keyed_job(engine, 4, owner)
+    # And going back restores the key unique across owners, children kept
+    with engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM jobs WHERE id IN (2, 3)"))
+    command.downgrade(alembic_config(url), "0009")
+    assert child_rows(engine) == (1, 1)
+    with pytest.raises(sa.exc.IntegrityError):
+        add_keyed_job(engine, 2, "bob")
+    engine.dispose()
+
+
+def add_keyed_job(engine: sa.Engine, job_id: int, owner: str | None) -> None:
+    """Write a job row of revision 0009 with Idempotency-Key "k" and this owner."""
+    with engine.begin() as connection:
+        insert_old_jobs(connection, [job_id])
+        connection.execute(
+            sa.text("UPDATE jobs SET idempotency_key = 'k', owner = :owner WHERE id = :id"),
+            {"owner": owner, "id": job_id},
+        )
+
+
+def child_rows(engine: sa.Engine) -> tuple[int, int]:
+    """Job tags and loss chunks in the database."""
+    with engine.connect() as connection:
+        tags = connection.execute(sa.text("SELECT count(*) FROM job_tags")).scalar()
+        chunks = connection.execute(sa.text("SELECT count(*) FROM loss_chunks")).scalar()
+    return tags or 0, chunks or 0

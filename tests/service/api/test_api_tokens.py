@@ -105,6 +105,30 @@ def test_jobs_and_sweeps_filter_by_owner(scoped: FlaskClient) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("path", "body"), [("/api/v1/jobs", {"stage": "nn"}), ("/api/v1/sweeps", SWEEP)]
+)
+def test_an_idempotency_key_is_each_owners_own(
+    scoped: FlaskClient, scoped_app: Flask, path: str, body: dict
+) -> None:
+    # Given alice's submission with a key
+    key = {"Idempotency-Key": "nightly"}
+    first = scoped.post(path, json=body, headers={**bearer("alice"), **key})
+    assert first.status_code == 201
+    # When bob submits with the same key, then alice retries
+    other = scoped.post(path, json=body, headers={**bearer("bob"), **key})
+    again = scoped.post(path, json=body, headers={**bearer("alice"), **key})
+    # Then bob got a new row of his own, and alice's retry her first one
+    assert other.status_code == 201
+    assert (other.get_json()["owner"], other.get_json()["id"] != first.get_json()["id"]) == (
+        "bob",
+        True,
+    )
+    assert (again.status_code, again.get_json()["id"]) == (200, first.get_json()["id"])
+    model = Job if path.endswith("jobs") else Sweep
+    assert sorted(r[1] for r in rows(scoped_app, model)) == ["alice", "bob"]
+
+
 def test_a_plain_token_of_an_old_deployment_is_an_admin(database_url: str, broker_url: str) -> None:
     app = make_test_app(database_url, broker_url, api_tokens=("s3cret",))
     client = app.test_client()
