@@ -74,6 +74,18 @@ def session_scope(factory: so.sessionmaker[so.Session]) -> Iterator[so.Session]:
         yield session
 
 
+@contextmanager
+def read_scope(factory: so.sessionmaker[so.Session]) -> Iterator[so.Session]:
+    """A read-only transaction, deferred on SQLite even from a writer factory: no write lock."""
+    with factory() as session:
+        # The begin event reads this option when the session's transaction begins.
+        session.connection(execution_options={BEGIN_OPTION: "DEFERRED"})
+        try:
+            yield session
+        finally:
+            session.rollback()
+
+
 def row_count(session: so.Session, query: sa.Select) -> int:
     """How many rows the query returns, counted by the database."""
     return session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0

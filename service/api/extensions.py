@@ -74,6 +74,11 @@ def db_session() -> so.Session:
     return g.db_session
 
 
+def write_sessions() -> so.sessionmaker[so.Session]:
+    """The app's factory of writer sessions, for work outside the request's own session."""
+    return current_app.extensions["trainq.write_sessions"]
+
+
 def celery_client() -> Celery:
     """The app's Celery client, used only to send messages."""
     return current_app.extensions["trainq.celery"]

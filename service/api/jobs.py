@@ -22,6 +22,7 @@ from service.api.extensions import (
     owner_name,
     require_owner,
     row_or_404,
+    write_sessions,
 )
 from service.api.idempotency import answer_if_submitted, idempotency_key, stored_once
 from service.api.limits import check_active_cap
@@ -33,7 +34,6 @@ from service.api.params import (
     page_fields,
 )
 from service.api.schemas import JobOut, JobPage, LossHistory
-from service.broker import enqueue_jobs
 from service.db import row_count
 from service.job_list import SORT_CHOICES, Cursor, CursorError, keyset_page, offset_page
 from service.jobs import (
@@ -47,7 +47,7 @@ from service.jobs import (
 from service.jobspec import INITS, OPTIMIZERS, STAGES, JobRequest, validate_job
 from service.loss_store import finite_or_none
 from service.models import Job, JobStatus
-from service.models.base import utcnow
+from service.sending import send_committed
 
 bp = Blueprint("jobs", __name__)
 log = logging.getLogger(__name__)
@@ -82,19 +82,11 @@ def json_body() -> object:
 
 def send_jobs(jobs: list[Job]) -> None:
     """Enqueue committed jobs; on a broker failure they stay queued for the reconciler to send."""
-    session = db_session()
-    try:
-        enqueue_jobs(celery_client(), [(job.id, job.queue) for job in jobs])
-    except Exception as error:  # the broker is down: the rows are the truth, send later
-        log.warning("broker unavailable, %d job(s) left for the reconciler: %s", len(jobs), error)
-        return
-    now = utcnow()
-    session.execute(
-        sa.update(Job).where(Job.id.in_([job.id for job in jobs])).values(enqueued_at=now)
+    sent_at = send_committed(
+        celery_client(), write_sessions(), [(job.id, job.queue) for job in jobs]
     )
-    session.commit()
     for job in jobs:
-        job.enqueued_at = now
+        job.enqueued_at = sent_at
 
 
 @bp.post("/jobs")

@@ -20,6 +20,7 @@ from service.api.extensions import (
     owner_name,
     require_owner,
     row_or_404,
+    write_sessions,
 )
 from service.api.idempotency import answer_if_submitted, idempotency_key, stored_once
 from service.api.jobs import json_body
@@ -31,17 +32,14 @@ from service.api.params import (
     page_fields,
 )
 from service.api.schemas import BestSoFar, SweepFactors, SweepOut, SweepPage, SweepResults
-from service.broker import enqueue_batches, enqueue_jobs
 from service.db import row_count
 from service.jobs import queue_for
 from service.jobspec import MAX_SEED, Limits, SpecError, validate_job
-from service.models import Job, JobStatus, Sweep
-from service.models.base import utcnow
-from service.sweeps.batching import fields_of, plan_batches
+from service.models import JobStatus, Sweep
+from service.sending import send_committed
 from service.sweeps.best_so_far import best_so_far_body
 from service.sweeps.expansion import count_jobs, expand
 from service.sweeps.factors import factor_table
-from service.sweeps.fusion import FusedChoice, fuses
 from service.sweeps.leaderboard import (
     DEFAULT_SORT,
     SORTS,
@@ -143,8 +141,7 @@ def submit_sweep() -> tuple[Response, int]:
     queues = [queue_for(spec["device"], cfg.default_queue) for spec in specs]
     with stored_once(Sweep, key, _show) as session:
         sent = insert_sweep_jobs(session, sweep, specs, queues)
-    may_fuse = any(fuses(sweep_request.fused, s, q) for s, q in zip(specs, queues, strict=True))
-    _send(sweep.id, sent, fused=sweep_request.fused if may_fuse else False)
+    send_committed(celery_client(), write_sessions(), sent)
     body_out = _show(sweep)
     body_out["skipped_reasons"] = skipped[:SKIPPED_SHOWN]
     response = jsonify(body_out)
@@ -176,36 +173,6 @@ def _submit_search(
     response = jsonify(_show(sweep))
     response.headers["Location"] = url_for("sweeps.show_sweep", sweep_id=sweep.id)
     return response, 201
-
-
-def _send(sweep_id: int, jobs: list[tuple[int, str]], *, fused: FusedChoice = False) -> None:
-    """One enqueue over one connection, then one UPDATE; a broker failure leaves them to the
-    reconciler (enqueued_at stays null). Jobs that fuse go one message per stack of jobs."""
-    session = db_session()
-    rows: list[Job] = []
-    if fused is not False:
-        rows = [
-            row
-            for row in session.scalars(sa.select(Job).where(Job.sweep_id == sweep_id))
-            if fuses(fused, fields_of(row), row.queue)
-        ]
-    together = {row.id for row in rows}
-    try:
-        if rows:
-            enqueue_batches(celery_client(), plan_batches(rows))
-        singles = [(job_id, queue) for job_id, queue in jobs if job_id not in together]
-        if singles:
-            enqueue_jobs(celery_client(), singles)
-    except Exception as error:  # the broker is down: the rows are the truth, send later
-        log.warning("broker unavailable, sweep %d left for the reconciler: %s", sweep_id, error)
-        return
-    session.execute(
-        sa.update(Job)
-        .where(Job.sweep_id == sweep_id, Job.enqueued_at.is_(None))
-        .values(enqueued_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
 
 
 @bp.get("/sweeps")

@@ -71,7 +71,10 @@ def split_fused(
         )
     }
     candidates = session.scalars(
-        sa.select(Job).where(Job.id.in_(ids), Job.sweep_id.in_(list(asked))).order_by(Job.id)
+        sa.select(Job)
+        .where(Job.id.in_(ids), Job.sweep_id.in_(list(asked)))
+        .order_by(Job.id)
+        .options(so.lazyload(Job.tag_rows))  # batches need no tags: no query for them
     ).all()
     fused_jobs = [
         job for job in candidates if fuses(_choice(asked[job.sweep_id]), fields_of(job), job.queue)

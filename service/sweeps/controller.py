@@ -6,7 +6,8 @@ UPDATE renewing that lease (a row lock on PostgreSQL, the write lock on SQLite) 
 no ask was stored meanwhile; the trial rows and the sweep's counters commit together, so a
 controller killed at any point leaves either a whole ask or none. Its
 successor, once the lease has run out, rebuilds the sampler from the tables (see search.py).
-Trials are sent after their commit; one whose send failed is the reconciler's to send.
+Trials are sent after their commit (service/sending.py); one whose send failed is the
+reconciler's to send.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from celery import Celery
 
-from service.broker import enqueue_batches, enqueue_jobs
 from service.config import Config
-from service.db import session_scope
+from service.db import read_scope, session_scope
 from service.jobs import new_job, queue_for
 from service.jobspec import SpecError, validate_job
 from service.models import Job, JobStatus, Sweep
 from service.models.base import utcnow
-from service.sweeps.batching import split_fused
+from service.sending import send_committed
 from service.sweeps.request import SweepRequest, validate_sweep
 from service.sweeps.search import ask, trial_fields, trial_seed
 from service.sweeps.wakeup import Wakeups
@@ -174,7 +174,9 @@ def ask_trials(
         if not hold(session, sweep_id, controller, config.controller_lease_seconds):
             return []
         unsent = unsent_trials(session, sweep_id)
-    with factory() as session:
+    # Read-only: on SQLite a writer's scope would hold the write lock across the sampler and
+    # the live-capacity question to the broker.
+    with read_scope(factory) as session:
         plan = plan_trials(session, session.get_one(Sweep, sweep_id), config, capacity)
     if not plan.asks and not plan.done:
         return unsent
@@ -231,25 +233,9 @@ def control_once(
         if not trials:
             continue
         total += len(trials)
-        try:
-            # Sent as the reconciler would send them again: trials that fuse go in batches,
-            # whose stacks then refill from the sweep's next trials (see worker.runner).
-            with factory() as session:
-                singles, batches = split_fused(session, trials)
-            if singles:
-                enqueue_jobs(app, singles)
-            if batches:
-                enqueue_batches(app, batches)
-        except Exception as error:  # the rows are the truth: the reconciler sends them
-            log.warning("sweep %d: broker unavailable, trials left unsent: %s", sweep_id, error)
-            continue
-        with session_scope(factory) as session:
-            session.execute(
-                sa.update(Job)
-                .where(Job.id.in_([job_id for job_id, _ in trials]))
-                .values(enqueued_at=utcnow())
-                .execution_options(synchronize_session=False)
-            )
+        # Sent as the reconciler would send them again: trials that fuse go in batches, whose
+        # stacks then refill from the sweep's next trials (see worker.runner).
+        send_committed(app, factory, trials)
     return total
 
 
