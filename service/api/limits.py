@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import time
 
-import sqlalchemy as sa
 from flask import Flask, Response, request
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 
+from service.active_cap import active_jobs
 from service.api.errors import error_response
 from service.api.extensions import ApiError, config, current_token, db_session, owner_name
 from service.config import Config
-from service.models import Job, JobStatus
 
 # The views a submission limit counts, sharing one budget per client.
 SUBMISSIONS = frozenset({"jobs.submit_job", "sweeps.submit_sweep"})
-ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 
 def client_key() -> str:
@@ -66,16 +64,14 @@ def init_app(app: Flask) -> None:
 
 def check_active_cap(new_jobs: int) -> None:
     """429 naming TRAINQ_MAX_ACTIVE_JOBS_PER_OWNER when these jobs would take the submitting
-    owner past its cap on queued-plus-running jobs."""
+    owner past its cap on queued-plus-running jobs; call it in the transaction that inserts them."""
     cap = config().max_active_jobs_per_owner
     if cap <= 0:
         return
     owner = owner_name()
-    who = Job.owner == owner if owner is not None else Job.owner.is_(None)
-    active = db_session().scalar(
-        sa.select(sa.func.count()).select_from(Job).where(who, Job.status.in_(ACTIVE))
-    )
-    if (active or 0) + new_jobs > cap:
+    # Under the owner's lock until the request's insert commits (service/active_cap.py).
+    active = active_jobs(db_session(), owner)
+    if active + new_jobs > cap:
         raise ApiError(
             429,
             "too_many_active_jobs",

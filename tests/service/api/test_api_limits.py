@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -130,3 +132,22 @@ def test_without_tokens_the_cap_counts_every_ownerless_job(apps: Any) -> None:
     refused = client.post("/api/v1/jobs", json={"stage": "nn"})
     assert refused.status_code == 429
     assert refused.get_json()["error"]["setting"] == "TRAINQ_MAX_ACTIVE_JOBS_PER_OWNER"
+
+
+def test_concurrent_submissions_of_one_owner_stop_exactly_at_the_cap(apps: Any) -> None:
+    # Given an owner with room for 4 jobs, and 12 submissions of it sent at the same moment
+    app = apps(api_tokens=ENTRIES, max_active_jobs_per_owner=4)
+    start = threading.Barrier(12)
+
+    def submit(_: int) -> int:
+        client = app.test_client()
+        start.wait()
+        return client.post(
+            "/api/v1/jobs", json={"stage": "nn"}, headers=bearer("alice")
+        ).status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        statuses = sorted(pool.map(submit, range(12)))
+    # Then each counted the others' committed jobs: exactly 4 taken, the rest refused
+    assert statuses == [201] * 4 + [429] * 8
+    assert counts(app)[2] == ["queued"] * 4
