@@ -184,6 +184,8 @@ def ask_trials(
         if not hold(session, sweep_id, controller, config.controller_lease_seconds):
             return []
         sweep = session.get_one(Sweep, sweep_id, populate_existing=True)
+        if sweep.cancel_requested:
+            return []  # cancelled while the sampler ran: its queued trials are cancelled too
         if sweep.trials_asked != plan.asked_from:
             return unsent  # asked by another holder meanwhile: plan again from the tables
         jobs = [

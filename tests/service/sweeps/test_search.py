@@ -29,7 +29,7 @@ BASE = {"stage": "optim", "iterations": 4, "N": 4, "D_in": 4, "H": 4, "D_out": 2
 SPACE = {"lr": {"log_uniform": [1e-4, 1.0]}, "optimizer": ["sgd", "adam", "rmsprop"]}
 
 
-def search_body(method: str = "tpe", n: int = 6, parallel: int = 2, **extra: Any) -> dict:
+def search_body(method: str = "tpe", n: int = 6, parallel: int | None = 2, **extra: Any) -> dict:
     return {
         "name": "search",
         "base": BASE,
@@ -262,3 +262,23 @@ def test_a_cancelled_search_sweep_asks_no_more_and_is_done_when_its_trials_end(
         sweep = session.get_one(Sweep, sweep_id)
         shown = sweep_to_dict(sweep, status_counts(session, [sweep_id])[sweep_id])
     assert (shown["job_count"], shown["done"], shown["trials"]["wanted"]) == (2, True, 6)
+
+
+def test_a_cancel_during_the_ask_stores_no_trial(
+    client: FlaskClient, factory: so.sessionmaker[so.Session], celery_app: Celery, database_url: str
+) -> None:
+    # Given a search sweep whose controller is asking (the live capacity is asked mid-plan)
+    body = search_body("random", n=6, parallel=None)
+    sweep_id = client.post("/api/v1/sweeps", json=body).get_json()["id"]
+
+    def capacity(queue: str) -> int:
+        # When the sweep is cancelled then, before the plan is written
+        assert client.post(f"/api/v1/sweeps/{sweep_id}/cancel").status_code == 200
+        return 3
+
+    config = Config(database_url=database_url, broker_url="")
+    # Then no trial is stored, and none sent
+    assert control_once(factory, celery_app, config, "c", capacity) == 0
+    with factory() as session:
+        assert session.get_one(Sweep, sweep_id).job_count == 0
+        assert session.scalar(sa.select(sa.func.count()).select_from(Job)) == 0
