@@ -106,14 +106,7 @@ def submit_sweep() -> tuple[Response, int]:
     sweep_request = validate_sweep(body)
     if sweep_request.search is not None:
         return _submit_search(sweep_request, cast(dict[str, Any], body), key)
-    total, blame = count_jobs(sweep_request)
-    if total > cfg.max_sweep_jobs:
-        raise ApiError(
-            422,
-            "too_many_jobs",
-            f"{blame}: the sweep expands to {total} jobs, over the cap of {cfg.max_sweep_jobs}",
-            blame,
-        )
+    _check_sweep_cap(*count_jobs(sweep_request))
     expansion = expand(sweep_request)
     for job in expansion.jobs:
         job.setdefault("name", sweep_request.name)
@@ -149,11 +142,24 @@ def submit_sweep() -> tuple[Response, int]:
     return response, 201
 
 
+def _check_sweep_cap(total: int, blame: str) -> None:
+    """422 naming `blame` when a sweep would make more jobs than TRAINQ_MAX_SWEEP_JOBS."""
+    cap = config().max_sweep_jobs
+    if total > cap:
+        raise ApiError(
+            422,
+            "too_many_jobs",
+            f"{blame}: the sweep expands to {total} jobs, over the cap of {cap}",
+            blame,
+        )
+
+
 def _submit_search(
     sweep_request: SweepRequest, body: dict[str, Any], key: str | None
 ) -> tuple[Response, int]:
     """Store a search sweep with no trial yet: the controller asks them (sweeps/controller.py)."""
     assert sweep_request.search is not None
+    _check_sweep_cap(sweep_request.search.n, "search.n")
     check_space(sweep_request, config().limits)
     seed = sweep_request.seed
     if seed is None:
@@ -167,6 +173,8 @@ def _submit_search(
         job_count=0,
         trials_wanted=sweep_request.search.n,
         idempotency_key=key,
+        # Its trials are this owner's too, and count toward its active cap (controller.py).
+        owner=owner_name(),
     )
     with stored_once(Sweep, key, _show) as session:
         session.add(sweep)

@@ -7,7 +7,7 @@ no ask was stored meanwhile; the trial rows and the sweep's counters commit toge
 controller killed at any point leaves either a whole ask or none. Its
 successor, once the lease has run out, rebuilds the sampler from the tables (see search.py).
 Trials are sent after their commit (service/sending.py); one whose send failed is the
-reconciler's to send.
+reconciler's to send. The owner's active cap holds trials back (service/active_cap.py).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from celery import Celery
 
+from service.active_cap import active_jobs
 from service.config import Config
 from service.db import read_scope, session_scope
 from service.jobs import new_job, queue_for
@@ -118,6 +119,14 @@ class LiveCapacity:
         return slots
 
 
+def room(session: so.Session, owner: str | None, config: Config, *, lock: bool = True) -> float:
+    """More jobs the owner may have active (TRAINQ_MAX_ACTIVE_JOBS_PER_OWNER); inf: no cap."""
+    cap = config.max_active_jobs_per_owner
+    if cap <= 0:
+        return math.inf
+    return max(0, cap - active_jobs(session, owner, lock=lock))
+
+
 def plan_trials(
     session: so.Session, sweep: Sweep, config: Config, capacity: Callable[[str], int]
 ) -> Plan:
@@ -129,6 +138,10 @@ def plan_trials(
     device = request.base.get("device", "auto")
     parallel = request.search.parallel or capacity(queue_for(device, config.default_queue))
     seed = trial_seed(request, sweep.seed)
+    # The owner's cap on active jobs holds trials back rather than be exceeded: fewer now, the
+    # rest on a later pass as jobs end (re-checked under the owner's lock when written).
+    # Unlocked here: the sampler may take seconds, and the owner's submissions must not wait.
+    limit = min(parallel, in_flight + room(session, sweep.owner, config, lock=False))
     plan = Plan(sweep.trials_asked, [], 0, 0, False)
     # Counters as they will be once the plan is written, for asks_left.
     future = Sweep(
@@ -136,7 +149,7 @@ def plan_trials(
         trials_asked=sweep.trials_asked,
         cancel_requested=sweep.cancel_requested,
     )
-    while in_flight < parallel and asks_left(request, future):
+    while in_flight < limit and asks_left(request, future):
         params = ask(request.search, sweep.seed, future.trials_asked, jobs)
         future.trials_asked += 1
         plan.asks += 1
@@ -188,8 +201,15 @@ def ask_trials(
             return []  # cancelled while the sampler ran: its queued trials are cancelled too
         if sweep.trials_asked != plan.asked_from:
             return unsent  # asked by another holder meanwhile: plan again from the tables
+        if len(plan.specs) > room(session, sweep.owner, config):
+            return unsent  # the owner's other jobs took the room meanwhile: plan again later
         jobs = [
-            new_job(spec, queue_for(spec["device"], config.default_queue), sweep_id=sweep_id)
+            new_job(
+                spec,
+                queue_for(spec["device"], config.default_queue),
+                sweep_id=sweep_id,
+                owner=sweep.owner,
+            )
             for spec in plan.specs
         ]
         session.add_all(jobs)

@@ -10,8 +10,10 @@ import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from celery import Celery
+from flask import Flask
 from flask.testing import FlaskClient
 
+from service.active_cap import active_jobs
 from service.broker import make_celery
 from service.config import Config, Limits
 from service.db import make_engine, make_session_factory, session_scope
@@ -22,6 +24,7 @@ from service.sweeps.controller import ask_trials, control_once, fixed_capacity
 from service.sweeps.request import validate_sweep
 from service.sweeps.search import check_space
 from service.sweeps.store import status_counts, sweep_to_dict
+from tests.support.scoped_tokens import bearer, make_scoped_app
 from tests.support.waiting import wait_until
 from worker.recording import claim_job, finish_job, record_chunks
 
@@ -262,6 +265,75 @@ def test_a_cancelled_search_sweep_asks_no_more_and_is_done_when_its_trials_end(
         sweep = session.get_one(Sweep, sweep_id)
         shown = sweep_to_dict(sweep, status_counts(session, [sweep_id])[sweep_id])
     assert (shown["job_count"], shown["done"], shown["trials"]["wanted"]) == (2, True, 6)
+
+
+@pytest.fixture
+def scoped(database_url: str, broker_url: str) -> Iterator[Flask]:
+    """The API with named tokens (alice and bob submit, ops is admin), on this test's database."""
+    app = make_scoped_app(database_url, broker_url, max_sweep_jobs=50)
+    yield app
+    app.extensions["trainq.engine"].dispose()
+
+
+def test_a_search_sweep_and_its_trials_belong_to_their_submitter(
+    scoped: Flask, factory: so.sessionmaker[so.Session], celery_app: Celery, database_url: str
+) -> None:
+    # Given alice's search sweep, its first trials asked
+    client = scoped.test_client()
+    response = client.post("/api/v1/sweeps", json=search_body("random"), headers=bearer("alice"))
+    assert response.status_code == 201, response.get_json()
+    sweep = response.get_json()
+    assert sweep["owner"] == "alice"
+    config = Config(database_url=database_url, broker_url="")
+    assert control_once(factory, celery_app, config, "c") == 2
+    # Then ?owner= finds them, bob may not cancel the sweep, and alice may
+    page = client.get("/api/v1/jobs?owner=alice", headers=bearer("bob")).get_json()
+    assert (page["total"], {job["sweep_id"] for job in page["jobs"]}) == (2, {sweep["id"]})
+    cancel = f"/api/v1/sweeps/{sweep['id']}/cancel"
+    assert client.post(cancel, headers=bearer("bob")).status_code == 403
+    assert client.post(cancel, headers=bearer("alice")).status_code == 200
+    assert {job["status"] for job in client.get(
+        "/api/v1/jobs?owner=alice", headers=bearer("alice")
+    ).get_json()["jobs"]} == {"cancelled"}  # fmt: skip
+
+
+def test_a_search_of_more_trials_than_the_sweep_cap_is_refused(scoped: Flask) -> None:
+    body = search_body("random", n=51)
+    response = scoped.test_client().post("/api/v1/sweeps", json=body, headers=bearer("alice"))
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert (error["code"], error["field"]) == ("too_many_jobs", "search.n")
+    assert "50" in error["message"]
+
+
+def test_the_controller_holds_trials_back_at_the_owners_active_cap(
+    scoped: Flask, factory: so.sessionmaker[so.Session], celery_app: Celery, database_url: str
+) -> None:
+    # Given alice with one job queued, a cap of 3 active jobs, and her search of 6, 4 at a time
+    client = scoped.test_client()
+    headers = bearer("alice")
+    assert client.post("/api/v1/jobs", json={"stage": "nn"}, headers=headers).status_code == 201
+    body = search_body("random", n=6, parallel=4)
+    sweep_id = client.post("/api/v1/sweeps", json=body, headers=headers).get_json()["id"]
+    config = Config(database_url=database_url, broker_url="", max_active_jobs_per_owner=3)
+
+    def active() -> int:
+        with factory() as session:
+            return active_jobs(session, "alice", lock=False)
+
+    # When the controller asks and trials end, in turn: 2 at first (3 less the one job), then
+    # the rest as room frees up
+    asked = [control_once(factory, celery_app, config, "c")]
+    assert (asked[0], active()) == (2, 3)
+    while sum(asked) < 6:
+        end_in_flight(factory, sweep_id)
+        asked.append(control_once(factory, celery_app, config, "c"))
+        # Then the owner is never past the cap, and the sweep gets all its trials
+        assert active() <= 3
+        assert len(asked) < 10, asked
+    assert asked == [2, 2, 2]
+    with factory() as session:
+        assert session.get_one(Sweep, sweep_id).job_count == 6
 
 
 def test_a_cancel_during_the_ask_stores_no_trial(
