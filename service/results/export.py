@@ -20,6 +20,8 @@ from service.results.histories import read_grid
 
 # Jobs whose histories are read per query while streaming a sweep.
 BATCH = 200
+# A spreadsheet reads a cell starting with one of these as a formula (or strips it, then does).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 JOB_FIELDS = (
     "id", *SPEC_COLUMNS, "status", "sweep_id", "steps_done", "stack_size", "duration_s",
 )  # fmt: skip
@@ -34,11 +36,25 @@ SUMMARY_FIELDS = (
 )
 
 
+def spreadsheet_cell(text: str) -> str:
+    """Text as a CSV cell a spreadsheet shows as text: a leading formula character gets a `'`."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as every CSV export writes it: floats exact, text never a formula, None empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return spreadsheet_cell(value)
+    return value
+
+
 def _csv_line(cells: Iterable[Any]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(
-        "" if c is None else repr(c) if isinstance(c, float) else c for c in cells
-    )
+    csv.writer(buffer, lineterminator="\n").writerow(csv_cell(c) for c in cells)
     return buffer.getvalue()
 
 

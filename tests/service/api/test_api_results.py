@@ -296,3 +296,28 @@ def test_exports_carry_each_jobs_stack_size(client: FlaskClient, session: so.Ses
     assert (
         json.loads(client.get(f"/api/v1/jobs/{ids[1]}/export").data)["jobs"][0]["stack_size"] == 2
     )
+
+
+@pytest.mark.parametrize("name", ['=HYPERLINK("http://x","y")', "+1", "-2+3", "@SUM(A1)"])
+def test_csv_exports_write_a_formula_name_as_text(
+    client: FlaskClient, session: so.Session, name: str
+) -> None:
+    sweep = add_sweep(session, ["lr"])
+    job_id = add_job(client, session, decay(1.0, 0.9, 5), sweep_id=sweep, name=name)
+    for url in (
+        f"/api/v1/sweeps/{sweep}/export?format=csv&table=jobs",
+        f"/api/v1/jobs/{job_id}/export?format=csv&table=jobs",
+    ):
+        rows = list(csv.DictReader(io.StringIO(client.get(url).get_data(as_text=True))))
+        assert [r["name"] for r in rows] == ["'" + name]
+        # Numbers stay numbers: a negative one is not text to escape.
+        assert float(rows[0]["lr"]) > 0
+
+
+def test_spreadsheet_cell_escapes_only_a_leading_formula_character() -> None:
+    from service.results.export import csv_cell, spreadsheet_cell
+
+    assert [spreadsheet_cell(t) for t in ("=1", "\tx", "\rx", "a=1", "", "adam")] == [
+        "'=1", "'\tx", "'\rx", "a=1", "", "adam",
+    ]  # fmt: skip
+    assert (csv_cell(-1.5), csv_cell(None), csv_cell(-3)) == ("-1.5", "", -3)
