@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import sqlalchemy as sa
-import sqlalchemy.orm as so
-from flask import Blueprint, Response, jsonify, request, stream_with_context
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from service.api import MAX_ID
 from service.api.apidoc import Param, documented, int_param, path_id, str_param
@@ -23,6 +22,7 @@ from service.results.export import (
     export_csv_histories,
     export_csv_jobs,
     export_json,
+    job_histories,
     sweep_jobs,
 )
 from service.results.histories import HistoryGrid, read_grid
@@ -117,7 +117,7 @@ def _curves(jobs: Sequence[Job], grid: HistoryGrid, columns: np.ndarray) -> list
 
 def _csv(lines: Iterator[str], filename: str) -> Response:
     return Response(
-        stream_with_context(lines),
+        lines,
         mimetype="text/csv",
         headers={"Content-Disposition": f"attachment; filename={filename}"},
     )
@@ -301,23 +301,21 @@ EXPORT_PARAMS = (
 )
 
 
-def _export(jobs: Sequence[Job], header: dict | None, stem: str) -> Response:
+def _export(where: sa.ColumnElement[bool], header: dict | None, stem: str) -> Response:
     fmt = choice_arg("format", ("json", "csv"), "json")
     table = choice_arg("table", ("histories", "jobs"), "histories")
+    # The body reads in sessions of its own, page by page: the request's session (and its
+    # transaction) ends when this view returns, before the first byte is sent.
+    db_session().close()
+    histories = job_histories(current_app.extensions["trainq.sessions"], where)
     if fmt == "csv":
         write = export_csv_jobs if table == "jobs" else export_csv_histories
-        return _csv(_streamed(lambda session: write(session, jobs)), f"{stem}-{table}.csv")
+        return _csv(write(histories), f"{stem}-{table}.csv")
     return Response(
-        stream_with_context(_streamed(lambda session: export_json(session, jobs, header))),
+        export_json(histories, header),
         mimetype="application/json",
         headers={"Content-Disposition": f"attachment; filename={stem}.json"},
     )
-
-
-def _streamed(write: Callable[[so.Session], Iterator[str]]) -> Iterator[str]:
-    """Chunks written with a session opened inside the stream: the view's own session is
-    closed when the view returns, before the body is sent."""
-    yield from write(db_session())
 
 
 @bp.get("/jobs/<int:job_id>/export")
@@ -330,7 +328,8 @@ def _streamed(write: Callable[[so.Session], Iterator[str]]) -> Iterator[str]:
 )
 def export_job(job_id: int) -> Response:
     """One job's download."""
-    return _export(load_jobs([job_id]), None, f"job-{job_id}")
+    load_jobs([job_id])
+    return _export(Job.id == job_id, None, f"job-{job_id}")
 
 
 @bp.get("/sweeps/<int:sweep_id>/export")
@@ -344,4 +343,4 @@ def export_job(job_id: int) -> Response:
 def export_sweep(sweep_id: int) -> Response:
     """A sweep's download."""
     sweep = row_or_404(Sweep, sweep_id)
-    return _export(sweep_jobs(db_session(), sweep_id), sweep_fields(sweep), f"sweep-{sweep_id}")
+    return _export(Job.sweep_id == sweep_id, sweep_fields(sweep), f"sweep-{sweep_id}")
