@@ -127,6 +127,7 @@ def export_csv_histories(
         yield buffer.getvalue()
 
 
-def sweep_jobs(session: so.Session, sweep_id: int) -> list[Job]:
-    """A sweep's jobs in id order."""
-    return list(session.scalars(sa.select(Job).where(Job.sweep_id == sweep_id).order_by(Job.id)))
+def sweep_rows(session: so.Session, sweep_id: int) -> list[dict[str, Any]]:
+    """A sweep's jobs as dicts in id order, read a page at a time (no ORM object kept)."""
+    query = sa.select(Job).where(Job.sweep_id == sweep_id).order_by(Job.id)
+    return [job_to_dict(job) for job in session.scalars(query.execution_options(yield_per=500))]
