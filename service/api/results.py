@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import sqlalchemy as sa
-import sqlalchemy.orm as so
-from flask import Blueprint, Response, jsonify, request, stream_with_context
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from service.api import MAX_ID
 from service.api.apidoc import Param, documented, int_param, path_id, str_param
@@ -23,9 +22,18 @@ from service.results.export import (
     export_csv_histories,
     export_csv_jobs,
     export_json,
-    sweep_jobs,
+    job_histories,
+    sweep_rows,
 )
-from service.results.histories import HistoryGrid, read_grid
+from service.results.histories import (
+    History,
+    HistoryGrid,
+    grid_on,
+    read_histories,
+    step_axis,
+    stored_spans,
+    stride,
+)
 from service.results.plots import Curve, curves_figure, render
 from service.results.sweep_plots import best_so_far_figure, sweep_figure
 from service.sweeps.best_so_far import best_so_far, ended_rows
@@ -40,6 +48,10 @@ MAX_POINTS = 10_000
 # Jobs x steps a compare may return at once; beyond it, ask for fewer points.
 MAX_CELLS = 2_000_000
 MAX_PIXELS = 3000
+# Curves a sweep's picture draws at most (an even sample by id of a larger sweep).
+MAX_CURVES = 500
+# Steps read per point drawn, for the largest-triangle choice to pick from.
+PLOT_CANDIDATES = 8
 MIME = {"png": "image/png", "svg": "image/svg+xml"}
 JOBS_PARAM = Param(
     "jobs",
@@ -115,9 +127,41 @@ def _curves(jobs: Sequence[Job], grid: HistoryGrid, columns: np.ndarray) -> list
     ]
 
 
+def read_axis(ids: Sequence[int], spans: dict, points: int, columns: int) -> np.ndarray:
+    """The steps to read the jobs at: every stored one, or an even stride of at most `columns`
+    (never fewer than `points`); a 422 naming `points` before anything is read when the
+    jobs x points asked for is over MAX_CELLS."""
+    axis = step_axis(spans)
+    shown = len(axis) if points == 0 or len(axis) <= points else points
+    if len(ids) * shown > MAX_CELLS:
+        raise ApiError(
+            422,
+            "too_many_points",
+            f"points: {len(ids)} jobs x {shown} steps is over {MAX_CELLS}; ask fewer",
+            "points",
+        )
+    return stride(axis, max(shown, columns))
+
+
+def _summarized(histories: Iterator[History], into: list[dict]) -> Iterator[History]:
+    """The histories passed on, each one's summary (over every stored step) appended to `into`."""
+    for job_id, steps, losses in histories:
+        into.append({"job_id": job_id, **summarize(steps, losses)})
+        yield job_id, steps, losses
+
+
+def plotted_grid(ids: Sequence[int], points: int) -> tuple[HistoryGrid, np.ndarray]:
+    """The grid of a picture and its shared axis: a few candidates per point, read bounded."""
+    session = db_session()
+    spans = stored_spans(session, ids)
+    axis = read_axis(ids, spans, points, PLOT_CANDIDATES * points)
+    grid = grid_on(ids, axis, read_histories(session, ids, spans))
+    return grid, shared_axis(grid, points)
+
+
 def _csv(lines: Iterator[str], filename: str) -> Response:
     return Response(
-        stream_with_context(lines),
+        lines,
         mimetype="text/csv",
         headers={"Content-Disposition": f"attachment; filename={filename}"},
     )
@@ -125,7 +169,9 @@ def _csv(lines: Iterator[str], filename: str) -> Response:
 
 @bp.get("/compare")
 @documented(
-    "Histories on one step axis, a summary per job and the largest difference of each pair",
+    "Histories on one step axis, a summary per job (over every stored step) and the largest"
+    f" difference of each pair (over every stored step while jobs x steps is at most {MAX_CELLS},"
+    " else over an even stride of them)",
     tag="results",
     params=(
         JOBS_PARAM,
@@ -133,7 +179,12 @@ def _csv(lines: Iterator[str], filename: str) -> Response:
         int_param(
             "pairs_offset", "first pair to return (pairs run a<b in request order)", minimum=0
         ),
-        int_param("pairs_limit", "pairs per response (default 2000)", minimum=0, maximum=100_000),
+        int_param(
+            "pairs_limit",
+            "pairs per response (default 2000; 0: none computed)",
+            minimum=0,
+            maximum=100_000,
+        ),
         str_param("format", "json, or csv (a table, see `table`)", ("json", "csv")),
         str_param(
             "table", "for format=csv: summary (default) or histories", ("summary", "histories")
@@ -151,20 +202,17 @@ def compare() -> Response:
     fmt = choice_arg("format", ("json", "csv"), "json")
     table = choice_arg("table", ("summary", "histories"), "summary")
     jobs = load_jobs(ids)
-    grid = read_grid(db_session(), ids)
+    session = db_session()
+    spans = stored_spans(session, ids)
+    # Pairs compare every stored step when jobs x steps fits MAX_CELLS, else an even stride.
+    axis = read_axis(ids, spans, points, MAX_CELLS // len(ids))
+    summaries: list[dict] = []
+    grid = grid_on(ids, axis, _summarized(read_histories(session, ids, spans), summaries))
     columns = shared_axis(grid, points)
-    if len(ids) * len(columns) > MAX_CELLS:
-        raise ApiError(
-            422,
-            "too_many_points",
-            f"points: {len(ids)} jobs x {len(columns)} steps is over {MAX_CELLS}; ask fewer",
-            "points",
-        )
-    summaries = [{"job_id": job_id, **summarize(*grid.row(i))} for i, job_id in enumerate(ids)]
     if fmt == "csv":
         return _csv(_compare_csv(table, summaries, grid, columns), "compare.csv")
     total = pair_count(len(ids))
-    pairs = list(pairwise_max_rel_diff(grid, pairs_offset, pairs_limit))
+    pairs = list(pairwise_max_rel_diff(grid, pairs_offset, pairs_limit)) if pairs_limit else []
     following = pairs_offset + len(pairs)
     return jsonify(
         {
@@ -214,8 +262,7 @@ def compare_plot(fmt: str) -> Response:
     points = _points(len(ids))
     size = size_arg((900, 550))
     jobs = load_jobs(ids)
-    grid = read_grid(db_session(), ids)
-    figure = curves_figure(_curves(jobs, grid, shared_axis(grid, points)), *size)
+    figure = curves_figure(_curves(jobs, *plotted_grid(ids, points)), *size)
     return Response(render(figure, fmt), mimetype=MIME[fmt])
 
 
@@ -232,15 +279,15 @@ def job_plot(job_id: int) -> Response:
     points = _points(1)
     size = size_arg((800, 500))
     jobs = load_jobs([job_id])
-    grid = read_grid(db_session(), [job_id])
-    figure = curves_figure(_curves(jobs, grid, shared_axis(grid, points)), *size)
+    figure = curves_figure(_curves(jobs, *plotted_grid([job_id], points)), *size)
     return Response(render(figure, "png"), mimetype="image/png")
 
 
 @bp.get("/sweeps/<int:sweep_id>/plot.png")
 @documented(
-    "The sweep's curves coloured by one factor (pruned ones faded, the early-stopping rungs"
-    " dotted), a panel of that factor's levels, and the optimizer x lr heatmap of mean log10"
+    f"The sweep's curves coloured by one factor (at most {MAX_CURVES}: an even sample by id of a"
+    " larger sweep; pruned ones faded, the early-stopping rungs dotted), a panel of that"
+    " factor's levels, and the optimizer x lr heatmap of mean log10"
     " final loss when the sweep varies both",
     tag="plots",
     params=(
@@ -261,10 +308,12 @@ def sweep_plot(sweep_id: int) -> Response:
     factors = factor_fields(sweep.varied or [])
     # The heatmap takes a third panel when the sweep varies both of its factors.
     size = size_arg((1500 if {"optimizer", "lr"} <= set(factors) else 1200, 550))
-    jobs = sweep_jobs(db_session(), sweep_id)
-    grid = read_grid(db_session(), [job.id for job in jobs])
-    curves = _curves(jobs, grid, shared_axis(grid, points))
-    rows = [job_to_dict(job) for job in jobs]
+    rows = sweep_rows(db_session(), sweep_id)
+    drawn = rows[:: -(-len(rows) // MAX_CURVES)] if rows else []
+    grid, columns = plotted_grid([row["id"] for row in drawn], points)
+    curves = [
+        Curve(row, grid.steps[columns], grid.losses[i, columns]) for i, row in enumerate(drawn)
+    ]
     figure = sweep_figure(
         sweep_id,
         curves,
@@ -272,7 +321,7 @@ def sweep_plot(sweep_id: int) -> Response:
         by,
         size,
         factors=factors,
-        rungs=rung_steps(sweep.request, max((job.iterations for job in jobs), default=0)),
+        rungs=rung_steps(sweep.request, max((row["iterations"] for row in rows), default=0)),
     )
     return Response(render(figure, "png"), mimetype="image/png")
 
@@ -301,23 +350,21 @@ EXPORT_PARAMS = (
 )
 
 
-def _export(jobs: Sequence[Job], header: dict | None, stem: str) -> Response:
+def _export(where: sa.ColumnElement[bool], header: dict | None, stem: str) -> Response:
     fmt = choice_arg("format", ("json", "csv"), "json")
     table = choice_arg("table", ("histories", "jobs"), "histories")
+    # The body reads in sessions of its own, page by page: the request's session (and its
+    # transaction) ends when this view returns, before the first byte is sent.
+    db_session().close()
+    histories = job_histories(current_app.extensions["trainq.sessions"], where)
     if fmt == "csv":
         write = export_csv_jobs if table == "jobs" else export_csv_histories
-        return _csv(_streamed(lambda session: write(session, jobs)), f"{stem}-{table}.csv")
+        return _csv(write(histories), f"{stem}-{table}.csv")
     return Response(
-        stream_with_context(_streamed(lambda session: export_json(session, jobs, header))),
+        export_json(histories, header),
         mimetype="application/json",
         headers={"Content-Disposition": f"attachment; filename={stem}.json"},
     )
-
-
-def _streamed(write: Callable[[so.Session], Iterator[str]]) -> Iterator[str]:
-    """Chunks written with a session opened inside the stream: the view's own session is
-    closed when the view returns, before the body is sent."""
-    yield from write(db_session())
 
 
 @bp.get("/jobs/<int:job_id>/export")
@@ -330,7 +377,8 @@ def _streamed(write: Callable[[so.Session], Iterator[str]]) -> Iterator[str]:
 )
 def export_job(job_id: int) -> Response:
     """One job's download."""
-    return _export(load_jobs([job_id]), None, f"job-{job_id}")
+    load_jobs([job_id])
+    return _export(Job.id == job_id, None, f"job-{job_id}")
 
 
 @bp.get("/sweeps/<int:sweep_id>/export")
@@ -344,4 +392,4 @@ def export_job(job_id: int) -> Response:
 def export_sweep(sweep_id: int) -> Response:
     """A sweep's download."""
     sweep = row_or_404(Sweep, sweep_id)
-    return _export(sweep_jobs(db_session(), sweep_id), sweep_fields(sweep), f"sweep-{sweep_id}")
+    return _export(Job.sweep_id == sweep_id, sweep_fields(sweep), f"sweep-{sweep_id}")

@@ -25,18 +25,22 @@ from service.db import session_scope
 from service.models import Job, JobStatus
 from service.models.base import utcnow
 from service.ops.metrics import record_reconcile_pass, redis_client
-from service.ops.queued_messages import job_ids_in_broker
+from service.ops.queued_messages import QueueView, job_ids_in_broker
 from service.sweeps.batching import split_fused
 
 log = logging.getLogger(__name__)
 
 
 def reconcile_once(
-    factory: so.sessionmaker[so.Session], app: Celery, config: Config, grace_seconds: float = 5.0
+    factory: so.sessionmaker[so.Session],
+    app: Celery,
+    config: Config,
+    grace_seconds: float = 5.0,
+    view: QueueView | None = None,
 ) -> dict[str, int]:
     """One pass; how many jobs it sent, re-sent, found lost, gave up on, and batch messages."""
     now = utcnow()
-    lost = find_lost_messages(factory, config, now)
+    lost = find_lost_messages(factory, config, now, view)
     with session_scope(factory) as session:
         unsent = session.execute(
             sa.select(Job.id, Job.queue).where(
@@ -93,11 +97,15 @@ def reconcile_once(
 
 
 def find_lost_messages(
-    factory: so.sessionmaker[so.Session], config: Config, now: datetime
+    factory: so.sessionmaker[so.Session],
+    config: Config,
+    now: datetime,
+    view: QueueView | None = None,
 ) -> list[tuple[int, str]]:
     """Queued jobs sent long ago whose message is in no queue and unacknowledged by no worker.
 
     Redis restarted without its append-only file, or was flushed: the rows are the truth.
+    With a view kept between passes, only the messages queued since the last one are read.
     """
     with session_scope(factory) as session:
         stale = session.execute(
@@ -108,18 +116,22 @@ def find_lost_messages(
         ).all()
     if not stale:
         return []
-    present = job_ids_in_broker(config.broker_url, config.lost_message_seconds)
+    if view is None:
+        present = job_ids_in_broker(config.broker_url, config.lost_message_seconds)
+    else:
+        present = view.job_ids(config.lost_message_seconds)
     return [(row.id, row.queue) for row in stale if row.id not in present]
 
 
 def reconcile_forever(factory: so.sessionmaker[so.Session], app: Celery, config: Config) -> None:
     """Reconcile every `reconcile_seconds`, surviving a broker or database outage."""
     metrics = redis_client(config.broker_url)
+    view = QueueView(config.broker_url)
     while True:
         started = time.monotonic()
         counts: dict[str, int] | None = None
         try:
-            counts = reconcile_once(factory, app, config)
+            counts = reconcile_once(factory, app, config, view=view)
         except Exception as error:  # keep going: the next pass retries
             log.warning("reconcile pass failed: %s", error)
         record_reconcile_pass(metrics, counts, time.monotonic() - started)

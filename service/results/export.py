@@ -5,21 +5,24 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
+from service.db import session_scope
 from service.jobs import SPEC_COLUMNS, job_to_dict
 from service.loss_store import finite_or_none
 from service.models import Job
 from service.results.compare import summarize
-from service.results.histories import read_grid
+from service.results.histories import read_group, read_groups, stored_spans
 
-# Jobs whose histories are read per query while streaming a sweep.
+# Jobs read per page while streaming a sweep.
 BATCH = 200
+# A spreadsheet reads a cell starting with one of these as a formula (or strips it, then does).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 JOB_FIELDS = (
     "id", *SPEC_COLUMNS, "status", "sweep_id", "steps_done", "stack_size", "duration_s",
 )  # fmt: skip
@@ -34,35 +37,63 @@ SUMMARY_FIELDS = (
 )
 
 
+def spreadsheet_cell(text: str) -> str:
+    """Text as a CSV cell a spreadsheet shows as text: a leading formula character gets a `'`."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as every CSV export writes it: floats exact, text never a formula, None empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return spreadsheet_cell(value)
+    return value
+
+
 def _csv_line(cells: Iterable[Any]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(
-        "" if c is None else repr(c) if isinstance(c, float) else c for c in cells
-    )
+    csv.writer(buffer, lineterminator="\n").writerow(csv_cell(c) for c in cells)
     return buffer.getvalue()
 
 
-def _batches(
-    session: so.Session, jobs: Sequence[Job]
+def job_histories(
+    factory: so.sessionmaker[so.Session], where: sa.ColumnElement[bool]
 ) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
-    """(job dict, steps, losses) for each job, histories read BATCH jobs per query."""
-    for start in range(0, len(jobs), BATCH):
-        batch = jobs[start : start + BATCH]
-        grid = read_grid(session, [job.id for job in batch])
-        for index, job in enumerate(batch):
-            steps, losses = grid.row(index)
-            yield job_to_dict(job), steps, losses
+    """(job dict, steps, losses) of every job matching `where`, in id order.
+
+    Read page by page (id after the last one, BATCH jobs), every page and every history read
+    in its own short transaction: none stays open while the client downloads.
+    """
+    last = 0
+    while True:
+        with session_scope(factory) as session:
+            page = session.scalars(
+                sa.select(Job).where(where, Job.id > last).order_by(Job.id).limit(BATCH)
+            ).all()
+            jobs = {job.id: job_to_dict(job) for job in page}
+            spans = stored_spans(session, list(jobs))
+        if not jobs:
+            return
+        for group in read_groups(list(jobs), spans):
+            with session_scope(factory) as session:
+                histories = read_group(session, group)
+            for job_id, steps, losses in histories:
+                yield jobs[job_id], steps, losses
+        last = max(jobs)
 
 
 def export_json(
-    session: so.Session, jobs: Sequence[Job], header: dict[str, Any] | None = None
+    histories: Iterable[tuple[dict, np.ndarray, np.ndarray]], header: dict[str, Any] | None = None
 ) -> Iterator[str]:
     """{"sweep": ..., "jobs": [job fields + summary + history]}, one job per chunk."""
     yield "{"
     if header is not None:
         yield f'"sweep": {json.dumps(header)}, '
     yield '"jobs": ['
-    for n, (job, steps, losses) in enumerate(_batches(session, jobs)):
+    for n, (job, steps, losses) in enumerate(histories):
         job["summary"] = summarize(steps, losses)
         job["history"] = {
             "steps": steps.tolist(),
@@ -72,18 +103,20 @@ def export_json(
     yield "]}\n"
 
 
-def export_csv_jobs(session: so.Session, jobs: Sequence[Job]) -> Iterator[str]:
+def export_csv_jobs(histories: Iterable[tuple[dict, np.ndarray, np.ndarray]]) -> Iterator[str]:
     """One row per job: its fields and its summary."""
     yield _csv_line([*JOB_FIELDS, *SUMMARY_FIELDS])
-    for job, steps, losses in _batches(session, jobs):
+    for job, steps, losses in histories:
         summary = summarize(steps, losses)
         yield _csv_line([job.get(f) for f in JOB_FIELDS] + [summary[f] for f in SUMMARY_FIELDS])
 
 
-def export_csv_histories(session: so.Session, jobs: Sequence[Job]) -> Iterator[str]:
+def export_csv_histories(
+    histories: Iterable[tuple[dict, np.ndarray, np.ndarray]],
+) -> Iterator[str]:
     """Long format: job_id, step, loss (empty loss: not a finite number)."""
     yield "job_id,step,loss\n"
-    for job, steps, losses in _batches(session, jobs):
+    for job, steps, losses in histories:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         job_id = job["id"]
@@ -94,6 +127,7 @@ def export_csv_histories(session: so.Session, jobs: Sequence[Job]) -> Iterator[s
         yield buffer.getvalue()
 
 
-def sweep_jobs(session: so.Session, sweep_id: int) -> list[Job]:
-    """A sweep's jobs in id order."""
-    return list(session.scalars(sa.select(Job).where(Job.sweep_id == sweep_id).order_by(Job.id)))
+def sweep_rows(session: so.Session, sweep_id: int) -> list[dict[str, Any]]:
+    """A sweep's jobs as dicts in id order, read a page at a time (no ORM object kept)."""
+    query = sa.select(Job).where(Job.sweep_id == sweep_id).order_by(Job.id)
+    return [job_to_dict(job) for job in session.scalars(query.execution_options(yield_per=500))]

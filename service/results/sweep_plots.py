@@ -131,7 +131,8 @@ def sweep_figure(
     pruned, handles = _faded_curves(curves_axes, curves, by, rungs)
     decorate_axes(curves_axes)
     faded = f", {pruned} pruned (faded)" if pruned else ""
-    curves_axes.set_title(f"sweep #{sweep_id}: {len(curves)} jobs by {by}{faded}")
+    drawn = f", {len(curves)} drawn" if len(curves) < len(jobs) else ""
+    curves_axes.set_title(f"sweep #{sweep_id}: {len(jobs)} jobs by {by}{faded}{drawn}")
     if handles:
         curves_axes.legend(handles=handles, fontsize="small", loc="best")
     stats = level_statistics(jobs, by)

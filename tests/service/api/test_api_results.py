@@ -296,3 +296,76 @@ def test_exports_carry_each_jobs_stack_size(client: FlaskClient, session: so.Ses
     assert (
         json.loads(client.get(f"/api/v1/jobs/{ids[1]}/export").data)["jobs"][0]["stack_size"] == 2
     )
+
+
+@pytest.mark.parametrize("name", ['=HYPERLINK("http://x","y")', "+1", "-2+3", "@SUM(A1)"])
+def test_csv_exports_write_a_formula_name_as_text(
+    client: FlaskClient, session: so.Session, name: str
+) -> None:
+    sweep = add_sweep(session, ["lr"])
+    job_id = add_job(client, session, decay(1.0, 0.9, 5), sweep_id=sweep, name=name)
+    for url in (
+        f"/api/v1/sweeps/{sweep}/export?format=csv&table=jobs",
+        f"/api/v1/jobs/{job_id}/export?format=csv&table=jobs",
+    ):
+        rows = list(csv.DictReader(io.StringIO(client.get(url).get_data(as_text=True))))
+        assert [r["name"] for r in rows] == ["'" + name]
+        # Numbers stay numbers: a negative one is not text to escape.
+        assert float(rows[0]["lr"]) > 0
+
+
+def test_spreadsheet_cell_escapes_only_a_leading_formula_character() -> None:
+    from service.results.export import csv_cell, spreadsheet_cell
+
+    assert [spreadsheet_cell(t) for t in ("=1", "\tx", "\rx", "a=1", "", "adam")] == [
+        "'=1", "'\tx", "'\rx", "a=1", "", "adam",
+    ]  # fmt: skip
+    assert (csv_cell(-1.5), csv_cell(None), csv_cell(-3)) == ("-1.5", "", -3)
+
+
+def test_a_compare_past_the_cell_cap_reads_a_stride_yet_summarizes_every_step(
+    client: FlaskClient, session: so.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.api import results
+
+    monkeypatch.setattr(results, "MAX_CELLS", 300)
+    ids = [add_job(client, session, decay(100.0, 0.97, 300, 0.2)) for _ in range(2)]
+    ids.append(add_job(client, session, decay(50.0, 0.99, 200)))
+    jobs = ",".join(map(str, ids))
+    # Every step of 3 x 300 is over the cap: refused, naming points, before any history is read
+    every = client.get(f"/api/v1/compare?jobs={jobs}&points=0")
+    assert every.status_code == 422
+    assert every.get_json()["error"]["field"] == "points"
+    body = client.get(f"/api/v1/compare?jobs={jobs}&points=20&pairs_limit=0").get_json()
+    assert body["points"] == 20
+    assert (body["steps"][0], body["steps"][-1]) == (0, 299)
+    assert (body["pairs"], body["pairs_total"]) == ([], 3)
+    # The summaries still come from every stored step, not the stride the grid was read at.
+    for summary, job_id in zip(body["summaries"], ids, strict=True):
+        want = expected_summary(*stored_history(session, job_id))
+        assert summary["min_step"] == want["min_step"]
+        assert summary["auc_log10"] == pytest.approx(want["auc_log10"])
+    # The pairs of a strided grid compare the steps read: two equal curves never differ.
+    pairs = client.get(f"/api/v1/compare?jobs={jobs}&points=20").get_json()["pairs"]
+    assert pairs[0]["max_rel_diff"] == 0.0
+    assert 0 < pairs[0]["common_steps"] <= 100
+
+
+def test_a_sweep_plot_draws_a_sample_of_a_large_sweep(
+    client: FlaskClient, session: so.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.api import results
+
+    monkeypatch.setattr(results, "MAX_CURVES", 3)
+    sweep = add_sweep(session, ["lr"])
+    for k in range(7):
+        add_job(client, session, decay(10.0, 0.9, 50), sweep_id=sweep, lr=10.0**-k)
+    response = client.get(f"/api/v1/sweeps/{sweep}/plot.png")
+    assert response.status_code == 200
+    assert decoded_png(response.data).var() > 100
+    wide = client.get(f"/api/v1/sweeps/{sweep}/plot.png?points={results.MAX_POINTS}")
+    assert wide.status_code == 200
+    monkeypatch.setattr(results, "MAX_CELLS", 100)
+    refused = client.get(f"/api/v1/sweeps/{sweep}/plot.png?points=40")
+    assert refused.status_code == 422
+    assert refused.get_json()["error"]["field"] == "points"
