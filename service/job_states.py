@@ -16,6 +16,7 @@ from typing import TypeGuard
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
+from service.db import locked, locking
 from service.models import Checkpoint, Job, JobStatus
 from service.models.base import UTCDateTime, utcnow
 
@@ -48,7 +49,7 @@ def claim(
     a job asked to stop ends cancelled, one out of attempts ends failed. `stack_size` is how
     many jobs the attempt trains with: 1 alone, K in a fused stack of K.
     """
-    job = session.get(Job, job_id, with_for_update=True)
+    job = locked(session, Job, job_id)
     if job is None:
         return None, "missing"
     now = utcnow()
@@ -77,15 +78,7 @@ def claim(
 def held(session: so.Session, attempts: Sequence[Attempt]) -> dict[int, Job]:
     """Lock the attempts' job rows; those each attempt still owns and that have not ended."""
     ids = [attempt.job_id for attempt in attempts]
-    jobs = {
-        job.id: job
-        for job in session.scalars(
-            sa.select(Job)
-            .where(Job.id.in_(ids))
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    }
+    jobs = {job.id: job for job in session.scalars(locking(sa.select(Job).where(Job.id.in_(ids))))}
     return {
         attempt.job_id: jobs[attempt.job_id]
         for attempt in attempts
@@ -123,7 +116,7 @@ def hand_back(session: so.Session, attempt: Attempt) -> Job | None:
 
 def fail(session: so.Session, job_id: int, error: str) -> bool:
     """End a job that has not ended as failed, whichever attempt runs it (one was killed)."""
-    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    job = locked(session, Job, job_id)
     if job is None or job.is_terminal:
         return False
     _end(session, job, JobStatus.FAILED, utcnow(), error)

@@ -21,7 +21,7 @@ from celery import Celery
 from service import job_states
 from service.broker import enqueue_batches, enqueue_jobs
 from service.config import Config
-from service.db import session_scope
+from service.db import locking, session_scope
 from service.models import Job, JobStatus
 from service.models.base import utcnow
 from service.ops.metrics import record_reconcile_pass, redis_client
@@ -47,18 +47,19 @@ def reconcile_once(
         ).all()
         lost_before = now - timedelta(seconds=config.lost_message_seconds)
         expired = session.scalars(
-            sa.select(Job)
-            .where(
-                Job.status == JobStatus.RUNNING,
-                Job.lease_expires_at < now,
-                # Once re-sent, wait for that message (or its loss) before sending another.
-                sa.or_(
-                    Job.enqueued_at.is_(None),
-                    Job.enqueued_at < Job.lease_expires_at,
-                    Job.enqueued_at < lost_before,
+            locking(
+                sa.select(Job).where(
+                    Job.status == JobStatus.RUNNING,
+                    Job.lease_expires_at < now,
+                    # Once re-sent, wait for that message (or its loss) before sending another.
+                    sa.or_(
+                        Job.enqueued_at.is_(None),
+                        Job.enqueued_at < Job.lease_expires_at,
+                        Job.enqueued_at < lost_before,
+                    ),
                 ),
+                skip_locked=True,
             )
-            .with_for_update(skip_locked=True)
         ).all()
         given_up = 0
         resend: list[tuple[int, str]] = [(row.id, row.queue) for row in unsent] + lost
