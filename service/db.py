@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -94,3 +95,20 @@ def locking(query: Query, *, skip_locked: bool = False) -> Query:
 def locked(session: so.Session, model: type[Row], ident: object) -> Row | None:
     """The row of `model` with this primary key, locked and read afresh (see `locking`)."""
     return session.get(model, ident, with_for_update=True, populate_existing=True)
+
+
+def database_now(session: so.Session) -> datetime:
+    """The database server's current time, timezone-aware UTC.
+
+    Leases are stamped and compared on this one clock: hosts' clocks differ, and a worker whose
+    clock lags by more than a lease would have its live jobs taken for lost (SQLite's clock is
+    its one host's).
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        # CURRENT_TIMESTAMP has whole seconds; this is SQLite's finest (milliseconds).
+        text = session.scalar(sa.select(sa.func.strftime("%Y-%m-%d %H:%M:%f", "now")))
+        return datetime.fromisoformat(str(text)).replace(tzinfo=UTC)
+    # The time now, not the transaction's start (now()): a lock wait must not shorten a lease.
+    stamp = session.scalar(sa.select(sa.func.clock_timestamp()))
+    assert isinstance(stamp, datetime)
+    return stamp.astimezone(UTC)

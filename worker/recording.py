@@ -216,7 +216,7 @@ def record_chunks(
         if claim.job_id in jobs
     ]
     store_chunks(session, [(claim.job_id, first, losses) for claim, first, losses, _ in owned])
-    job_states.renew([job for *_, job in owned], lease_seconds)
+    job_states.renew(session, [job for *_, job in owned], lease_seconds)
     for claim, first_step, losses, job in owned:
         claim.take(first_step, losses)
         claim.write_summary(job)

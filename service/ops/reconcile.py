@@ -21,9 +21,8 @@ from celery import Celery
 from service import job_states
 from service.broker import enqueue_batches, enqueue_jobs
 from service.config import Config
-from service.db import locking, session_scope
+from service.db import database_now, locking, session_scope
 from service.models import Job, JobStatus
-from service.models.base import utcnow
 from service.ops.metrics import record_reconcile_pass, redis_client
 from service.ops.queued_messages import job_ids_in_broker
 from service.sweeps.batching import split_fused
@@ -35,7 +34,9 @@ def reconcile_once(
     factory: so.sessionmaker[so.Session], app: Celery, config: Config, grace_seconds: float = 5.0
 ) -> dict[str, int]:
     """One pass; how many jobs it sent, re-sent, found lost, gave up on, and batch messages."""
-    now = utcnow()
+    # The database's clock, the one every worker's lease was stamped on.
+    with factory() as session:
+        now = database_now(session)
     lost = find_lost_messages(factory, config, now)
     with session_scope(factory) as session:
         unsent = session.execute(
@@ -79,7 +80,7 @@ def reconcile_once(
             session.execute(
                 sa.update(Job)
                 .where(Job.id.in_([job_id for job_id, _ in resend]))
-                .values(enqueued_at=utcnow())
+                .values(enqueued_at=database_now(session))
             )
     counts = {
         "sent": len(unsent),
