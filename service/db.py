@@ -5,8 +5,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -37,6 +38,8 @@ def _tune_sqlite(engine: sa.Engine) -> None:
 
 
 BEGIN_OPTION = "trainq_begin"
+Row = TypeVar("Row")
+Query = TypeVar("Query", bound=sa.Select[Any])
 
 
 def make_engine(url: str, *, idle_transaction_seconds: float = 0, **kwargs: Any) -> sa.Engine:
@@ -89,3 +92,35 @@ def read_scope(factory: so.sessionmaker[so.Session]) -> Iterator[so.Session]:
 def row_count(session: so.Session, query: sa.Select) -> int:
     """How many rows the query returns, counted by the database."""
     return session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+
+
+def locking(query: Query, *, skip_locked: bool = False) -> Query:
+    """The query's rows locked for this transaction and read afresh.
+
+    The one rule of every locked read: a row the session already holds keeps its stale
+    attributes unless the locked read overwrites them (populate_existing), so a job claimed or
+    cancelled by another transaction since would still look as it did (PostgreSQL).
+    """
+    return query.with_for_update(skip_locked=skip_locked).execution_options(populate_existing=True)
+
+
+def locked(session: so.Session, model: type[Row], ident: object) -> Row | None:
+    """The row of `model` with this primary key, locked and read afresh (see `locking`)."""
+    return session.get(model, ident, with_for_update=True, populate_existing=True)
+
+
+def database_now(session: so.Session) -> datetime:
+    """The database server's current time, timezone-aware UTC.
+
+    Leases are stamped and compared on this one clock: hosts' clocks differ, and a worker whose
+    clock lags by more than a lease would have its live jobs taken for lost (SQLite's clock is
+    its one host's).
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        # CURRENT_TIMESTAMP has whole seconds; this is SQLite's finest (milliseconds).
+        text = session.scalar(sa.select(sa.func.strftime("%Y-%m-%d %H:%M:%f", "now")))
+        return datetime.fromisoformat(str(text)).replace(tzinfo=UTC)
+    # The time now, not the transaction's start (now()): a lock wait must not shorten a lease.
+    stamp = session.scalar(sa.select(sa.func.clock_timestamp()))
+    assert isinstance(stamp, datetime)
+    return stamp.astimezone(UTC)

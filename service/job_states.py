@@ -3,7 +3,8 @@
 queued -> running (claim) -> one of succeeded, diverged, failed, cancelled, pruned (finish,
 fail, cancel, give up, prune). A running job belongs to one attempt: the row names its worker
 and attempt number, and an attempt that no longer matches them (its lease ran out and another
-attempt claimed the job) writes nothing, neither a loss nor a terminal state.
+attempt claimed the job) writes nothing, neither a loss nor a terminal state. Every time
+written here is the database's (`db.database_now`): hosts compare each other's leases.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import TypeGuard
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
+from service.db import database_now, locked, locking
 from service.models import Checkpoint, Job, JobStatus
-from service.models.base import UTCDateTime, utcnow
+from service.models.base import UTCDateTime
 
 
 @dataclass
@@ -48,10 +50,10 @@ def claim(
     a job asked to stop ends cancelled, one out of attempts ends failed. `stack_size` is how
     many jobs the attempt trains with: 1 alone, K in a fused stack of K.
     """
-    job = session.get(Job, job_id, with_for_update=True)
+    job = locked(session, Job, job_id)
     if job is None:
         return None, "missing"
-    now = utcnow()
+    now = database_now(session)
     if job.is_terminal:
         return None, job.status
     if job.cancel_requested:
@@ -77,15 +79,7 @@ def claim(
 def held(session: so.Session, attempts: Sequence[Attempt]) -> dict[int, Job]:
     """Lock the attempts' job rows; those each attempt still owns and that have not ended."""
     ids = [attempt.job_id for attempt in attempts]
-    jobs = {
-        job.id: job
-        for job in session.scalars(
-            sa.select(Job)
-            .where(Job.id.in_(ids))
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    }
+    jobs = {job.id: job for job in session.scalars(locking(sa.select(Job).where(Job.id.in_(ids))))}
     return {
         attempt.job_id: jobs[attempt.job_id]
         for attempt in attempts
@@ -93,9 +87,11 @@ def held(session: so.Session, attempts: Sequence[Attempt]) -> dict[int, Job]:
     }
 
 
-def renew(jobs: Sequence[Job], lease_seconds: float) -> None:
+def renew(session: so.Session, jobs: Sequence[Job], lease_seconds: float) -> None:
     """Extend the leases of jobs their attempts hold (see `held`)."""
-    lease = utcnow() + timedelta(seconds=lease_seconds)
+    if not jobs:
+        return
+    lease = database_now(session) + timedelta(seconds=lease_seconds)
     for job in jobs:
         job.lease_expires_at = lease
 
@@ -107,7 +103,7 @@ def finish(
     job = held(session, [attempt]).get(attempt.job_id)
     if job is None:
         return None
-    _end(session, job, status, utcnow(), error)
+    _end(session, job, status, database_now(session), error)
     return job
 
 
@@ -123,10 +119,10 @@ def hand_back(session: so.Session, attempt: Attempt) -> Job | None:
 
 def fail(session: so.Session, job_id: int, error: str) -> bool:
     """End a job that has not ended as failed, whichever attempt runs it (one was killed)."""
-    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    job = locked(session, Job, job_id)
     if job is None or job.is_terminal:
         return False
-    _end(session, job, JobStatus.FAILED, utcnow(), error)
+    _end(session, job, JobStatus.FAILED, database_now(session), error)
     return True
 
 
@@ -140,7 +136,7 @@ def cancel(session: so.Session, job: Job) -> None:
     """Cancel a job that has not ended: a queued one at once, a running one at its next flush."""
     job.cancel_requested = True
     if job.status == JobStatus.QUEUED:
-        _end(session, job, JobStatus.CANCELLED, utcnow())
+        _end(session, job, JobStatus.CANCELLED, database_now(session))
 
 
 def cancel_sweep(session: so.Session, sweep_id: int) -> None:
@@ -153,7 +149,7 @@ def cancel_sweep(session: so.Session, sweep_id: int) -> None:
             cancel_requested=True,
             status=sa.case((queued, JobStatus.CANCELLED.value), else_=Job.status),
             finished_at=sa.case(
-                (queued, sa.literal(utcnow(), UTCDateTime())), else_=Job.finished_at
+                (queued, sa.literal(database_now(session), UTCDateTime())), else_=Job.finished_at
             ),
         )
         .execution_options(synchronize_session=False)
@@ -165,7 +161,7 @@ def prune(session: so.Session, job: Job, rung: int, loss: float) -> None:
 
     The caller holds the row (see `held`); the history and steps_done stay as they are.
     """
-    _end(session, job, JobStatus.PRUNED, utcnow())
+    _end(session, job, JobStatus.PRUNED, database_now(session))
     job.pruned_at, job.pruned_loss = rung, loss
 
 

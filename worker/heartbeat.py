@@ -81,7 +81,7 @@ class Heartbeat:
         started = self._clock()
         with session_scope(self._factory) as session:
             jobs = job_states.held(session, attempts)
-            job_states.renew(list(jobs.values()), self._lease)
+            job_states.renew(session, list(jobs.values()), self._lease)
         with self._lock:
             for attempt in attempts:
                 if attempt.job_id not in self._held:

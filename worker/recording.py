@@ -130,9 +130,10 @@ def refill_claims(
     worker: str,
     lease_seconds: float,
     max_attempts: int,
+    training: int = 0,
 ) -> list[tuple[Claim, dict[str, Any]]]:
-    """Take up to `free` queued jobs of the sweep that fuse with `key`, to train from step 0;
-    each claim with its job's fields.
+    """Take up to `free` queued jobs of the sweep that fuse with `key`, to train from step 0
+    beside the `training` jobs left in the stack; each claim with its job's fields.
 
     Only fresh jobs join a live stack: one with a checkpoint resumes its own way, and one
     already retried twice trains alone (see runner.plan_stacks). Their messages, when they
@@ -161,6 +162,9 @@ def refill_claims(
         claim, _ = claim_job(session, job.id, worker, lease_seconds, max_attempts)
         if claim is not None:
             claims.append((claim, job_spec(job)))
+    # Each joins a stack of the jobs still training and those joining with it.
+    for claim, _ in claims:
+        session.get_one(Job, claim.job_id).stack_size = training + len(claims)
     return claims
 
 
@@ -212,7 +216,7 @@ def record_chunks(
         if claim.job_id in jobs
     ]
     store_chunks(session, [(claim.job_id, first, losses) for claim, first, losses, _ in owned])
-    job_states.renew([job for *_, job in owned], lease_seconds)
+    job_states.renew(session, [job for *_, job in owned], lease_seconds)
     for claim, first_step, losses, job in owned:
         claim.take(first_step, losses)
         claim.write_summary(job)

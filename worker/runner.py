@@ -484,6 +484,7 @@ class Refiller:
             self.run.worker,
             config.lease_seconds,
             config.max_attempts,
+            len(running),
         )
         if not taken:
             return []

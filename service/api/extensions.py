@@ -10,7 +10,7 @@ from flask import Flask, current_app, g, request
 
 from service.broker import make_celery
 from service.config import Config
-from service.db import make_engine, make_session_factory
+from service.db import locked, make_engine, make_session_factory
 from service.models.base import Base
 from service.tokens import ApiToken, identify, parse_tokens
 
@@ -40,7 +40,8 @@ def not_found(kind: str, ident: object, field: str | None = None, **extra: objec
 
 def row_or_404(model: type[Row], ident: int, *, for_update: bool = False) -> Row:
     """The request's row of model with this id, or a 404 naming it ("no job 7")."""
-    row = db_session().get(model, ident, with_for_update=for_update)
+    session = db_session()
+    row = locked(session, model, ident) if for_update else session.get(model, ident)
     if row is None:
         raise not_found(model.__name__.lower(), ident)
     return row

@@ -34,7 +34,7 @@ from service.api.params import (
     page_fields,
 )
 from service.api.schemas import JobOut, JobPage, LossHistory
-from service.db import row_count
+from service.db import locked, row_count
 from service.job_list import SORT_CHOICES, Cursor, CursorError, keyset_page, offset_page
 from service.jobs import (
     downsample,
@@ -243,7 +243,7 @@ def job_losses(job_id: int) -> Response:
 def cancel_job(job_id: int) -> Response | tuple[Response, int]:
     """Cancel a queued job at once, or ask a running one to stop at its next flush."""
     session = db_session()
-    job = session.get(Job, job_id, with_for_update=True)
+    job = locked(session, Job, job_id)
     if job is None:
         raise not_found("job", job_id)
     require_owner("job", job_id, job.owner)

@@ -21,9 +21,8 @@ from celery import Celery
 from service import job_states
 from service.broker import enqueue_batches, enqueue_jobs
 from service.config import Config
-from service.db import session_scope
+from service.db import database_now, locking, session_scope
 from service.models import Job, JobStatus
-from service.models.base import utcnow
 from service.ops.metrics import record_reconcile_pass, redis_client
 from service.ops.queued_messages import QueueView, job_ids_in_broker
 from service.sweeps.batching import split_fused
@@ -39,7 +38,9 @@ def reconcile_once(
     view: QueueView | None = None,
 ) -> dict[str, int]:
     """One pass; how many jobs it sent, re-sent, found lost, gave up on, and batch messages."""
-    now = utcnow()
+    # The database's clock, the one every worker's lease was stamped on.
+    with factory() as session:
+        now = database_now(session)
     lost = find_lost_messages(factory, config, now, view)
     with session_scope(factory) as session:
         unsent = session.execute(
@@ -51,18 +52,19 @@ def reconcile_once(
         ).all()
         lost_before = now - timedelta(seconds=config.lost_message_seconds)
         expired = session.scalars(
-            sa.select(Job)
-            .where(
-                Job.status == JobStatus.RUNNING,
-                Job.lease_expires_at < now,
-                # Once re-sent, wait for that message (or its loss) before sending another.
-                sa.or_(
-                    Job.enqueued_at.is_(None),
-                    Job.enqueued_at < Job.lease_expires_at,
-                    Job.enqueued_at < lost_before,
+            locking(
+                sa.select(Job).where(
+                    Job.status == JobStatus.RUNNING,
+                    Job.lease_expires_at < now,
+                    # Once re-sent, wait for that message (or its loss) before sending another.
+                    sa.or_(
+                        Job.enqueued_at.is_(None),
+                        Job.enqueued_at < Job.lease_expires_at,
+                        Job.enqueued_at < lost_before,
+                    ),
                 ),
+                skip_locked=True,
             )
-            .with_for_update(skip_locked=True)
         ).all()
         given_up = 0
         resend: list[tuple[int, str]] = [(row.id, row.queue) for row in unsent] + lost
@@ -82,7 +84,7 @@ def reconcile_once(
             session.execute(
                 sa.update(Job)
                 .where(Job.id.in_([job_id for job_id, _ in resend]))
-                .values(enqueued_at=utcnow())
+                .values(enqueued_at=database_now(session))
             )
     counts = {
         "sent": len(unsent),

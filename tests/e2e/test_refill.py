@@ -71,6 +71,10 @@ def test_pruned_rows_take_the_sweeps_queued_jobs_each_with_its_own_history(
     assert jobs[0].attempts == 1
     refilled = [job for job in later if job.started_at < jobs[0].finished_at]
     assert refilled, [(job.id, job.started_at, job.finished_at) for job in jobs]
+    # each refilled row records the stack it joined (the first job still trained in it)
+    assert all(1 < job.stack_size <= STACK for job in refilled), [
+        (job.id, job.stack_size) for job in refilled
+    ]
     assert {job.worker for job in jobs} == {jobs[0].worker}
     # and every job, refilled or not, stored the history it has in a stack of its own
     for job, spec in zip(jobs, specs, strict=True):

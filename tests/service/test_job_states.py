@@ -250,3 +250,57 @@ def test_only_job_states_writes_a_jobs_status() -> None:
     writers.pop("service/cli/client.py", None)
     assert writers == {"service/job_states.py": writers.get("service/job_states.py")}
     assert writers["service/job_states.py"]
+
+
+def queued_rows_as_refill_reads_them(session: so.Session, job_id: int) -> Job:
+    """Load the job unlocked into the session, as a refill reads its candidates."""
+    job = session.scalars(sa.select(Job).where(Job.status == JobStatus.QUEUED)).one()
+    assert job.id == job_id
+    return job
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_claim_from_a_stale_read_sees_another_workers_claim(
+    factory: so.sessionmaker[so.Session],
+) -> None:
+    # Given a session that read the job while it was queued (a refill's candidates)
+    job_id = add_job(factory)
+    with factory() as stale, stale.begin():
+        cached = queued_rows_as_refill_reads_them(stale, job_id)
+        # When another pool process of the same node claims it and commits meanwhile
+        other, _ = claim(factory, job_id, worker="node")
+        assert other == Attempt(job_id, 1, "node")
+        # Then the stale session's claim locks the row, sees that lease and refuses
+        job, state = job_states.claim(stale, job_id, "node", 60.0, max_attempts=3)
+        assert (job, state) == (None, "held")
+        assert cached.attempts == 1
+    assert read(factory, job_id).attempts == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_claim_from_a_stale_read_leaves_a_cancelled_job_cancelled(
+    factory: so.sessionmaker[so.Session],
+) -> None:
+    job_id = add_job(factory)
+    with factory() as stale, stale.begin():
+        # Held, as the refill holds its candidates: the session's copy stays in its identity map.
+        cached = queued_rows_as_refill_reads_them(stale, job_id)
+        with session_scope(factory) as session:
+            job = session.get_one(Job, job_id)
+            job_states.cancel(session, job)
+        job, state = job_states.claim(stale, job_id, "w", 60.0, max_attempts=3)
+        assert (job, state) == (None, JobStatus.CANCELLED)
+        assert cached.status == JobStatus.CANCELLED
+    assert read(factory, job_id).status == JobStatus.CANCELLED
+    assert read(factory, job_id).attempts == 0
+
+
+def test_every_locked_read_goes_through_the_one_helper() -> None:
+    # A locked read without populate_existing returns the session's stale copy of the row.
+    callers = sorted(
+        str(path.relative_to(ROOT))
+        for package in ("service", "worker")
+        for path in (ROOT / package).rglob("*.py")
+        if "with_for_update" in path.read_text()
+    )
+    assert callers == ["service/db.py"]

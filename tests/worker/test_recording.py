@@ -11,9 +11,17 @@ import sqlalchemy.orm as so
 from service.db import make_engine, make_session_factory, session_scope
 from service.jobs import new_job
 from service.jobspec import validate_job
-from service.models import Checkpoint, Job, JobStatus
+from service.models import Checkpoint, Job, JobStatus, Sweep
+from service.sweeps.batching import batch_key, fields_of
 from tests.support.loss_chunks import stored_steps
-from worker.recording import claim_job, claim_stack, finish_job, record_chunk, save_checkpoints
+from worker.recording import (
+    claim_job,
+    claim_stack,
+    finish_job,
+    record_chunk,
+    refill_claims,
+    save_checkpoints,
+)
 
 
 @pytest.fixture
@@ -118,3 +126,28 @@ def test_a_claimed_job_records_the_size_of_the_stack_it_trains_in(
     with factory() as session:
         sizes = {job.id: job.stack_size for job in session.scalars(sa.select(Job))}
     assert sizes == {alone: 1, held: 1, **dict.fromkeys(stack, 3)}
+
+
+def test_jobs_that_refill_a_stack_record_the_size_of_the_stack_they_join(
+    factory: so.sessionmaker[so.Session],
+) -> None:
+    # Given a sweep of five queued jobs
+    with session_scope(factory) as session:
+        sweep = Sweep(name="s", request={}, job_count=5, seed=1)
+        session.add(sweep)
+        session.flush()
+        jobs = [new_job(validate_job({"stage": "nn", "iterations": 10}), "cpu") for _ in range(5)]
+        for job in jobs:
+            job.sweep_id = sweep.id
+        session.add_all(jobs)
+        session.flush()
+        sweep_id, key = sweep.id, batch_key(fields_of(jobs[0]), "cpu")
+    # When a stack where three jobs still train refills its two free rows
+    with session_scope(factory) as session:
+        taken = refill_claims(session, sweep_id, key, 2, "w", 60, 3, training=3)
+    # Then each joining job records the stack of five it trains in, not one alone
+    joined = [claim.job_id for claim, _ in taken]
+    assert len(joined) == 2
+    with factory() as session:
+        sizes = [session.get_one(Job, job_id).stack_size for job_id in joined]
+    assert sizes == [5, 5]
