@@ -16,9 +16,8 @@ import sqlalchemy.orm as so
 from celery import Celery
 
 from service.broker import enqueue_batches, enqueue_jobs
-from service.db import read_scope, session_scope
+from service.db import database_now, read_scope, session_scope
 from service.models import Job
-from service.models.base import utcnow
 from service.sweeps.batching import split_fused
 
 log = logging.getLogger(__name__)
@@ -40,8 +39,9 @@ def send_committed(
     except Exception as error:  # the broker is down: the rows are the truth, send later
         log.warning("broker unavailable, %d job(s) left for the reconciler: %s", len(jobs), error)
         return None
-    now = utcnow()
     with session_scope(factory) as session:
+        # The database's clock: the reconciler compares this stamp with workers' leases.
+        now = database_now(session)
         session.execute(
             sa.update(Job)
             .where(Job.id.in_([job_id for job_id, _ in jobs]), Job.enqueued_at.is_(None))

@@ -26,11 +26,10 @@ from celery import Celery
 
 from service.active_cap import active_jobs
 from service.config import Config
-from service.db import read_scope, session_scope
+from service.db import database_now, read_scope, session_scope
 from service.jobs import new_job, queue_for
 from service.jobspec import SpecError, validate_job
 from service.models import Job, JobStatus, Sweep
-from service.models.base import utcnow
 from service.sending import send_committed
 from service.sweeps.request import SweepRequest, validate_sweep
 from service.sweeps.search import ask, trial_fields, trial_seed
@@ -59,7 +58,7 @@ def open_sweeps(session: so.Session) -> list[int]:
 
 def hold(session: so.Session, sweep_id: int, controller: str, lease_seconds: float) -> bool:
     """Take or renew the sweep's lease for this controller, in one UPDATE; whether it holds it."""
-    now = utcnow()
+    now = database_now(session)  # controllers on other hosts compare the same lease
     result = session.connection().execute(
         sa.update(Sweep)
         .where(
