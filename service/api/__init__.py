@@ -52,6 +52,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         limits,
         metrics,
         openapi,
+        origin,
         pages,
         results,
         sweeps,
@@ -59,6 +60,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     # First, so a request is timed from before the token check to after the last header.
     metrics.init_app(app)
+    # Before the token check: a cross-site browser request is refused whatever it carries.
+    origin.init_app(app)
     extensions.init_app(app)
     errors.init_app(app)
     idempotency.init_app(app)
