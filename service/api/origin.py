@@ -23,13 +23,26 @@ def same_origin(origin: str, host: str) -> bool:
     return bool(parts.scheme and parts.netloc) and parts.netloc.lower() == host.lower()
 
 
+def from_elsewhere(site: str, origin: str | None, host: str) -> bool:
+    """Whether a browser says this request comes from a page on another site."""
+    if site == "cross-site":
+        return True
+    if origin is None:
+        return False
+    if origin == "null":
+        # Our pages' own posts say "null" too (Referrer-Policy: no-referrer hides their origin):
+        # then only the browser's Sec-Fetch-Site can vouch for them.
+        return site != "same-origin"
+    return not same_origin(origin, host)
+
+
 def refuse_cross_site() -> None:
     """403 cross_site for a state-changing request a browser sent from another site."""
     if request.method not in STATE_CHANGING:
         return
     site = request.headers.get("Sec-Fetch-Site", "").lower()
     origin = request.headers.get("Origin")
-    if site == "cross-site" or (origin is not None and not same_origin(origin, request.host)):
+    if from_elsewhere(site, origin, request.host):
         raise ApiError(
             403,
             "cross_site",

@@ -19,6 +19,9 @@ FROM_ELSEWHERE = [
     {"Origin": "http://evil.example"},
     {"Origin": "http://localhost.evil.example"},
     {"Origin": "null"},
+    {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+    {"Origin": "null", "Sec-Fetch-Site": "same-site"},
+    {"Origin": "http://localhost", "Sec-Fetch-Site": "cross-site"},
 ]
 
 
@@ -59,6 +62,9 @@ def test_writes_from_another_site_are_403_and_change_nothing(
 def test_the_pages_own_requests_and_non_browser_clients_pass(client: FlaskClient) -> None:
     own = {"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}
     assert client.post("/api/v1/jobs", json=JOB, headers=own).status_code == 201
+    # Chromium's own-page posts under Referrer-Policy: no-referrer: the origin is hidden.
+    hidden = {"Sec-Fetch-Site": "same-origin", "Origin": "null"}
+    assert client.post("/api/v1/jobs", json=JOB, headers=hidden).status_code == 201
     # curl and the CLI send neither header.
     job_id = client.post("/api/v1/jobs", json=JOB).get_json()["id"]
     typed = {"Content-Type": "application/json; charset=utf-8"}
