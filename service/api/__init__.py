@@ -55,6 +55,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         origin,
         pages,
         results,
+        sign_in,
         sweeps,
     )
 
@@ -71,6 +72,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(sign_in.bp)
     app.register_blueprint(jobs.bp, url_prefix="/api/v1")
     app.register_blueprint(sweeps.bp, url_prefix="/api/v1")
     app.register_blueprint(results.bp, url_prefix="/api/v1")
