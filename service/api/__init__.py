@@ -52,13 +52,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         limits,
         metrics,
         openapi,
+        origin,
         pages,
         results,
+        sign_in,
         sweeps,
     )
 
     # First, so a request is timed from before the token check to after the last header.
     metrics.init_app(app)
+    # Before the token check: a cross-site browser request is refused whatever it carries.
+    origin.init_app(app)
     extensions.init_app(app)
     errors.init_app(app)
     idempotency.init_app(app)
@@ -68,6 +72,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(sign_in.bp)
     app.register_blueprint(jobs.bp, url_prefix="/api/v1")
     app.register_blueprint(sweeps.bp, url_prefix="/api/v1")
     app.register_blueprint(results.bp, url_prefix="/api/v1")

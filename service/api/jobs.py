@@ -73,7 +73,15 @@ LIST_PARAMS = (
 
 
 def json_body() -> object:
-    """The request's JSON body, or a 400 naming what is wrong with it."""
+    """The request's JSON body, or a 415 or 400 naming what is wrong with it."""
+    # A browser form can send text/plain anywhere without asking: only JSON is read as a body.
+    if not request.is_json:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Content-Type: the body must be application/json, not {request.mimetype or 'none'}",
+            "Content-Type",
+        )
     data = request.get_json(force=True, silent=True)
     if data is None:
         raise ApiError(400, "malformed_body", "the body must be a JSON document")

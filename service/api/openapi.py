@@ -12,6 +12,7 @@ from pydantic.json_schema import JsonSchemaMode
 
 from service.api.apidoc import EndpointDoc, Param, documented
 from service.api.extensions import guarded
+from service.api.origin import STATE_CHANGING
 from service.api.schemas import ErrorBody
 
 bp = Blueprint("openapi", __name__)
@@ -85,6 +86,14 @@ def _operation(
                     "content": {"application/json": {"schema": schemas.ref(ErrorBody)}},
                 },
             )
+    error = {"application/json": {"schema": schemas.ref(ErrorBody)}}
+    if doc.request is not None:
+        responses.setdefault("415", {"description": "body not application/json", "content": error})
+    if method in STATE_CHANGING:
+        responses.setdefault(
+            "403",
+            {"description": "cross_site: sent by a browser from another site", "content": error},
+        )
     # Before the app: gunicorn refuses a request line past its limit (4094 bytes) with 414.
     responses.setdefault(
         "414", {"description": "request line too long for the server (gunicorn's limit)"}

@@ -7,13 +7,16 @@ from datetime import datetime
 from flask import Blueprint, Response, abort, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from service.api.extensions import config, db_session
+from service.api.extensions import config, current_token, db_session
+from service.api.headers import page_headers
 from service.api.page_queries import (
     factor_value,
     recent_jobs,
     recent_sweeps,
     sweep_progress,
 )
+from service.api.results import best_so_far_plot, sweep_plot
+from service.api.sign_in import require_sign_in
 from service.api.sweep_figures import curve_series, heatmap
 from service.jobs import get_job, job_spec, job_to_dict
 from service.models import Job, Sweep
@@ -29,12 +32,6 @@ RECENT_JOBS = 50
 RECENT_SWEEPS = 20
 MAX_COMPARE = 50
 LEADERBOARD_ROWS = 200
-# Everything a page loads comes from this server; nothing inline may run.
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'none'"
-)
 
 
 @bp.app_template_filter("num")
@@ -53,15 +50,18 @@ def format_when(value: datetime | None) -> str:
 
 @bp.app_context_processor
 def page_globals() -> dict[str, object]:
-    """Whether the API asks for a token, so the header offers a field to paste one."""
-    return {"tokens_required": bool(config().api_tokens)}
+    """Whether the pages need signing in, and who is signed in, for the header."""
+    token = current_token()
+    return {
+        "tokens_required": bool(config().api_tokens),
+        "signed_in": token.name if token else None,
+    }
 
 
-@bp.after_request
-def secure_headers(response: Response) -> Response:
-    """A strict content security policy on every page (service/api/headers.py adds the rest)."""
-    response.headers.setdefault("Content-Security-Policy", CSP)
-    return response
+# A strict content security policy on every page (service/api/headers.py adds the rest).
+bp.after_request(page_headers)
+# With tokens on, every page needs a signed-in read token (service/api/sign_in.py).
+bp.before_request(require_sign_in)
 
 
 @bp.errorhandler(HTTPException)
@@ -158,3 +158,17 @@ def sweep_page(sweep_id: int) -> str:
         shown=LEADERBOARD_ROWS,
         top_ids=",".join(str(job.id) for job in jobs[:10] if job.final_loss is not None),
     )
+
+
+# The sweep page's figures, for its links: a navigation carries the sign-in cookie, which the
+# API (Bearer tokens only) does not accept. Same views, same parameters.
+@bp.get("/sweeps/<int:sweep_id>/best-so-far.svg")
+def sweep_best_so_far_figure(sweep_id: int) -> Response:
+    """The sweep's best-so-far curve (SVG), as GET /api/v1/sweeps/{id}/best-so-far.svg."""
+    return best_so_far_plot(sweep_id, "svg")
+
+
+@bp.get("/sweeps/<int:sweep_id>/plot.png")
+def sweep_plot_figure(sweep_id: int) -> Response:
+    """The sweep's plot (PNG), as GET /api/v1/sweeps/{id}/plot.png."""
+    return sweep_plot(sweep_id)

@@ -8,18 +8,43 @@ from pathlib import Path
 
 import click
 
+from service.addresses import is_loopback
 from service.choices import QUEUES
 from service.config import Config
+
+ALLOW_OPEN_ENV = "TRAINQ_ALLOW_OPEN"
+ALLOW_OPEN = click.option(
+    "--allow-open",
+    is_flag=True,
+    envvar=ALLOW_OPEN_ENV,
+    help=f"serve an API without tokens on a non-loopback address (or {ALLOW_OPEN_ENV}=1)",
+)
+
+
+def refuse_open_api(host: str, allow_open: bool) -> None:
+    """Refuse to bind an API without tokens where other machines can reach it, unless told to."""
+    if allow_open or is_loopback(host) or Config.from_env().api_tokens:
+        return
+    raise click.UsageError(
+        f"refusing to serve an open API on {host}: TRAINQ_API_TOKENS is empty, so anyone who "
+        f"reaches this address could submit and cancel jobs. Set TRAINQ_API_TOKENS (see "
+        f"`trainq token new`), bind 127.0.0.1, or pass --allow-open ({ALLOW_OPEN_ENV}=1)"
+    )
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--concurrency", type=int, help="CPU worker processes (default: one per core).")
-def up(host: str, port: int, concurrency: int | None) -> None:
+@ALLOW_OPEN
+def up(host: str, port: int, concurrency: int | None, allow_open: bool) -> None:
     """Everything on this machine: Redis, SQLite under ./var, API, workers. Ctrl-C stops it."""
     from service.ops.supervisor import up as run_up
 
+    refuse_open_api(host, allow_open)
+    if allow_open:
+        # The API process `up` starts checks again: it inherits the permission.
+        os.environ[ALLOW_OPEN_ENV] = "1"
     run_up(host, port, concurrency)
 
 
@@ -41,8 +66,10 @@ def metrics_dir(port: int) -> Path:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn processes")
-def api(host: str, port: int, workers: int) -> None:
+@ALLOW_OPEN
+def api(host: str, port: int, workers: int, allow_open: bool) -> None:
     """Serve the HTTP API under gunicorn."""
+    refuse_open_api(host, allow_open)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir(port))
     argv = [
         sys.executable, "-m", "gunicorn",

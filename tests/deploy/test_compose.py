@@ -31,7 +31,11 @@ LONG_RUNNING = (
 )
 SECRETS = ("REDIS_PASSWORD", "POSTGRES_PASSWORD")
 # What an operator exports before `docker compose up`.
-OPERATOR_ENV = {"REDIS_PASSWORD": "r3d1s", "POSTGRES_PASSWORD": "p0stgr3s"}
+OPERATOR_ENV = {
+    "REDIS_PASSWORD": "r3d1s",
+    "POSTGRES_PASSWORD": "p0stgr3s",
+    "TRAINQ_API_TOKENS": "ops:admin:sha256:" + "0" * 64,
+}
 VARIABLE = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
 
 
@@ -144,6 +148,18 @@ def test_passwords_are_required_and_never_defaulted(name: str) -> None:
             environment["TRAINQ_BROKER_URL"] + environment["TRAINQ_DATABASE_URL"],
             {key: value for key, value in OPERATOR_ENV.items() if key != name},
         )
+
+
+def test_the_published_api_refuses_to_start_without_tokens() -> None:
+    # The API is published on every interface: compose must not start it open.
+    assert SERVICES["api"]["ports"]
+    uses = re.findall(r"\$\{TRAINQ_API_TOKENS([^}]*)\}", COMPOSE_TEXT)
+    assert uses
+    assert all(use.startswith(":?") for use in uses), uses
+    tokens = SERVICES["api"]["environment"]["TRAINQ_API_TOKENS"]
+    with pytest.raises(KeyError, match="TRAINQ_API_TOKENS"):
+        interpolate(tokens, {"REDIS_PASSWORD": "r", "POSTGRES_PASSWORD": "p"})
+    assert interpolate(tokens, OPERATOR_ENV) == OPERATOR_ENV["TRAINQ_API_TOKENS"]
 
 
 def test_no_password_is_written_into_the_file() -> None:

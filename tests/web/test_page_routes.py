@@ -220,16 +220,30 @@ def test_sweep_leaderboard_is_sorted_by_final_loss(
     assert f'/compare?jobs={ids[2]},{ids[0]}"' in page
 
 
-def test_pages_render_without_a_token_and_offer_the_field(
-    database_url: str, broker_url: str
+def sign_in(client: FlaskClient, secret: str, target: str = "/") -> None:
+    """Post the sign-in form as a browser would; the client keeps the cookie."""
+    response = client.post(f"/sign-in?next={target}", data={"token": secret})
+    assert response.status_code == 303, response.get_data(as_text=True)
+
+
+PAGES = ["/", "/jobs/1", "/compare?jobs=1", "/sweeps/1", "/sweeps/1/plot.png"]
+
+
+@pytest.mark.parametrize("path", [*PAGES, "/sweeps/1/best-so-far.svg"])
+def test_with_tokens_every_page_redirects_to_the_sign_in(
+    database_url: str, broker_url: str, path: str
 ) -> None:
     app = make_test_app(database_url, broker_url, api_tokens=("s3cret",))
     try:
         client = app.test_client()
-        page = client.get("/")
-        assert page.status_code == 200
-        assert 'id="token-form"' in html(page)
-        assert client.get("/api/v1/jobs").status_code == 401
+        response = client.get(path)
+        assert response.status_code == 303
+        assert response.headers["Location"].startswith("/sign-in?next=")
+        assert client.get(response.headers["Location"]).status_code == 200
+        # A wrong cookie is no better than none.
+        client.set_cookie("trainq_token", "guess")
+        assert client.get(path).status_code == 303
+        # The scripts and styles carry no data: the sign-in page needs them.
         script = client.get("/static/api.js")
         assert script.status_code == 200
         script.close()
@@ -237,8 +251,69 @@ def test_pages_render_without_a_token_and_offer_the_field(
         app.extensions["trainq.engine"].dispose()
 
 
-def test_no_token_field_when_the_api_is_open(client: FlaskClient) -> None:
-    assert 'id="token-form"' not in html(client.get("/"))
+def test_signing_in_sets_a_strict_httponly_cookie_the_api_ignores(
+    database_url: str, broker_url: str
+) -> None:
+    entry = "reader:read:sha256:" + digest("read-secret").hex()
+    app = make_test_app(database_url, broker_url, api_tokens=(entry,))
+    try:
+        client = app.test_client()
+        form = html(client.get("/sign-in?next=/compare"))
+        assert 'id="sign-in-form"' in form
+        assert 'action="/sign-in?next=/compare"' in form
+        wrong = client.post("/sign-in?next=/", data={"token": "nope"})
+        assert wrong.status_code == 401
+        assert "not a token of this deployment" in html(wrong)
+        response = client.post("/sign-in?next=/compare?jobs=", data={"token": "read-secret"})
+        assert response.status_code == 303
+        assert response.headers["Location"] == "/compare?jobs="
+        cookie = response.headers["Set-Cookie"]
+        assert cookie.startswith("trainq_token=read-secret;")
+        assert "HttpOnly" in cookie
+        assert "SameSite=Strict" in cookie
+        assert "Path=/" in cookie
+        assert "Secure" not in cookie  # plain http: a Secure cookie would never come back
+        secure = app.test_client().post(
+            "/sign-in", data={"token": "read-secret"}, base_url="https://localhost"
+        )
+        assert "Secure" in secure.headers["Set-Cookie"]
+        page = client.get("/")
+        assert page.status_code == 200
+        assert '<strong data-field="signed-in">reader</strong>' in html(page)
+        assert "Content-Security-Policy" in page.headers
+        # The cookie opens the pages only: the API still needs its Bearer token.
+        assert client.get("/api/v1/jobs").status_code == 401
+        assert client.post("/api/v1/jobs", json={"stage": "nn"}).status_code == 401
+        bearer = {"Authorization": "Bearer read-secret"}
+        assert client.get("/api/v1/jobs", headers=bearer).status_code == 200
+        # Signing out forgets the cookie.
+        out = client.post("/sign-out")
+        assert out.status_code == 303
+        assert client.get("/").status_code == 303
+    finally:
+        app.extensions["trainq.engine"].dispose()
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:alert(1)", ""],
+)
+def test_the_sign_in_leads_only_to_a_local_path(
+    database_url: str, broker_url: str, target: str
+) -> None:
+    app = make_test_app(database_url, broker_url, api_tokens=("s3cret",))
+    try:
+        client = app.test_client()
+        response = client.post("/sign-in", query_string={"next": target}, data={"token": "s3cret"})
+        assert response.headers["Location"] == "/"
+    finally:
+        app.extensions["trainq.engine"].dispose()
+
+
+def test_no_sign_in_when_the_api_is_open(client: FlaskClient) -> None:
+    page = html(client.get("/"))
+    assert 'id="sign-out-form"' not in page
+    assert client.get("/sign-in?next=/compare").headers["Location"] == "/compare"
 
 
 @pytest.mark.parametrize("name", ["api.js", "chart.js", "jobs_table.js", "style.css"])
@@ -272,6 +347,7 @@ def test_pages_show_the_owner_of_jobs_and_sweeps(database_url: str, broker_url: 
     try:
         client = app.test_client()
         headers = {"Authorization": "Bearer alice-secret"}
+        sign_in(client, "alice-secret")
         job = client.post("/api/v1/jobs", json={"stage": "nn"}, headers=headers).get_json()
         sweep_body = {"name": "s", "base": {"stage": "nn"}, "grid": {"lr": [1e-6, 1e-5]}}
         sweep = client.post("/api/v1/sweeps", json=sweep_body, headers=headers).get_json()
@@ -343,5 +419,10 @@ def test_sweep_page_draws_the_heatmap_rungs_and_pruned_curves(
         r"<li data-color=\"[^\"]+\"><span class=\"swatch\"></span>([^<]+)</li>", page
     )
     assert legend == ["optimizer=adam", "optimizer=sgd"]
-    assert f"/api/v1/sweeps/{sweep.id}/best-so-far.svg" in page
+    # Linked on the pages' side, so a signed-in browser's navigation (cookie, no Bearer) opens it.
+    assert f'href="/sweeps/{sweep.id}/best-so-far.svg"' in page
+    figure = client.get(f"/sweeps/{sweep.id}/best-so-far.svg")
+    assert figure.mimetype == "image/svg+xml"
+    assert figure.status_code == 200
+    assert b"</svg>" in figure.data
     assert f'href="/api/v1/sweeps/{sweep.id}/best-so-far"' in page

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 
 import sqlalchemy as sa
 from playwright.sync_api import Browser, Page, expect
+from werkzeug.serving import make_server
 
 from service.models import Job, Sweep
+from service.tokens import digest
 from tests.conftest import Stack, make_test_app
 from tests.web.conftest import serving
 
@@ -307,29 +311,91 @@ def test_sweep_page_draws_the_heatmap_and_fades_pruned_curves(
     print(f"screenshot: {tmp_path / 'sweep-heatmap.png'}")
 
 
-def test_token_pasted_once_lets_the_pages_poll_a_guarded_api(
+def test_signing_in_opens_the_pages_and_lets_them_poll_a_guarded_api(
     stack: Stack, browser: Browser
 ) -> None:
-    app = make_test_app(stack.database_url, stack.broker_url, api_tokens=("tok-123",))
-    # Its own tab: the 401s before the token is pasted are logged by the browser, rightly.
+    entry = "alice:read:sha256:" + digest("alice-secret").hex()
+    app = make_test_app(stack.database_url, stack.broker_url, api_tokens=(entry,))
+    # Its own tab: the refused sign-in's 401 is logged by the browser, rightly.
     context = browser.new_context()
     try:
         with serving(app) as url:
+            job_id = stack.submit(**SMALL, iterations=50, name="private")["id"]
             page = context.new_page()
+            # Given a page opened without signing in: the sign-in form, not the job.
+            page.goto(f"{url}/jobs/{job_id}")
+            expect(page).to_have_url(re.compile(rf"/sign-in\?next=/jobs/{job_id}$"))
+            expect(page.locator("body")).not_to_contain_text("private")
+            page.locator("#sign-in-token").fill("wrong")
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.locator("#sign-in-problem")).to_contain_text("not a token")
+            # When the right token is given, the asked-for page opens and its script polls the API.
+            page.locator("#sign-in-token").fill("alice-secret")
+            page.get_by_role("button", name="Sign in").click()
+            expect(page).to_have_url(f"{url}/jobs/{job_id}")
+            expect(page.locator('[data-field="signed-in"]')).to_have_text("alice")
+            expect(page.locator(".section-head .badge")).to_have_text("succeeded", timeout=60_000)
+            expect(page.locator("svg.loss-chart path.curve")).to_have_count(1)
+            expect(page.locator("#api-notice")).to_be_hidden()
+            assert page.evaluate("localStorage.getItem('trainq.apiToken')") == "alice-secret"
+            # The cookie is out of the scripts' reach and never sent by another site.
+            (cookie,) = context.cookies()
+            assert (cookie["name"], cookie["value"]) == ("trainq_token", "alice-secret")
+            assert cookie["httpOnly"] is True
+            assert cookie["sameSite"] == "Strict"
+            assert cookie["path"] == "/"
+            assert "trainq_token" not in page.evaluate("document.cookie")
+            # Then signing out forgets both, and the pages ask again.
+            page.get_by_role("button", name="Sign out").click()
+            expect(page).to_have_url(re.compile(r"/sign-in$"))
+            assert context.cookies() == []
+            assert page.evaluate("localStorage.getItem('trainq.apiToken')") is None
             page.goto(url + "/")
-            notice = page.locator("#api-notice")
-            expect(notice).to_contain_text("needs a token")
-            page.locator("#api-token").fill("tok-123")
-            page.get_by_role("button", name="Save").click()
-            job_id = stack.submit(**SMALL, iterations=50)["id"]
-            badge = page.locator(f'#jobs tr[data-job-id="{job_id}"] [data-field="status"]')
-            expect(badge).to_have_text("succeeded", timeout=60_000)
-            expect(notice).to_be_hidden()
-            token = page.evaluate("localStorage.getItem('trainq.apiToken')")
-            assert token == "tok-123"
+            expect(page).to_have_url(re.compile(r"/sign-in\?next=/$"))
     finally:
         context.close()
         app.extensions["trainq.engine"].dispose()
+
+
+ATTACKER_PAGE = b"""<!doctype html>
+<form id="attack" method="post" enctype="text/plain" action="{target}/api/v1/jobs">
+<input name='{{"stage": "nn", "name": "forged", "pad": "' value='"}}'>
+<button type="submit">win a prize</button>
+</form>"""
+
+
+def test_another_sites_form_cannot_submit_a_job_to_an_open_api(
+    stack: Stack, live_url: str, browser: Browser
+) -> None:
+    # Given a page on another site (localhost is not the same site as 127.0.0.1) whose form
+    # posts a JSON-looking text/plain body to the open API, as make run serves it.
+    body = ATTACKER_PAGE.replace(b"{target}", live_url.encode())
+
+    def attacker(_environ: dict, start_response: Callable) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return [body]
+
+    server = make_server("127.0.0.1", 0, attacker, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    context = browser.new_context()
+    try:
+        before = stack.client.get("/api/v1/jobs", query_string={"name": "forged"}).get_json()
+        page = context.new_page()
+        page.goto(f"http://localhost:{server.server_port}/")
+        # When a visitor presses its button
+        with page.expect_response(lambda r: r.url.endswith("/api/v1/jobs")) as answer:
+            page.get_by_role("button", name="win a prize").click()
+        # Then the API refuses it as cross-site and no job exists
+        assert answer.value.status == 403
+        assert answer.value.json()["error"]["code"] == "cross_site"
+        after = stack.client.get("/api/v1/jobs", query_string={"name": "forged"}).get_json()
+        assert after["jobs"] == before["jobs"] == []
+    finally:
+        context.close()
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
 
 
 def set_hidden(page: Page, hidden: bool) -> None:

@@ -1,5 +1,6 @@
-// The pages' one way to call the JSON API: adds the pasted API token, reports 401s, and
-// runs pollers that pause while the tab is hidden.
+// The pages' one way to call the JSON API: adds the signed-in API token, reports 401s, and
+// runs pollers that pause while the tab is hidden. The token's cookie opens the pages only; the
+// API takes it as a Bearer token, which the sign-in form leaves in localStorage for this script.
 "use strict";
 
 const trainq = (() => {
@@ -27,7 +28,7 @@ const trainq = (() => {
     if (saved) headers.set("Authorization", "Bearer " + saved);
     const response = await fetch(path, { ...options, headers, credentials: "same-origin" });
     if (response.status === 401) {
-      say("The API needs a token: paste one in the field above.");
+      say("The API refused this browser's token: sign out and sign in again.");
       throw new Error("unauthorized");
     }
     const body = await response.json();
@@ -89,17 +90,24 @@ const trainq = (() => {
     return iso ? iso.replace("T", " ").slice(0, 19) : "-";
   }
 
-  const form = document.getElementById("token-form");
-  if (form) {
-    const input = document.getElementById("api-token");
-    input.value = token();
-    form.addEventListener("submit", (event) => {
-      event.preventDefault();
+  // Sign-in: the form posts the token (the server sets the pages' cookie); keep it for the API.
+  const signIn = document.getElementById("sign-in-form");
+  if (signIn) {
+    signIn.addEventListener("submit", () => {
       try {
-        window.localStorage.setItem(TOKEN_KEY, input.value.trim());
-        say(input.value.trim() ? "Token saved in this browser." : "Token cleared.");
+        window.localStorage.setItem(TOKEN_KEY, document.getElementById("sign-in-token").value.trim());
       } catch (_error) {
-        say("This browser refused to store the token.");
+        // Without storage the pages still load; their live updates will say the API refused.
+      }
+    });
+  }
+  const signOut = document.getElementById("sign-out-form");
+  if (signOut) {
+    signOut.addEventListener("submit", () => {
+      try {
+        window.localStorage.removeItem(TOKEN_KEY);
+      } catch (_error) {
+        // Nothing stored, nothing to forget.
       }
     });
   }
