@@ -12,6 +12,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from service import job_states
 from service.api.apidoc import Param, documented, int_param, path_id, str_param
+from service.api.body import parse_json
 from service.api.extensions import (
     ApiError,
     celery_client,
@@ -74,7 +75,7 @@ LIST_PARAMS = (
 
 def json_body() -> object:
     """The request's JSON body, or a 400 naming what is wrong with it."""
-    data = request.get_json(force=True, silent=True)
+    data = parse_json(request.get_data())
     if data is None:
         raise ApiError(400, "malformed_body", "the body must be a JSON document")
     return data
