@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,6 +49,8 @@ SORTS: dict[str, so.QueryableAttribute[Any] | ColumnElement[Any]] = {
 }
 NULLABLE_SORTS = frozenset({"final_loss", "min_loss", "duration"})
 SORT_CHOICES = tuple(SORTS) + tuple(f"-{name}" for name in SORTS)
+# The largest integer a column holds and a driver binds (SQLite's overflows past it).
+MAX_ROW_ID = 2**63 - 1
 
 
 class CursorError(ValueError):
@@ -78,11 +81,32 @@ class Cursor:
             raise CursorError("not a cursor from this API") from None
         if name != sort:
             raise CursorError(f"the cursor continues sort {name!r}, not {sort!r}")
-        if not isinstance(job_id, int) or not isinstance(is_null, bool):
+        if not (_is_row_id(job_id) and isinstance(is_null, bool)):
             raise CursorError("not a cursor from this API")
-        if name != "created" and not (is_null or isinstance(value, int | float)):
+        if not (is_null or _is_key(name, value)):
             raise CursorError("not a cursor from this API")
         return cls(name, value, is_null, job_id)
+
+
+def _is_row_id(value: Any) -> bool:
+    return type(value) is int and 1 <= value <= MAX_ROW_ID
+
+
+def _is_key(sort: str, value: Any) -> bool:
+    """Whether a cursor's key is one the sort's column can hold and be compared with."""
+    if sort == "created":
+        try:
+            # The column is UTC: a timestamp without a zone is not one this API wrote, and
+            # one that leaves the calendar in UTC (year 1 at +05:00) cannot be stored.
+            when = datetime.fromisoformat(value)
+            return when.tzinfo is not None and when.astimezone(UTC) is not None
+        except (TypeError, ValueError, OverflowError):
+            return False
+    if sort == "id":
+        return _is_row_id(value)
+    if type(value) is int:  # a float column's key the database gave as an integer
+        return abs(value) <= MAX_ROW_ID
+    return type(value) is float and math.isfinite(value)
 
 
 def _cursor_value(sort: str, value: Any) -> Any:
@@ -94,12 +118,8 @@ def _cursor_value(sort: str, value: Any) -> Any:
 
 
 def _bind_value(sort: str, value: Any) -> Any:
-    if sort == "created":
-        try:
-            return datetime.fromisoformat(value)
-        except (TypeError, ValueError):
-            raise CursorError("not a cursor from this API") from None
-    return value
+    """A decoded cursor's key as the column's type (Cursor.decode checked that it is one)."""
+    return datetime.fromisoformat(value) if sort == "created" else value
 
 
 def offset_page(

@@ -32,10 +32,37 @@ Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f
 Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\s,\x00-\x1f\x7f]+$")]
 
 
+# A field given as null is one left out: its default applies.
+NONE = {"type": "null"}
+
+
+def _document_the_rules(schema: dict[str, Any]) -> None:
+    """Add to the job's JSON Schema the rules of `_check_rules` that JSON Schema can state."""
+    # So the document says what validates; tests/service/api/test_openapi.py holds the two
+    # together, and the caps on products stay in _check_rules alone (no JSON Schema for them).
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"stage": {"enum": list(HAND_WRITTEN_STAGES)}}},
+            "then": {
+                "properties": {"optimizer": {"enum": ["sgd", None]}, "weight_decay": NONE},
+            },
+        },
+        {
+            "if": {"required": ["momentum"], "properties": {"momentum": {"not": NONE}}},
+            "then": {
+                "required": ["optimizer"],
+                "properties": {"optimizer": {"enum": list(MOMENTUM_OPTIMIZERS)}},
+            },
+        },
+    ]
+
+
 class JobRequest(BaseModel):
     """A job as submitted: unknown fields refused, no silent type coercion."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, allow_inf_nan=False, json_schema_extra=_document_the_rules
+    )
 
     stage: StageName
     optimizer: OptimizerName | None = None

@@ -75,10 +75,10 @@ def int_param(name: str, description: str = "", **bounds: int) -> Param:
 
 
 def str_param(name: str, description: str = "", enum: Sequence[str] | None = None) -> Param:
-    """A string query parameter, optionally one of `enum` (empty: the default)."""
+    """A string query parameter, optionally one of `enum` (never empty: see params._given)."""
     schema: dict[str, Any] = {"type": "string"}
     if enum:
-        schema["enum"] = ["", *enum]
+        schema["enum"] = list(enum)
     else:
         schema["pattern"] = NO_NUL
     return Param(name, schema, description)

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from service import job_states
 from service.api.apidoc import Param, documented, int_param, path_id, str_param
+from service.api.body import parse_json
 from service.api.extensions import (
     ApiError,
     celery_client,
@@ -82,7 +83,7 @@ def json_body() -> object:
             f"Content-Type: the body must be application/json, not {request.mimetype or 'none'}",
             "Content-Type",
         )
-    data = request.get_json(force=True, silent=True)
+    data = parse_json(request.get_data())
     if data is None:
         raise ApiError(400, "malformed_body", "the body must be a JSON document")
     return data

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 from datetime import timedelta
 from typing import Any
@@ -126,3 +128,31 @@ def test_bad_cursor_is_422(client: FlaskClient, session: so.Session, cursor: str
     both = client.get("/api/v1/jobs", query_string={"cursor": "abc", "offset": 3})
     assert both.status_code == 422
     assert both.get_json()["error"]["field"] == "cursor"
+
+
+def token(*parts: object) -> str:
+    """A cursor written by hand, as Cursor.encode writes one."""
+    raw = json.dumps(parts).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("sort", "cursor"),
+    [
+        # Each reached the database and failed there with a 500.
+        ("created", token("created", "2026-01-01T00:00:00", False, 5)),
+        ("created", token("created", "0001-01-01T00:00:00+05:00", False, 5)),
+        ("id", token("id", 2**63, False, 2**63)),
+        ("id", token("id", 5, False, 2**64)),
+        ("final_loss", token("final_loss", 10**30, False, 5)),
+        ("final_loss", token("final_loss", float("nan"), False, 5)),
+        ("lr", token("lr", True, False, 5)),
+    ],
+)
+def test_crafted_cursor_is_422(
+    client: FlaskClient, session: so.Session, sort: str, cursor: str
+) -> None:
+    add_job(client, session, decay(5.0, 0.9, 5))
+    response = client.get("/api/v1/jobs", query_string={"sort": sort, "cursor": cursor})
+    assert response.status_code == 422, response.get_data()
+    assert response.get_json()["error"]["field"] == "cursor"
