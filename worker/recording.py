@@ -16,7 +16,7 @@ from service.loss_store import cut_history, read_history, store_chunks
 from service.models import Checkpoint, Job, JobStatus, Sweep
 from service.models.base import utcnow
 from service.sweeps.batching import batch_key, fields_of
-from service.sweeps.early_stop import Rule, decide, rule_of
+from service.sweeps.early_stop import Rule, StepLosses, decide, rule_of
 
 
 @dataclass
@@ -217,11 +217,12 @@ def record_chunks(
     ]
     store_chunks(session, [(claim.job_id, first, losses) for claim, first, losses, _ in owned])
     job_states.renew(session, [job for *_, job in owned], lease_seconds)
+    reads = StepLosses(session)
     for claim, first_step, losses, job in owned:
         claim.take(first_step, losses)
         claim.write_summary(job)
         if claim.early_stop is not None:
-            stop = decide(session, claim.early_stop, job, first_step, losses)
+            stop = decide(reads, claim.early_stop, job, first_step, losses)
             if stop is not None:
                 job_states.prune(session, job, *stop)
     return [

@@ -270,3 +270,49 @@ def test_median_decides_as_optunas_median_pruner(
     outcomes = run_in_turn(factory, {"rule": "median", "warmup": warmup}, histories, flush)
     assert [(status, rung) for status, rung, _ in outcomes] == expected
     assert sum(status == JobStatus.PRUNED for status, _ in expected) >= 3
+
+
+def test_a_stacks_flush_reads_the_median_once_and_only_the_steps_values(
+    factory: so.sessionmaker[so.Session],
+) -> None:
+    # Given a median sweep with three ended jobs and a stack of four running ones
+    rule = {"rule": "median", "warmup": 2}
+    with session_scope(factory) as session:
+        sweep = Sweep(name="s", seed=0, request={"name": "s", "early_stop": rule})
+        session.add(sweep)
+        session.flush()
+        jobs = [new_job(validate_job({"stage": "nn", "iterations": 20}), "cpu") for _ in range(7)]
+        for job in jobs:
+            job.sweep_id = sweep.id
+        session.add_all(jobs)
+    ended, stack = jobs[:3], jobs[3:]
+    for job, level in zip(ended, (1.0, 2.0, 3.0), strict=True):
+        with session_scope(factory) as session:
+            claim, _ = claim_job(session, job.id, "w", lease_seconds=60, max_attempts=1)
+            assert claim is not None
+            record_chunks(session, [(claim, 0, [level] * 20)], 60)
+            assert finish_job(session, claim, JobStatus.SUCCEEDED)
+    with session_scope(factory) as session:
+        claims = [claim_job(session, job.id, "w", 60, max_attempts=1)[0] for job in stack]
+    reads: list[str] = []
+
+    def watch(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "JOIN loss_chunks" in statement:
+            reads.append(statement)
+
+    engine = factory.kw["bind"].engine
+    sa.event.listen(engine, "before_cursor_execute", watch)
+    try:
+        # When the stack flushes steps 0-5 of each job in one transaction
+        with session_scope(factory) as session:
+            chunks = [
+                (c, 0, [level] * 6) for c, level in zip(claims, (0.5, 1.5, 2.5, 3.5), strict=True)
+            ]
+            stopping = record_chunks(session, chunks, 60)  # type: ignore[arg-type]
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", watch)
+    # Then the step's losses of the ended jobs were read once, for all four, value by value
+    assert len(reads) == 1, reads
+    assert "substr(" in reads[0].lower()
+    # and each decided as before: worse than the median (2.0) stops
+    assert sorted(claim.job_id for claim in stopping) == [stack[2].id, stack[3].id]
