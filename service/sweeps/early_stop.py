@@ -17,7 +17,7 @@ per flush and step (`StepLosses`), however many jobs of a stack flush there.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -106,13 +106,19 @@ def losses_at(
     return values
 
 
+Ended = dict[tuple[int, int], list[float]]
+
+
 class StepLosses:
     """One flush's reads of ended jobs' losses at a step, each (sweep, step) read once: a
-    fused stack's jobs flush together at one step and would each ask the same."""
+    fused stack's jobs flush together at one step and would each ask the same.
 
-    def __init__(self, session: so.Session) -> None:
+    `known`: those read before the flush's write transaction (see `ended_at_steps`).
+    """
+
+    def __init__(self, session: so.Session, known: Ended | None = None) -> None:
         self.session = session
-        self._ended: dict[tuple[int, int], list[float]] = {}
+        self._ended: Ended = dict(known or {})
 
     def ended(self, sweep_id: int, step: int) -> list[float]:
         """The losses at `step` of the sweep's jobs that ended (succeeded or diverged)."""
@@ -121,6 +127,23 @@ class StepLosses:
             done = Job.status.in_([JobStatus.SUCCEEDED.value, JobStatus.DIVERGED.value])
             self._ended[key] = losses_at(self.session, sweep_id, step, done)
         return self._ended[key]
+
+
+def ended_at_steps(session: so.Session, wanted: Iterable[tuple[int, int]]) -> Ended:
+    """The ended jobs' losses at each (sweep, step): what a flush's median decisions will ask."""
+    reads = StepLosses(session)
+    for sweep_id, step in set(wanted):
+        reads.ended(sweep_id, step)
+    return reads._ended
+
+
+def median_step(rule: Rule | None, sweep_id: int | None, first: int, count: int) -> int | None:
+    """The step at which the median rule decides for a chunk of `count` losses from `first`
+    (its last, from warmup on); None: no median decision (`decide` also skips a job's last)."""
+    step = first + count - 1
+    if not isinstance(rule, Median) or sweep_id is None or not count or step < rule.warmup:
+        return None
+    return step
 
 
 def decide(
@@ -140,8 +163,8 @@ def decide(
             if not asha_promotes(value, at_rung, rule.reduction):
                 return rung, value
         return None
-    step = end - 1
-    if step < rule.warmup or step >= job.iterations - 1 or job.min_loss is None:
+    step = median_step(rule, job.sweep_id, first, len(losses))
+    if step is None or step >= job.iterations - 1 or job.min_loss is None:
         return None
     # The job deciding runs (its attempt holds it), so it is never among the ended ones.
     others = reads.ended(job.sweep_id, step)

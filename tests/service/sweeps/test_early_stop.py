@@ -20,7 +20,7 @@ from service.sweeps.early_stop import asha_promotes, asha_rungs, median_stops
 from service.sweeps.request import Asha
 from tests.support.loss_chunks import stored_steps
 from tests.support.rung_decisions import asha_rung_decisions
-from worker.recording import claim_job, finish_job, record_chunks
+from worker.recording import claim_job, finish_job, median_reads, record_chunks
 
 INF = math.inf
 
@@ -272,7 +272,7 @@ def test_median_decides_as_optunas_median_pruner(
     assert sum(status == JobStatus.PRUNED for status, _ in expected) >= 3
 
 
-def test_a_stacks_flush_reads_the_median_once_and_only_the_steps_values(
+def test_a_stacks_flush_reads_the_median_once_before_its_write_and_only_the_steps_values(
     factory: so.sessionmaker[so.Session],
 ) -> None:
     # Given a median sweep with three ended jobs and a stack of four running ones
@@ -294,6 +294,10 @@ def test_a_stacks_flush_reads_the_median_once_and_only_the_steps_values(
             assert finish_job(session, claim, JobStatus.SUCCEEDED)
     with session_scope(factory) as session:
         claims = [claim_job(session, job.id, "w", 60, max_attempts=1)[0] for job in stack]
+    assert all(claims)
+    chunks = [
+        (claim, 0, [level] * 6) for claim, level in zip(claims, (0.5, 1.5, 2.5, 3.5), strict=True)
+    ]
     reads: list[str] = []
 
     def watch(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -303,16 +307,17 @@ def test_a_stacks_flush_reads_the_median_once_and_only_the_steps_values(
     engine = factory.kw["bind"].engine
     sa.event.listen(engine, "before_cursor_execute", watch)
     try:
-        # When the stack flushes steps 0-5 of each job in one transaction
+        # When the stack flushes steps 0-5 of each job: the sweep read first, on its own
+        with make_session_factory(engine)() as session:
+            known = median_reads(session, chunks)  # type: ignore[arg-type]
+        # Then the ended jobs' losses at the step were read once for all four, value by value
+        assert len(reads) == 1, reads
+        assert "substr(" in reads[0].lower()
+        # and the write transaction that holds the rows reads none of the sweep
         with session_scope(factory) as session:
-            chunks = [
-                (c, 0, [level] * 6) for c, level in zip(claims, (0.5, 1.5, 2.5, 3.5), strict=True)
-            ]
-            stopping = record_chunks(session, chunks, 60)  # type: ignore[arg-type]
+            stopping = record_chunks(session, chunks, 60, known)  # type: ignore[arg-type]
+        assert len(reads) == 1, reads
     finally:
         sa.event.remove(engine, "before_cursor_execute", watch)
-    # Then the step's losses of the ended jobs were read once, for all four, value by value
-    assert len(reads) == 1, reads
-    assert "substr(" in reads[0].lower()
     # and each decided as before: worse than the median (2.0) stops
     assert sorted(claim.job_id for claim in stopping) == [stack[2].id, stack[3].id]
