@@ -16,7 +16,15 @@ from service.loss_store import cut_history, read_history, store_chunks
 from service.models import Checkpoint, Job, JobStatus, Sweep
 from service.models.base import utcnow
 from service.sweeps.batching import batch_key, fields_of
-from service.sweeps.early_stop import Rule, decide, rule_of
+from service.sweeps.early_stop import (
+    Ended,
+    Rule,
+    StepLosses,
+    decide,
+    ended_at_steps,
+    median_step,
+    rule_of,
+)
 
 
 @dataclass
@@ -198,15 +206,32 @@ def record_chunk(
     return not record_chunks(session, [(claim, first_step, losses)], lease_seconds)
 
 
+def median_reads(session: so.Session, chunks: Sequence[tuple[Claim, int, list[float]]]) -> Ended:
+    """What this flush's median decisions will read of their sweeps, read before its write.
+
+    A read of every ended job of a sweep, in its own transaction: the write transaction that
+    locks the stack's rows (on SQLite, the one write lock) is not held while it runs.
+    """
+    steps = [
+        (claim.sweep_id, step)
+        for claim, first, losses in chunks
+        if (step := median_step(claim.early_stop, claim.sweep_id, first, len(losses))) is not None
+        and claim.sweep_id is not None
+    ]
+    return ended_at_steps(session, steps) if steps else {}
+
+
 def record_chunks(
     session: so.Session,
     chunks: Sequence[tuple[Claim, int, list[float]]],
     lease_seconds: float,
+    ended: Ended | None = None,
 ) -> list[Claim]:
     """Store each claim's chunk (from its first step) of one flush and renew its lease; the
     claims that must stop.
 
-    A job its sweep's early-stopping rule stops at this flush ends pruned here (see early_stop).
+    A job its sweep's early-stopping rule stops at this flush ends pruned here (see early_stop),
+    from `ended` where `median_reads` read it before.
     """
     # The job rows first, locked: an attempt that lost its job writes nothing into its record.
     jobs = job_states.held(session, [claim for claim, _, _ in chunks])
@@ -217,11 +242,12 @@ def record_chunks(
     ]
     store_chunks(session, [(claim.job_id, first, losses) for claim, first, losses, _ in owned])
     job_states.renew(session, [job for *_, job in owned], lease_seconds)
+    reads = StepLosses(session, ended)
     for claim, first_step, losses, job in owned:
         claim.take(first_step, losses)
         claim.write_summary(job)
         if claim.early_stop is not None:
-            stop = decide(session, claim.early_stop, job, first_step, losses)
+            stop = decide(reads, claim.early_stop, job, first_step, losses)
             if stop is not None:
                 job_states.prune(session, job, *stop)
     return [

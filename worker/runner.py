@@ -39,11 +39,12 @@ from worker.recording import (
     finish_job,
     hand_back,
     mark_started_on,
+    median_reads,
     record_chunks,
     refill_claims,
     save_checkpoints,
 )
-from worker.state import heartbeat, session_factory, worker_config
+from worker.state import heartbeat, reader_factory, session_factory, worker_config
 from worker.training import LossRecorder, TrainSpec, train
 from worker.training.batch_size import MAX_FUSED, fused_batch_size
 from worker.training.checkpoints import Checkpointer, Snapshot, StackCheckpointer, is_stacked
@@ -125,13 +126,20 @@ class Run:
         self.worker = worker_name
         self.config = worker_config()
         self.factory = session_factory()
+        self.readers = reader_factory()
         self.beat: Heartbeat = heartbeat()
 
     def transaction(self, action: Callable[..., T], *args: Any) -> T:
         """Run action(session, *args) in one transaction, retried while the database is away."""
+        return self._in(self.factory, action, *args)
 
+    def read(self, action: Callable[..., T], *args: Any) -> T:
+        """`transaction` for an action that only reads."""
+        return self._in(self.readers, action, *args)
+
+    def _in(self, factory: so.sessionmaker[so.Session], action: Callable[..., T], *args: Any) -> T:
         def attempt() -> T:
-            with session_scope(self.factory) as session:
+            with session_scope(factory) as session:
                 return action(session, *args)
 
         return with_db_retries(self.config, attempt)
@@ -283,7 +291,10 @@ class Recording:
         if live:
             summaries = [claim.summary() for claim, _, _ in live]
             try:
-                stop = self.run.transaction(record_chunks, live, self.run.config.lease_seconds)
+                ended = self.run.read(median_reads, live)
+                stop = self.run.transaction(
+                    record_chunks, live, self.run.config.lease_seconds, ended
+                )
             except BaseException:
                 # Rolled back: the claims must not count those rows.
                 for (claim, _, _), summary in zip(live, summaries, strict=True):

@@ -13,13 +13,15 @@ from worker.heartbeat import Heartbeat
 
 
 @lru_cache(maxsize=1)
-def _state(pid: int) -> tuple[Config, so.sessionmaker[so.Session]]:
+def _state(
+    pid: int,
+) -> tuple[Config, so.sessionmaker[so.Session], so.sessionmaker[so.Session]]:
     config = Config.from_env()
     pin_torch_threads(config.torch_threads)
     engine = make_engine(
         config.database_url, idle_transaction_seconds=config.worker_idle_transaction_seconds
     )
-    return config, make_session_factory(engine, writer=True)
+    return config, make_session_factory(engine, writer=True), make_session_factory(engine)
 
 
 def pin_torch_threads(threads: int) -> None:
@@ -42,6 +44,11 @@ def worker_config() -> Config:
 def session_factory() -> so.sessionmaker[so.Session]:
     """This process's session factory (a forked child builds its own)."""
     return _state(os.getpid())[1]
+
+
+def reader_factory() -> so.sessionmaker[so.Session]:
+    """This process's sessions that only read (on SQLite they take no write lock)."""
+    return _state(os.getpid())[2]
 
 
 @lru_cache(maxsize=1)

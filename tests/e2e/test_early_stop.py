@@ -59,3 +59,33 @@ def test_an_asha_grid_sweep_prunes_the_worse_jobs_keeping_their_history(
     with stack.sessions() as session:
         wrong = [d for d in asha_rung_decisions(session, sweep_id) if not d.agrees]
     assert not wrong, wrong
+
+
+def test_a_median_grid_sweep_prunes_jobs_worse_than_the_ended_ones(stack: Stack) -> None:
+    # Given a grid whose first jobs learn fastest, run two at a time (one job per message)
+    body = {
+        "name": "median",
+        "base": {**SMALL, "D_out": 4, "optimizer": "adam", "iterations": ITERATIONS},
+        "grid": {"lr": [1e-2, 3e-3, 1e-6, 1e-7, 3e-8, 1e-8]},
+        "seeds": [1],
+        "early_stop": {"rule": "median", "warmup": 8},
+        "fused": False,
+    }
+    sweep_id = stack.submit_sweep(body)
+    # When the workers drain it
+    sweep = wait_for_sweep(stack, sweep_id)
+    # Then jobs that started once better ones had ended stopped at a flush, worse than those
+    counts = sweep["counts"]
+    assert counts["pruned"] >= 2, sweep
+    assert counts["pruned"] + counts["succeeded"] == 6, sweep
+    with stack.sessions() as session:
+        jobs = session.scalars(
+            sa.select(Job).where(Job.sweep_id == sweep_id).order_by(Job.id)
+        ).all()
+    assert jobs[0].status == JobStatus.SUCCEEDED
+    for job in jobs:
+        if job.status == JobStatus.PRUNED:
+            history = stack.losses(job.id)
+            assert job.pruned_at is not None
+            assert job.steps_done == job.pruned_at + 1
+            assert job.pruned_loss == history["losses"][job.pruned_at]

@@ -20,7 +20,7 @@ from service.sweeps.early_stop import asha_promotes, asha_rungs, median_stops
 from service.sweeps.request import Asha
 from tests.support.loss_chunks import stored_steps
 from tests.support.rung_decisions import asha_rung_decisions
-from worker.recording import claim_job, finish_job, record_chunks
+from worker.recording import claim_job, finish_job, median_reads, record_chunks
 
 INF = math.inf
 
@@ -270,3 +270,54 @@ def test_median_decides_as_optunas_median_pruner(
     outcomes = run_in_turn(factory, {"rule": "median", "warmup": warmup}, histories, flush)
     assert [(status, rung) for status, rung, _ in outcomes] == expected
     assert sum(status == JobStatus.PRUNED for status, _ in expected) >= 3
+
+
+def test_a_stacks_flush_reads_the_median_once_before_its_write_and_only_the_steps_values(
+    factory: so.sessionmaker[so.Session],
+) -> None:
+    # Given a median sweep with three ended jobs and a stack of four running ones
+    rule = {"rule": "median", "warmup": 2}
+    with session_scope(factory) as session:
+        sweep = Sweep(name="s", seed=0, request={"name": "s", "early_stop": rule})
+        session.add(sweep)
+        session.flush()
+        jobs = [new_job(validate_job({"stage": "nn", "iterations": 20}), "cpu") for _ in range(7)]
+        for job in jobs:
+            job.sweep_id = sweep.id
+        session.add_all(jobs)
+    ended, stack = jobs[:3], jobs[3:]
+    for job, level in zip(ended, (1.0, 2.0, 3.0), strict=True):
+        with session_scope(factory) as session:
+            claim, _ = claim_job(session, job.id, "w", lease_seconds=60, max_attempts=1)
+            assert claim is not None
+            record_chunks(session, [(claim, 0, [level] * 20)], 60)
+            assert finish_job(session, claim, JobStatus.SUCCEEDED)
+    with session_scope(factory) as session:
+        claims = [claim_job(session, job.id, "w", 60, max_attempts=1)[0] for job in stack]
+    assert all(claims)
+    chunks = [
+        (claim, 0, [level] * 6) for claim, level in zip(claims, (0.5, 1.5, 2.5, 3.5), strict=True)
+    ]
+    reads: list[str] = []
+
+    def watch(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "JOIN loss_chunks" in statement:
+            reads.append(statement)
+
+    engine = factory.kw["bind"].engine
+    sa.event.listen(engine, "before_cursor_execute", watch)
+    try:
+        # When the stack flushes steps 0-5 of each job: the sweep read first, on its own
+        with make_session_factory(engine)() as session:
+            known = median_reads(session, chunks)  # type: ignore[arg-type]
+        # Then the ended jobs' losses at the step were read once for all four, value by value
+        assert len(reads) == 1, reads
+        assert "substr(" in reads[0].lower()
+        # and the write transaction that holds the rows reads none of the sweep
+        with session_scope(factory) as session:
+            stopping = record_chunks(session, chunks, 60, known)  # type: ignore[arg-type]
+        assert len(reads) == 1, reads
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", watch)
+    # and each decided as before: worse than the median (2.0) stops
+    assert sorted(claim.job_id for claim in stopping) == [stack[2].id, stack[3].id]
