@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -81,6 +82,13 @@ def str_param(name: str, description: str = "", enum: Sequence[str] | None = Non
         schema["enum"] = list(enum)
     else:
         schema["pattern"] = NO_NUL
+    return Param(name, schema, description)
+
+
+def list_param(name: str, description: str, choices: Sequence[str]) -> Param:
+    """A comma-separated query parameter of `choices`, empty items ignored (as params.list_arg)."""
+    one = "|".join(re.escape(choice) for choice in choices)
+    schema = {"type": "string", "pattern": f"^(?:(?:{one})?,)*(?:{one})?$"}
     return Param(name, schema, description)
 
 

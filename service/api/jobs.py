@@ -11,7 +11,7 @@ import sqlalchemy.exc
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from service import job_states
-from service.api.apidoc import Param, documented, int_param, path_id, str_param
+from service.api.apidoc import Param, documented, int_param, list_param, path_id, str_param
 from service.api.body import parse_json
 from service.api.extensions import (
     ApiError,
@@ -55,11 +55,12 @@ log = logging.getLogger(__name__)
 
 STATUSES = tuple(s.value for s in JobStatus)
 JOB_ID = path_id("job_id", "job")
+MAX_POINTS = 1_000_000  # samples of one loss history
 LIST_PARAMS = (
-    str_param("status", "comma-separated: " + ", ".join(STATUSES)),
-    str_param("stage", "comma-separated stages"),
-    str_param("optimizer", "comma-separated optimizers"),
-    str_param("init", "comma-separated inits"),
+    list_param("status", "comma-separated: " + ", ".join(STATUSES), STATUSES),
+    list_param("stage", "comma-separated stages", STAGES),
+    list_param("optimizer", "comma-separated optimizers", OPTIMIZERS),
+    list_param("init", "comma-separated inits", INITS),
     Param("lr_min", {"type": "number"}, "lr >= this"),
     Param("lr_max", {"type": "number"}, "lr <= this"),
     int_param("sweep", "the sweep's id", minimum=1),
@@ -209,7 +210,7 @@ def show_job(job_id: int) -> Response:
         JOB_ID,
         int_param("start", "first step (inclusive)", minimum=0),
         int_param("stop", "last step (exclusive)", minimum=0),
-        int_param("points", "at most this many samples (0: all)", minimum=0),
+        int_param("points", "at most this many samples (0: all)", maximum=MAX_POINTS),
         str_param("format", "json or csv", ("json", "csv")),
     ),
     responses={200: {"application/json": LossHistory, "text/csv": None}},
@@ -221,7 +222,7 @@ def job_losses(job_id: int) -> Response:
     job = row_or_404(Job, job_id)
     start = int_arg("start", None, low=0)
     stop = int_arg("stop", None, low=0)
-    points = int_arg("points", 0, low=0, high=1_000_000)
+    points = int_arg("points", 0, low=0, high=MAX_POINTS)
     fmt = choice_arg("format", ("json", "csv"), "json")
     steps, losses = read_losses(session, job_id, start, stop)
     if points:

@@ -11,7 +11,7 @@ import sqlalchemy.exc
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from service import job_states
-from service.api.apidoc import documented, int_param, path_id, str_param
+from service.api.apidoc import documented, int_param, list_param, path_id, str_param
 from service.api.extensions import (
     ApiError,
     celery_client,
@@ -259,7 +259,7 @@ def cancel_sweep(sweep_id: int) -> tuple[Response, int]:
     params=(
         SWEEP_ID,
         str_param("sort", "key, '-' for descending (default final_loss)", SORT_KEYS),
-        str_param("status", "comma-separated: " + ", ".join(STATUSES)),
+        list_param("status", "comma-separated: " + ", ".join(STATUSES), STATUSES),
         int_param("limit", "page size (default 100)", minimum=1, maximum=10_000),
         int_param("offset", "rows to skip", minimum=0),
     ),

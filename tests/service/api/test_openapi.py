@@ -170,3 +170,26 @@ def test_no_enum_parameter_takes_an_empty_value(document: dict[str, Any]) -> Non
         for method, operation in methods.items():
             for param in operation.get("parameters", []):
                 assert "" not in param["schema"].get("enum", ["x"]), (method, path, param)
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "value"),
+    [
+        # Found by Schemathesis: values the document allowed and the API refused.
+        ("/api/v1/jobs/{job_id}/losses", "points", 2**31 - 2),
+        ("/api/v1/sweeps/{sweep_id}/results", "status", "L\x1c"),
+        ("/api/v1/jobs", "stage", "nn,cnn"),
+        ("/api/v1/jobs", "sort", ""),
+    ],
+)
+def test_a_parameter_value_the_api_refuses_the_document_refuses(
+    client: FlaskClient, document: dict[str, Any], path: str, name: str, value: object
+) -> None:
+    job = client.post("/api/v1/jobs", json={"stage": "nn", "iterations": 5}).get_json()["id"]
+    sweep = client.post("/api/v1/sweeps", json=GRID).get_json()["id"]
+    url = path.format(job_id=job, sweep_id=sweep)
+    assert client.get(url, query_string={name: value}).status_code == 422
+    (param,) = [p for p in document["paths"][path]["get"]["parameters"] if p["name"] == name]
+    assert not jsonschema.Draft202012Validator(param["schema"]).is_valid(value)
+    # And the document still takes what the API takes.
+    assert client.get(url).status_code == 200
