@@ -15,8 +15,8 @@ from prometheus_client.registry import Collector
 
 from service.choices import QUEUES
 from service.config import Config
+from service.db import database_now
 from service.models import Job, JobStatus
-from service.models.base import utcnow
 from service.ops.queued_messages import queue_keys
 
 log = logging.getLogger(__name__)
@@ -104,8 +104,8 @@ class DeploymentCollector(Collector):
             f"{NAMESPACE}_jobs_lease_expired",
             "Running jobs whose lease has run out, waiting for the reconciler",
         )
-        now = utcnow()
         with self.sessions() as session:
+            now = database_now(session)  # the clock the leases were stamped on
             present = {(s.value, q): 0 for s in JobStatus for q in QUEUES}
             for status, queue, count in session.execute(
                 sa.select(Job.status, Job.queue, sa.func.count()).group_by(Job.status, Job.queue)
