@@ -26,10 +26,10 @@ import torch
 from service import job_states
 from service.config import Config
 from service.db import session_scope
+from service.dispatch.fusing import batch_key
 from service.jobs import job_spec
 from service.models import Checkpoint, Job, JobStatus
 from service.sweeps import wakeup
-from service.sweeps.batching import batch_key
 from service.sweeps.early_stop import flush_steps
 from worker import device_errors, shutdown
 from worker.heartbeat import Heartbeat

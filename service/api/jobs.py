@@ -36,6 +36,7 @@ from service.api.params import (
 )
 from service.api.schemas import JobOut, JobPage, LossHistory
 from service.db import locked, row_count
+from service.dispatch.send import send
 from service.job_list import SORT_CHOICES, Cursor, CursorError, keyset_page, offset_page
 from service.jobs import (
     downsample,
@@ -48,7 +49,6 @@ from service.jobs import (
 from service.jobspec import INITS, OPTIMIZERS, STAGES, JobRequest, validate_job
 from service.loss_store import finite_or_none
 from service.models import Job, JobStatus
-from service.sending import send_committed
 
 bp = Blueprint("jobs", __name__)
 log = logging.getLogger(__name__)
@@ -92,9 +92,7 @@ def json_body() -> object:
 
 def send_jobs(jobs: list[Job]) -> None:
     """Enqueue committed jobs; on a broker failure they stay queued for the reconciler to send."""
-    sent_at = send_committed(
-        celery_client(), write_sessions(), [(job.id, job.queue) for job in jobs]
-    )
+    sent_at = send(celery_client(), write_sessions(), [(job.id, job.queue) for job in jobs])
     for job in jobs:
         job.enqueued_at = sent_at
 

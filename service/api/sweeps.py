@@ -33,10 +33,10 @@ from service.api.params import (
 )
 from service.api.schemas import BestSoFar, SweepFactors, SweepOut, SweepPage, SweepResults
 from service.db import row_count
+from service.dispatch.send import send
 from service.jobs import queue_for
 from service.jobspec import MAX_SEED, Limits, SpecError, validate_job
 from service.models import JobStatus, Sweep
-from service.sending import send_committed
 from service.sweeps.best_so_far import best_so_far_body
 from service.sweeps.expansion import count_jobs, expand
 from service.sweeps.factors import factor_table
@@ -134,7 +134,7 @@ def submit_sweep() -> tuple[Response, int]:
     queues = [queue_for(spec["device"], cfg.default_queue) for spec in specs]
     with stored_once(Sweep, key, _show) as session:
         sent = insert_sweep_jobs(session, sweep, specs, queues)
-    send_committed(celery_client(), write_sessions(), sent)
+    send(celery_client(), write_sessions(), sent)
     body_out = _show(sweep)
     body_out["skipped_reasons"] = skipped[:SKIPPED_SHOWN]
     response = jsonify(body_out)

@@ -9,10 +9,10 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from service.db import make_engine, make_session_factory, session_scope
+from service.dispatch.fusing import batch_key, fields_of
 from service.jobs import new_job
 from service.jobspec import validate_job
 from service.models import Checkpoint, Job, JobStatus, Sweep
-from service.sweeps.batching import batch_key, fields_of
 from tests.support.loss_chunks import stored_steps
 from worker.recording import (
     claim_job,
