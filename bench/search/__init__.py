@@ -22,5 +22,6 @@ within 1% of the reference.
 
 The modules, in the order a run uses them: `space` (the space, the budget, the contenders),
 `objective` (the training every contender runs), `trainq`, `optuna_tpe` and `ray_tune` (one
-search each), `scoring` (the figures) and `run` (the command: arguments, sizes, the table).
+search each), `scoring` (the figures), `table` (a size's table) and `run` (the command: its
+arguments and every size).
 """
