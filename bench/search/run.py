@@ -1,4 +1,4 @@
-"""The run: arguments, the reference grid and every contender at each size, the table."""
+"""The run: arguments, then at each size the reference grid and every contender over the seeds."""
 
 from __future__ import annotations
 
