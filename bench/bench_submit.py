@@ -6,10 +6,10 @@ The real endpoint, in process: `create_app` and Flask's test client (no HTTP soc
 database and a real Redis with no worker, so every message stays in the queue's list to be
 counted. Each request is timed whole; the endpoint's two bulk steps are timed inside it by
 wrapping the functions it calls: insert (`insert_sweep_jobs`: sweep row, one bulk INSERT of the
-jobs) and send (`send_committed`: one enqueue over one connection, one UPDATE, commit); `rest`
-is the remainder (parse, expand, validate, the insert's commit, the response). After each
-request the script checks the sweep's Job rows and that the queue holds exactly one message per
-job (unfused) or batches covering every job once (`"fused": true`).
+jobs) and send (`service.dispatch.send.send`: one enqueue over one connection, one UPDATE,
+commit); `rest` is the remainder (parse, expand, validate, the insert's commit, the
+response). After each request the script checks the sweep's Job rows and that the queue
+holds exactly one message per job (unfused) or batches covering every job once (`"fused": true`).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ RATES = (1e-8, 3e-8, 1e-7, 3e-7, 1e-6, 3e-6, 1e-5, 3e-5)
 @contextlib.contextmanager
 def timed_steps(phases: dict[str, float]) -> Iterator[None]:
     """Time the endpoint's insert and send steps into phases while inside the block."""
-    originals = {"insert": sweeps_api.insert_sweep_jobs, "send": sweeps_api.send_committed}
+    originals = {"insert": sweeps_api.insert_sweep_jobs, "send": sweeps_api.send}
 
     def timing(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -70,12 +70,12 @@ def timed_steps(phases: dict[str, float]) -> Iterator[None]:
         return wrapper
 
     sweeps_api.insert_sweep_jobs = timing("insert", originals["insert"])
-    sweeps_api.send_committed = timing("send", originals["send"])
+    sweeps_api.send = timing("send", originals["send"])
     try:
         yield
     finally:
         sweeps_api.insert_sweep_jobs = originals["insert"]
-        sweeps_api.send_committed = originals["send"]
+        sweeps_api.send = originals["send"]
 
 
 def queued_job_ids(broker: redis.Redis) -> tuple[int, list[int]]:
