@@ -90,6 +90,7 @@ def test_up_serves_every_stage_then_stops_cleanly(
     trainq_up: tuple[subprocess.Popen[bytes], str], tmp_path: Path
 ) -> None:
     process, url = trainq_up
+    assert f"web pages {url}/," in (tmp_path / "up.log").read_text()  # the banner
     ids = {}
     for stage in STAGES:
         response = requests.post(f"{url}/api/v1/jobs", json={"stage": stage}, timeout=10)
