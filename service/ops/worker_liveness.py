@@ -1,8 +1,10 @@
 """Which queues have a live worker: one whose main process answers the broker's broadcast.
 
 A frozen (SIGSTOP) or absent worker does not answer, so its queue counts as having none. Asking
-waits out the reply timeout, so an answer is kept for a few seconds: a burst of submissions asks
-once. A busy worker still answers (its main process consumes the broadcast, its pool trains).
+waits out the whole reply timeout (the broker cannot say how many workers will answer), so a
+submission never waits for it past the first time: an answer older than `ttl` is asked again on
+a thread of its own while the submission uses the last one. A busy worker still answers (its
+main process consumes the broadcast, its pool trains).
 """
 
 from __future__ import annotations
@@ -32,14 +34,30 @@ class WorkerLiveness:
         self._lock = threading.Lock()
         self._known: Workers | None = None
         self._asked_at = -float("inf")
+        self._refreshing = False
 
     def workers(self, fresh: bool = False) -> Workers | None:
-        """Queue -> names of the workers that answered; None when the broker did not answer."""
+        """Queue -> names of the workers that answered; None when the broker did not answer.
+
+        `fresh` (GET /health, which says so) and the first call ask and wait; later calls
+        answer at once from the last answer, refreshed behind them once it is `ttl` old.
+        """
         with self._lock:
-            if fresh or self.clock() - self._asked_at > self.ttl:
-                self._known = self._ask()
-                self._asked_at = self.clock()
+            if fresh or self._asked_at == -float("inf"):
+                self._store(self._ask())
+            elif self.clock() - self._asked_at > self.ttl and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(target=self._refresh, name="worker-liveness", daemon=True).start()
             return self._known
+
+    def _refresh(self) -> None:
+        answer = self._ask()
+        with self._lock:
+            self._store(answer)
+            self._refreshing = False
+
+    def _store(self, answer: Workers | None) -> None:
+        self._known, self._asked_at = answer, self.clock()
 
     def _ask(self) -> Workers | None:
         try:
