@@ -22,6 +22,7 @@ from service.api.extensions import (
     row_or_404,
     write_sessions,
 )
+from service.api.health import queue_of, with_warnings
 from service.api.idempotency import answer_if_submitted, idempotency_key, stored_once
 from service.api.jobs import json_body
 from service.api.limits import check_active_cap
@@ -137,7 +138,7 @@ def submit_sweep() -> tuple[Response, int]:
     send(celery_client(), write_sessions(), sent)
     body_out = _show(sweep)
     body_out["skipped_reasons"] = skipped[:SKIPPED_SHOWN]
-    response = jsonify(body_out)
+    response = jsonify(with_warnings(body_out, queues))
     response.headers["Location"] = url_for("sweeps.show_sweep", sweep_id=sweep.id)
     return response, 201
 
@@ -149,7 +150,7 @@ def _check_sweep_cap(total: int, blame: str) -> None:
         raise ApiError(
             422,
             "too_many_jobs",
-            f"{blame}: the sweep expands to {total} jobs, over the cap of {cap}",
+            f"{blame}: the sweep expands to {total} jobs, over TRAINQ_MAX_SWEEP_JOBS={cap}",
             blame,
         )
 
@@ -178,7 +179,7 @@ def _submit_search(
     )
     with stored_once(Sweep, key, _show) as session:
         session.add(sweep)
-    response = jsonify(_show(sweep))
+    response = jsonify(with_warnings(_show(sweep), [queue_of(sweep_request.base)]))
     response.headers["Location"] = url_for("sweeps.show_sweep", sweep_id=sweep.id)
     return response, 201
 
