@@ -9,15 +9,15 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 from urllib.parse import quote
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from service.ops.local_server import LocalServer
 
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 _WILDCARD = {"0.0.0.0", "::", "*"}
@@ -55,16 +55,12 @@ def _config_quote(value: str) -> str:
     return '"' + "".join(f"\\x{b:02x}" for b in value.encode()) + '"'
 
 
-def _log_tail(path: Path, lines: int = 20) -> str:
-    """Return the last lines of a log file, or a placeholder if unreadable."""
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "<no log>"
-
-
-class RedisServer:
+class RedisServer(LocalServer):
     """A redis-server child process bound to a port and a data directory."""
+
+    program = "redis-server"
+    # redis flushes the AOF on SIGTERM, and a clean shutdown reaps its BGSAVE/rewrite children.
+    stop_signal = signal.SIGTERM
 
     def __init__(
         self,
@@ -85,8 +81,12 @@ class RedisServer:
         self.bind = bind
         # "" disables RDB snapshots; pass e.g. "60 1000" to keep them.
         self.save = save
-        self.log_path = self.data_dir / "redis-server.log"
         self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        """The server's log, in its data directory."""
+        return self.data_dir / "redis-server.log"
 
     @property
     def host(self) -> str:
@@ -100,15 +100,6 @@ class RedisServer:
         auth = f":{quote(self.password, safe='')}@" if self.password else ""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"redis://{auth}{host}:{self.port}/0"
-
-    @property
-    def pid(self) -> int | None:
-        """PID of the running server, or None."""
-        return self._proc.pid if self._proc is not None and self.is_running() else None
-
-    def is_running(self) -> bool:
-        """Whether the server process is alive."""
-        return self._proc is not None and self._proc.poll() is None
 
     def _command(self) -> list[str]:
         """Build the redis-server command line."""
@@ -138,98 +129,37 @@ class RedisServer:
         if self.is_running():
             raise RuntimeError(f"redis-server already running (pid {self.pid})")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            # Own session: a Ctrl-C aimed at the supervisor's terminal must not
-            # also hit redis; stop() signals it explicitly instead.
-            self._proc = subprocess.Popen(
-                self._command(),
-                stdin=subprocess.PIPE if self.password else subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        if self.password and self._proc.stdin is not None:
+        proc = self._spawn(
+            self._command(), stdin=subprocess.PIPE if self.password else subprocess.DEVNULL
+        )
+        if self.password and proc.stdin is not None:
             # A server that died at once closed the pipe; _wait_ready reports it.
-            with contextlib.suppress(BrokenPipeError), self._proc.stdin:
-                self._proc.stdin.write(f"requirepass {_config_quote(self.password)}\n".encode())
-        self._wait_ready(timeout)
+            with contextlib.suppress(BrokenPipeError), proc.stdin:
+                proc.stdin.write(f"requirepass {_config_quote(self.password)}\n".encode())
+        self._wait_ready(timeout, f"redis-server on port {self.port} not answering PING")
         return self
 
-    def _wait_ready(self, timeout: float) -> None:
-        """Poll PING until it succeeds, the process dies, or timeout passes."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._proc is None or self._proc.poll() is not None:
-                code = self._proc.returncode if self._proc else None
-                raise RuntimeError(
-                    f"redis-server exited with {code} during startup; log "
-                    f"{self.log_path}:\n{_log_tail(self.log_path)}"
-                )
-            try:
-                with redis.Redis(
-                    host=self.host,
-                    port=self.port,
-                    password=self.password,
-                    socket_connect_timeout=0.5,
-                    socket_timeout=0.5,
-                    # redis-py retries refused connections with backoff by
-                    # default, which would stretch each probe past the deadline.
-                    retry=Retry(NoBackoff(), 0),
-                ) as client:
-                    client.ping()
-                return
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-                # Covers "not listening yet" and BusyLoadingError while the
-                # AOF/RDB is being replayed.
-                pass
-            if time.monotonic() >= deadline:
-                self.kill()
-                raise RuntimeError(
-                    f"redis-server on port {self.port} not answering PING after "
-                    f"{timeout}s; log {self.log_path}:\n{_log_tail(self.log_path)}"
-                )
-            time.sleep(0.05)
-
-    def stop(self, timeout: float = 10) -> None:
-        """SIGTERM the server (it flushes AOF), escalating to SIGKILL on timeout."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
+    def _answers(self) -> bool:
+        """Whether a PING succeeds now."""
         try:
-            # A clean redis shutdown reaps its own BGSAVE/rewrite children.
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def kill(self) -> None:
-        """SIGKILL the server and any child it forked (fault injection)."""
-        proc = self._proc
-        if proc is None:
-            return
-        # Only while the leader is unreaped: its pid pins the group id, so
-        # killpg cannot hit an unrelated group that recycled the number.
-        # Killing the group also takes out BGSAVE/AOF-rewrite children.
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+            with redis.Redis(
+                host=self.host,
+                port=self.port,
+                password=self.password,
+                socket_connect_timeout=0.5,
+                socket_timeout=0.5,
+                # redis-py retries refused connections with backoff by
+                # default, which would stretch each probe past the deadline.
+                retry=Retry(NoBackoff(), 0),
+            ) as client:
+                client.ping()
+            return True
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            # Covers "not listening yet" and BusyLoadingError while the
+            # AOF/RDB is being replayed.
+            return False
 
     def restart(self, timeout: float = 10) -> Self:
         """Stop (if running) and start again on the same port and data dir."""
         self.stop(timeout)
         return self.start(timeout)
-
-    def __enter__(self) -> Self:
-        """Start the server unless it already runs."""
-        return self if self.is_running() else self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the server."""
-        self.stop()

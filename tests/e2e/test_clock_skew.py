@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -13,8 +12,8 @@ from service.config import Config
 from service.db import make_engine, make_session_factory
 from service.models import Job, JobStatus
 from service.ops.reconcile import reconcile_once
-from service.ops.redis_server import RedisServer
-from tests.conftest import BACKEND_PARAMS, TERMINAL, DatabaseFactory, Stack, running_stack
+from tests.conftest import TERMINAL, Stack
+from tests.e2e.conftest import OneWorker
 from tests.support.waiting import wait_until
 
 LEASE = 3.0
@@ -22,33 +21,22 @@ LEASE = 3.0
 LAG = -60
 
 
-@pytest.fixture(scope="module", params=BACKEND_PARAMS)
-def lagging_worker(
-    request: pytest.FixtureRequest,
-    databases: DatabaseFactory,
-    redis_server: RedisServer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Stack]:
-    """The service with one worker process whose Python clock runs a minute behind."""
-    with running_stack(
-        request.param,
-        databases,
-        redis_server,
-        tmp_path_factory,
+@pytest.fixture(scope="module")
+def one_worker() -> OneWorker:
+    """One worker process whose Python clock runs a minute behind."""
+    return OneWorker(
         11,
-        concurrency=1,
-        prefix=[sys.executable, "-m", "tests.support.skewed_clock"],
-        extra_env={
+        {
             "TRAINQ_TEST_CLOCK_SKEW_SECONDS": str(LAG),
             "TRAINQ_LEASE_SECONDS": str(LEASE),
             "TRAINQ_HEARTBEAT_SECONDS": "0.5",
         },
-    ) as running:
-        yield running
+        prefix=(sys.executable, "-m", "tests.support.skewed_clock"),
+    )
 
 
-def test_a_worker_whose_clock_lags_keeps_its_jobs(lagging_worker: Stack) -> None:
-    stack = lagging_worker
+def test_a_worker_whose_clock_lags_keeps_its_jobs(own_stack: Stack) -> None:
+    stack = own_stack
     # A send counts as lost a lease after it (not 300 s): from then on only the lease tells.
     config = Config.from_env(
         database_url=stack.database_url,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,10 +9,10 @@ import sqlalchemy as sa
 
 from service.jobs import job_spec
 from service.models import Job, JobStatus
-from service.ops.redis_server import RedisServer
-from tests.conftest import BACKEND_PARAMS, TERMINAL, DatabaseFactory, Stack, running_stack
+from tests.conftest import TERMINAL, Stack
+from tests.e2e.conftest import OneWorker
 from tests.e2e.test_search import Controllers
-from tests.e2e.test_sweeps import SMALL, wait_for_sweep
+from tests.e2e.test_sweeps import SMALL, sweep_jobs, wait_for_sweep
 from worker.training import TrainSpec
 from worker.training.fused import train_fused_to_lists
 
@@ -22,30 +21,16 @@ STACK = 3
 RATES = [1e-2, 1e-6, 1e-7, 3e-3, 1e-5, 3e-7, 1e-4, 3e-6]
 
 
-@pytest.fixture(scope="module", params=BACKEND_PARAMS)
-def small_stacks(
-    request: pytest.FixtureRequest,
-    databases: DatabaseFactory,
-    redis_server: RedisServer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Stack]:
-    """The service with one worker process that fuses at most three jobs per stack."""
-    with running_stack(
-        request.param,
-        databases,
-        redis_server,
-        tmp_path_factory,
-        6,
-        concurrency=1,
-        extra_env={"TRAINQ_MAX_STACK": str(STACK)},
-    ) as running:
-        yield running
+@pytest.fixture(scope="module")
+def one_worker() -> OneWorker:
+    """One worker process that fuses at most three jobs per stack."""
+    return OneWorker(6, {"TRAINQ_MAX_STACK": str(STACK)})
 
 
 def test_pruned_rows_take_the_sweeps_queued_jobs_each_with_its_own_history(
-    small_stacks: Stack,
+    own_stack: Stack,
 ) -> None:
-    stack = small_stacks
+    stack = own_stack
     # Given an asha sweep of 8 fused jobs, one message, on a worker that stacks 3 at most
     body = {
         "name": "refill",
@@ -91,9 +76,9 @@ def test_pruned_rows_take_the_sweeps_queued_jobs_each_with_its_own_history(
 
 
 def test_a_search_sweeps_stack_takes_the_trials_asked_after_its_pruned_ones(
-    small_stacks: Stack, tmp_path: Path
+    own_stack: Stack, tmp_path: Path
 ) -> None:
-    stack = small_stacks
+    stack = own_stack
     # Given a TPE search over adam's lr, 3 trials in flight, asha, and a controller
     body = {
         "name": "refill-search",
@@ -116,10 +101,7 @@ def test_a_search_sweeps_stack_takes_the_trials_asked_after_its_pruned_ones(
         sweep = wait_for_sweep(stack, sweep_id)
     finally:
         controllers.stop_all()
-    with stack.sessions() as session:
-        jobs = session.scalars(
-            sa.select(Job).where(Job.sweep_id == sweep_id).order_by(Job.id)
-        ).all()
+    jobs = sweep_jobs(stack, sweep_id)
     # Then all 9 trials ended, each once, and a trial asked after the first three started
     # while one of those still trained: with one pool process, only in that same stack.
     assert len(jobs) == sweep["job_count"] == 9, sweep

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from click.testing import CliRunner
 
 from service.broker import make_celery
 from service.cli import main
 from service.config import Config
-from service.models import Job, JobStatus, Sweep
+from service.models import JobStatus, Sweep
 from service.sweeps.controller import LiveCapacity
 from tests.conftest import Stack
-from tests.e2e.test_sweeps import SMALL, wait_for_sweep
-from tests.support.processes import ROOT
+from tests.e2e.test_sweeps import SMALL, sweep_jobs, wait_for_sweep
+from tests.support.processes import kill_group, spawn_logged
 from tests.support.waiting import wait_until
 
 # sgd at a high lr may diverge: an outcome, told to the sampler as the worst.
@@ -43,22 +40,14 @@ class Controllers:
             TRAINQ_CONTROLLER_SECONDS=str(seconds),
             TRAINQ_CONTROLLER_LEASE_SECONDS="2",
         )
-        with open(self.log_dir / f"controller-{name}.log", "ab") as log:
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", "controller", "--name", name],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.processes[name] = spawn_logged(
+            [sys.executable, "-m", "service.cli", "controller", "--name", name],
+            env,
+            self.log_dir / f"controller-{name}.log",
+        )
 
     def kill(self, name: str) -> None:
-        process = self.processes.pop(name)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
+        kill_group(self.processes.pop(name))
 
     def stop_all(self) -> None:
         for name in list(self.processes):
@@ -86,12 +75,6 @@ def search_sweep(stack: Stack, n: int, method: str = "tpe") -> int:
         },
     }
     return stack.submit_sweep(body)
-
-
-def sweep_jobs(stack: Stack, sweep_id: int) -> list[Job]:
-    with stack.sessions() as session:
-        query = sa.select(Job).where(Job.sweep_id == sweep_id).order_by(Job.id)
-        return list(session.scalars(query))
 
 
 def test_live_capacity_counts_the_pool_slots_of_the_workers_on_a_queue(stack: Stack) -> None:

@@ -37,6 +37,13 @@ def wait_for_sweep(stack: Stack, sweep_id: int, timeout: float = 240) -> dict[st
     raise AssertionError(f"sweep {sweep_id} not done in {timeout} s: {sweep}\n{logs}")
 
 
+def sweep_jobs(stack: Stack, sweep_id: int) -> list[Job]:
+    """The sweep's job rows, in the order they were made."""
+    with stack.sessions() as session:
+        query = sa.select(Job).where(Job.sweep_id == sweep_id).order_by(Job.id)
+        return list(session.scalars(query))
+
+
 def test_grid_sweep_finishes_with_a_right_leaderboard_and_factor_table(stack: Stack) -> None:
     # Given a 2 x 3 x 2 grid (optimizer x lr x seeds) submitted over HTTP.
     started = time.monotonic()

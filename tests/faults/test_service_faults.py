@@ -13,7 +13,36 @@ from tests.conftest import POSTGRESQL
 from tests.faults.checker import Expectation
 from tests.faults.conftest import FIGURES, SMALL, FaultEnv
 from tests.support.postgres import PostgresServer
+from tests.support.processes import WorkerProcess
 from tests.support.waiting import wait_until
+
+
+def runaway_job_ended(env: FaultEnv) -> dict:
+    """Submit a job far longer than the time limits and wait until it ends (failed, it should)."""
+    job_id = env.submit(Expectation(status=JobStatus.FAILED, max_attempts=1), iterations=100_000)
+    env.fault()
+    return env.wait(job_id, lambda j: j["status"] not in ("queued", "running"), timeout=60)
+
+
+def worker_and_reconciler(env: FaultEnv, concurrency: int) -> WorkerProcess:
+    """Start a worker and the reconciler: the service a database restart happens under."""
+    worker = env.worker(concurrency=concurrency)
+    env.start_reconciler()
+    return worker
+
+
+def restart_postgres_once_noticed(
+    env: FaultEnv, postgres_server: PostgresServer, worker: WorkerProcess, who: str
+) -> None:
+    """Stop the server under the running jobs, and start it again once `who` log their retries."""
+    postgres_server.stop()
+    env.fault()
+    wait_until(
+        lambda: "database unavailable, retrying" in worker.log_tail(3000),
+        30,
+        lambda: f"{who} to notice:\n{env.logs()}",
+    )
+    postgres_server.start()
 
 
 def test_same_idempotency_key_from_eight_threads_makes_one_job(env: FaultEnv) -> None:
@@ -91,9 +120,7 @@ def test_cancel_of_queued_and_running_jobs(env: FaultEnv) -> None:
 
 def test_soft_time_limit_fails_a_runaway_job_with_the_reason(env: FaultEnv) -> None:
     env.worker(concurrency=1, TRAINQ_JOB_SOFT_LIMIT_SECONDS="2", TRAINQ_JOB_HARD_LIMIT_SECONDS="30")
-    job_id = env.submit(Expectation(status=JobStatus.FAILED, max_attempts=1), iterations=100_000)
-    env.fault()
-    job = env.wait(job_id, lambda j: j["status"] not in ("queued", "running"), timeout=60)
+    job = runaway_job_ended(env)
     assert job["status"] == "failed", job
     assert "soft time limit" in job["error"], job
     env.check()
@@ -103,15 +130,13 @@ def test_hard_time_limit_fails_a_job_that_ignores_the_soft_one(env: FaultEnv) ->
     # No soft limit: the pool process is killed without warning.
     env.worker(concurrency=1, TRAINQ_JOB_SOFT_LIMIT_SECONDS="0", TRAINQ_JOB_HARD_LIMIT_SECONDS="2")
     env.start_reconciler()
-    job_id = env.submit(Expectation(status=JobStatus.FAILED, max_attempts=1), iterations=100_000)
-    env.fault()
-    job = env.wait(job_id, lambda j: j["status"] not in ("queued", "running"), timeout=60)
+    job = runaway_job_ended(env)
     assert job["status"] == "failed", job
     assert "hard time limit" in job["error"], job
     # A reconciler pass after the lease ran out did not send it again
     lease_over = time.monotonic() + env.config.lease_seconds
     wait_until(lambda: env.passes and env.passes[-1] > lease_over, 30, "a pass past the lease")
-    assert env.job(job_id)["attempts"] == 1
+    assert env.job(job["id"])["attempts"] == 1
     env.check()
 
 
@@ -120,21 +145,13 @@ def test_postgresql_restarting_while_jobs_run(
     env: FaultEnv, postgres_server: PostgresServer
 ) -> None:
     # PostgreSQL only: a SQLite file has no server to restart.
-    worker = env.worker(concurrency=2)
-    env.start_reconciler()
+    worker = worker_and_reconciler(env, concurrency=2)
     ids = [env.submit(iterations=15_000) for _ in range(2)] + [
         env.submit(iterations=300) for _ in range(3)
     ]
     env.wait(ids[0], lambda j: j["status"] == "running" and j["steps_done"] > 0)
     # When the server goes away for a couple of seconds under the running jobs
-    postgres_server.stop()
-    env.fault()
-    wait_until(
-        lambda: "database unavailable, retrying" in worker.log_tail(3000),
-        30,
-        lambda: f"the workers to notice:\n{env.logs()}",
-    )
-    postgres_server.start()
+    restart_postgres_once_noticed(env, postgres_server, worker, "the workers")
     # Then the workers retry, survive, and every job ends once with its whole history
     env.wait_all(timeout=150)
     assert worker.process.poll() is None
@@ -149,20 +166,12 @@ def test_postgresql_restarting_under_a_fused_stack(
     env: FaultEnv, postgres_server: PostgresServer
 ) -> None:
     # Given a fused stack training
-    worker = env.worker(concurrency=1)
-    env.start_reconciler()
+    worker = worker_and_reconciler(env, concurrency=1)
     ids = env.submit_stack({"seed": [1, 2, 3, 4]}, iterations=15_000)
     for job_id in ids:
         env.wait(job_id, lambda j: j["status"] == "running" and j["steps_done"] > 0)
     # When the server goes away for a while under it
-    postgres_server.stop()
-    env.fault()
-    wait_until(
-        lambda: "database unavailable, retrying" in worker.log_tail(3000),
-        30,
-        lambda: f"the worker to notice:\n{env.logs()}",
-    )
-    postgres_server.start()
+    restart_postgres_once_noticed(env, postgres_server, worker, "the worker")
     # Then the stack retries, survives, and each job ends once, with its whole fused history
     env.wait_all(timeout=150)
     assert worker.process is not None

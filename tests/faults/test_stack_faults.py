@@ -14,6 +14,7 @@ from service.models import Job, JobStatus
 from tests.conftest import TERMINAL
 from tests.faults.checker import Expectation
 from tests.faults.conftest import FIGURES, FaultEnv, record_recovery
+from tests.support.processes import WorkerProcess
 
 LONG = 20_000  # tensors steps of the small problem: a few seconds of training
 SEEDS = {"seed": [1, 2, 3, 4]}
@@ -28,6 +29,18 @@ def all_jobs(env: FaultEnv, ids: list[int], until: Callable[[dict], bool], timeo
 def mid_stack(job: dict) -> bool:
     # Past the first checkpoint (every 1000 steps in the suite), far from the end.
     return job["status"] == "running" and job["steps_done"] > 2500
+
+
+def exit_on_sigterm(env: FaultEnv, worker: WorkerProcess) -> tuple[int, float]:
+    """SIGTERM the worker, as `docker stop` and systemd do: its exit code and seconds to exit."""
+    assert worker.process is not None
+    asked_at = time.monotonic()
+    os.kill(worker.process.pid, signal.SIGTERM)
+    env.fault()
+    code = worker.process.wait(30)
+    took = time.monotonic() - asked_at
+    FIGURES["sigterm_exit_s"] = max(FIGURES.get("sigterm_exit_s", 0.0), round(took, 1))
+    return code, took
 
 
 def test_sigkill_of_a_pool_process_mid_stack_resumes_every_job(env: FaultEnv) -> None:
@@ -120,14 +133,9 @@ def test_sigterm_hands_a_stack_back_within_ten_seconds(env: FaultEnv) -> None:
     ids = env.submit_stack(SEEDS, iterations=100_000)
     all_jobs(env, ids, mid_stack, 60)
     # When the worker is asked to stop, as `docker stop` and systemd ask
-    assert leaving.process is not None
-    asked_at = time.monotonic()
-    os.kill(leaving.process.pid, signal.SIGTERM)
-    env.fault()
+    code, took = exit_on_sigterm(env, leaving)
     # Then it checkpoints the stack, hands every job back and exits within 10 s
-    assert leaving.process.wait(30) == 0
-    took = time.monotonic() - asked_at
-    FIGURES["sigterm_exit_s"] = max(FIGURES.get("sigterm_exit_s", 0.0), round(took, 1))
+    assert code == 0
     assert took <= 10, took
     for job_id in ids:
         job = env.job(job_id)
@@ -149,14 +157,9 @@ def test_sigterm_hands_a_single_job_back_within_ten_seconds(env: FaultEnv) -> No
     job_id = env.submit(iterations=100_000)
     env.wait(job_id, mid_stack)
     # When the worker gets SIGTERM
-    assert leaving.process is not None
-    asked_at = time.monotonic()
-    os.kill(leaving.process.pid, signal.SIGTERM)
-    env.fault()
+    code, took = exit_on_sigterm(env, leaving)
     # Then it exits within 10 s, the job queued again with its checkpoint
-    assert leaving.process.wait(30) == 0
-    took = time.monotonic() - asked_at
-    FIGURES["sigterm_exit_s"] = max(FIGURES.get("sigterm_exit_s", 0.0), round(took, 1))
+    assert code == 0
     assert took <= 10, took
     assert env.job(job_id)["status"] == "queued", leaving.log_tail(80)
     # and another worker finishes it from there: one whole history, one attempt counted

@@ -17,19 +17,13 @@ import requests
 
 from service.ops.redis_server import free_port
 from tests.faults.conftest import FIGURES, SMALL
-from tests.support.processes import ROOT
+from tests.support.processes import kill_group, live_processes, spawn_logged
 from tests.support.waiting import wait_until
 
 
 def sessions_of(leaders: set[int]) -> set[int]:
     """Every live process whose session one of the leaders started (a component's whole tree)."""
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if fields[0] != "Z" and int(fields[3]) in leaders:
-                found.add(int(stat.parent.name))
-    return found
+    return {p.pid for p in live_processes() if p.session in leaders}
 
 
 def redis_on(port: int) -> set[int]:
@@ -68,22 +62,16 @@ def trainq_up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, s
         PYTHONUNBUFFERED="1",
     )
     log = tmp_path / "up.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "up", "--port", str(port), "--concurrency", "1"],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn_logged(
+        [sys.executable, "-m", "service.cli", "up", "--port", str(port), "--concurrency", "1"],
+        env,
+        log,
+    )
     try:
         yield process, log, f"http://127.0.0.1:{port}", redis_port
     finally:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+            kill_group(process)
 
 
 def test_trainq_up_restarts_a_killed_worker_and_stops_everything_on_ctrl_c(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -36,6 +37,14 @@ def add_job(factory: so.sessionmaker[so.Session], sweep_id: int | None = None) -
         job.sweep_id = sweep_id
         session.add(job)
     return job.id
+
+
+def add_sweep(factory: so.sessionmaker[so.Session], job_count: int) -> int:
+    with session_scope(factory) as session:
+        sweep = Sweep(name="s", request={}, job_count=job_count, seed=1)
+        session.add(sweep)
+        session.flush()
+        return sweep.id
 
 
 def read(factory: so.sessionmaker[so.Session], job_id: int) -> Job:
@@ -195,11 +204,7 @@ def test_prune_ends_a_held_job_at_its_rung_keeping_its_summary(
 def test_cancel_sweep_does_for_every_job_what_cancel_does(
     factory: so.sessionmaker[so.Session],
 ) -> None:
-    with session_scope(factory) as session:
-        sweep = Sweep(name="s", request={}, job_count=3, seed=1)
-        session.add(sweep)
-        session.flush()
-        sweep_id = sweep.id
+    sweep_id = add_sweep(factory, 3)
     queued, running, done = (add_job(factory, sweep_id) for _ in range(3))
     claim(factory, running)
     done_attempt, _ = claim(factory, done)
@@ -252,11 +257,15 @@ def test_only_job_states_writes_a_jobs_status() -> None:
     assert writers["service/job_states.py"]
 
 
-def queued_rows_as_refill_reads_them(session: so.Session, job_id: int) -> Job:
-    """Load the job unlocked into the session, as a refill reads its candidates."""
-    job = session.scalars(sa.select(Job).where(Job.status == JobStatus.QUEUED)).one()
-    assert job.id == job_id
-    return job
+@contextlib.contextmanager
+def stale_read(factory: so.sessionmaker[so.Session]) -> Iterator[tuple[so.Session, int, Job]]:
+    """A new queued job, and a transaction that loaded it unlocked, as a refill reads its
+    candidates: the session's copy stays in its identity map while others change the row."""
+    job_id = add_job(factory)
+    with factory() as stale, stale.begin():
+        cached = stale.scalars(sa.select(Job).where(Job.status == JobStatus.QUEUED)).one()
+        assert cached.id == job_id
+        yield stale, job_id, cached
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -264,9 +273,7 @@ def test_a_claim_from_a_stale_read_sees_another_workers_claim(
     factory: so.sessionmaker[so.Session],
 ) -> None:
     # Given a session that read the job while it was queued (a refill's candidates)
-    job_id = add_job(factory)
-    with factory() as stale, stale.begin():
-        cached = queued_rows_as_refill_reads_them(stale, job_id)
+    with stale_read(factory) as (stale, job_id, cached):
         # When another pool process of the same node claims it and commits meanwhile
         other, _ = claim(factory, job_id, worker="node")
         assert other == Attempt(job_id, 1, "node")
@@ -281,10 +288,8 @@ def test_a_claim_from_a_stale_read_sees_another_workers_claim(
 def test_a_claim_from_a_stale_read_leaves_a_cancelled_job_cancelled(
     factory: so.sessionmaker[so.Session],
 ) -> None:
-    job_id = add_job(factory)
-    with factory() as stale, stale.begin():
-        # Held, as the refill holds its candidates: the session's copy stays in its identity map.
-        cached = queued_rows_as_refill_reads_them(stale, job_id)
+    # Held, as the refill holds its candidates: the session's copy stays in its identity map.
+    with stale_read(factory) as (stale, job_id, cached):
         with session_scope(factory) as session:
             job = session.get_one(Job, job_id)
             job_states.cancel(session, job)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from types import ModuleType
+from typing import NamedTuple
 
 import pytest
 import sqlalchemy as sa
@@ -18,31 +20,40 @@ from tests.conftest import BACKEND_PARAMS, DatabaseFactory
 from tests.support.loss_chunks import stored_rows
 
 
+class Blank(NamedTuple):
+    """A database's URL (for Alembic) and an engine on it (for the test's own reads)."""
+
+    url: str
+    engine: sa.Engine
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
+def blank(request: pytest.FixtureRequest, databases: DatabaseFactory) -> Iterator[Blank]:
+    """A new database of each backend with no revision applied, and an engine on it."""
+    url = databases.create(request.param, migrate=False)
+    engine = sa.create_engine(url)
+    yield Blank(url, engine)
+    engine.dispose()
+
+
 def test_single_head() -> None:
     assert len(heads()) == 1
 
 
-@pytest.mark.parametrize("backend", BACKEND_PARAMS)
-def test_upgrade_empty_database_matches_models(backend: str, databases: DatabaseFactory) -> None:
-    url = databases.create(backend, migrate=False)
+def test_upgrade_empty_database_matches_models(blank: Blank) -> None:
+    url, engine = blank
     upgrade(url)
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as connection:
-            diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-            version = connection.execute(
-                sa.text("SELECT version_num FROM alembic_version")
-            ).scalar()
-        assert diff == []
-        assert version == heads()[0]
-        assert set(sa.inspect(engine).get_table_names()) >= {
-            "jobs",
-            "loss_chunks",
-            "sweeps",
-            "job_tags",
-        }
-    finally:
-        engine.dispose()
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        version = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    assert diff == []
+    assert version == heads()[0]
+    assert set(sa.inspect(engine).get_table_names()) >= {
+        "jobs",
+        "loss_chunks",
+        "sweeps",
+        "job_tags",
+    }
 
 
 @pytest.mark.parametrize("backend", BACKEND_PARAMS)
@@ -55,13 +66,9 @@ def test_upgrade_is_idempotent(backend: str, databases: DatabaseFactory) -> None
     engine.dispose()
 
 
-@pytest.mark.parametrize("backend", BACKEND_PARAMS)
-def test_0006_packs_loss_rows_into_chunks_and_back(
-    backend: str, databases: DatabaseFactory
-) -> None:
-    url = databases.create(backend, migrate=False)
+def test_0006_packs_loss_rows_into_chunks_and_back(blank: Blank) -> None:
+    url, engine = blank
     upgrade(url, "0005")
-    engine = sa.create_engine(url)
     # Two jobs: 600 steps (three chunks of at most 256) and one with a hole in its steps.
     rows = [(1, s, 1000.0 / (s + 1)) for s in range(600)]
     rows += [(2, s, float(-s)) for s in (0, 1, 2, 5, 6)]
@@ -103,7 +110,6 @@ def test_0006_packs_loss_rows_into_chunks_and_back(
         back = connection.execute(sa.text("SELECT job_id, step, loss FROM losses ORDER BY 1, 2"))
         assert [tuple(row) for row in back] == rows
         assert "loss_chunks" not in sa.inspect(connection).get_table_names()
-    engine.dispose()
 
 
 def migration_module(filename: str) -> ModuleType:
@@ -118,13 +124,9 @@ def migration_module(filename: str) -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize("backend", BACKEND_PARAMS)
-def test_0007_adds_a_null_stack_size_and_drops_it_again(
-    backend: str, databases: DatabaseFactory
-) -> None:
-    url = databases.create(backend, migrate=False)
+def test_0007_adds_a_null_stack_size_and_drops_it_again(blank: Blank) -> None:
+    url, engine = blank
     upgrade(url, "0006")
-    engine = sa.create_engine(url)
     with engine.begin() as connection:
         insert_old_jobs(connection, [1])
     # A job that ran before the column says nothing of its stack
@@ -144,7 +146,6 @@ def test_0007_adds_a_null_stack_size_and_drops_it_again(
         assert "stack_size" not in columns
         assert connection.execute(sa.text("SELECT count(*) FROM jobs")).scalar() == 1
         assert connection.execute(sa.text("SELECT count(*) FROM loss_chunks")).scalar() == 1
-    engine.dispose()
 
 
 # A job row as 0005 and 0006 have it (the model has more columns since 0007).
@@ -165,14 +166,10 @@ def insert_old_jobs(connection: sa.Connection, ids: list[int]) -> None:
     connection.execute(statement, [{"id": job_id, **OLD_JOB} for job_id in ids])
 
 
-@pytest.mark.parametrize("backend", BACKEND_PARAMS)
-def test_0010_scopes_idempotency_keys_by_owner_and_keeps_every_child_row(
-    backend: str, databases: DatabaseFactory
-) -> None:
+def test_0010_scopes_idempotency_keys_by_owner_and_keeps_every_child_row(blank: Blank) -> None:
     # Given a 0009 database with a keyed job that has a tag and a loss chunk
-    url = databases.create(backend, migrate=False)
+    url, engine = blank
     upgrade(url, "0009")
-    engine = sa.create_engine(url)
     add_keyed_job(engine, 1, "alice")
     with engine.begin() as connection:
         connection.execute(
@@ -197,7 +194,6 @@ def test_0010_scopes_idempotency_keys_by_owner_and_keeps_every_child_row(
     assert child_rows(engine) == (1, 1)
     with pytest.raises(sa.exc.IntegrityError):
         add_keyed_job(engine, 2, "bob")
-    engine.dispose()
 
 
 def add_keyed_job(engine: sa.Engine, job_id: int, owner: str | None) -> None:

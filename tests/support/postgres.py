@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import contextlib
 import glob
 import os
 import pwd
@@ -11,15 +10,14 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
 
+from service.ops.local_server import LocalServer
 from service.ops.redis_server import free_port
 
 SUPERUSER = "postgres"
@@ -50,16 +48,12 @@ def find_pg_bindir() -> Path:
     raise RuntimeError("PostgreSQL server binaries (initdb, postgres) not found")
 
 
-def _log_tail(path: Path, lines: int = 20) -> str:
-    """Return the last lines of a log file, or a placeholder if unreadable."""
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "<no log>"
-
-
-class PostgresServer:
+class PostgresServer(LocalServer):
     """A disposable PostgreSQL cluster listening on 127.0.0.1 and a unix socket."""
+
+    program = "postgres"
+    # SIGINT = "pg_ctl stop -m fast": abort sessions, checkpoint, exit; the data is kept.
+    stop_signal = signal.SIGINT
 
     def __init__(
         self,
@@ -105,18 +99,9 @@ class PostgresServer:
         """SQLAlchemy URL of the default postgres database."""
         return self.database_url("postgres")
 
-    @property
-    def pid(self) -> int | None:
-        """PID of the running postmaster, or None."""
-        return self._proc.pid if self.is_running() else None
-
     def database_url(self, name: str) -> str:
         """SQLAlchemy URL of database `name` on this server."""
         return f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{self.port}/{quote(name, safe='')}"
-
-    def is_running(self) -> bool:
-        """Whether the postmaster process is alive."""
-        return self._proc is not None and self._proc.poll() is None
 
     def _base(self) -> Path:
         """Create (once) the temp dir that holds data, socket and log."""
@@ -191,20 +176,14 @@ class PostgresServer:
         ]  # fmt: skip
         for key, value in self.settings.items():
             cmd += ["-c", f"{key}={value}"]
-        with open(self.log_path, "ab") as log:
-            # Own session so kill() can SIGKILL postmaster and backends as one
-            # group, like a real crash, without touching the test runner.
-            self._proc = subprocess.Popen(
-                cmd,
-                cwd=self._base(),
-                env=self._env(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                **self._as_owner(),
-            )
-        self._wait_ready(timeout)
+        self._spawn(
+            cmd,
+            cwd=self._base(),
+            env=self._env(),
+            stdin=subprocess.DEVNULL,
+            **self._as_owner(),
+        )
+        self._wait_ready(timeout, f"postgres on port {self.port} not ready")
         return self
 
     def connect(self, dbname: str = "postgres") -> psycopg.Connection[Any]:
@@ -218,30 +197,15 @@ class PostgresServer:
             autocommit=True,
         )
 
-    def _wait_ready(self, timeout: float) -> None:
-        """Poll connections until one succeeds, postgres dies, or timeout passes."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._proc is None or self._proc.poll() is not None:
-                code = self._proc.returncode if self._proc else None
-                raise RuntimeError(
-                    f"postgres exited with {code} during startup; log "
-                    f"{self.log_path}:\n{_log_tail(self.log_path)}"
-                )
-            try:
-                with self.connect():
-                    return
-            except psycopg.OperationalError:
-                # Not listening yet, or "the database system is starting up"
-                # while crash recovery replays WAL after kill().
-                pass
-            if time.monotonic() >= deadline:
-                self.kill()
-                raise RuntimeError(
-                    f"postgres on port {self.port} not ready after {timeout}s; log "
-                    f"{self.log_path}:\n{_log_tail(self.log_path)}"
-                )
-            time.sleep(0.05)
+    def _answers(self) -> bool:
+        """Whether a connection opens now."""
+        try:
+            with self.connect():
+                return True
+        except psycopg.OperationalError:
+            # Not listening yet, or "the database system is starting up"
+            # while crash recovery replays WAL after kill().
+            return False
 
     def create_database(self, name: str) -> str:
         """Create database `name` and return its SQLAlchemy URL."""
@@ -256,31 +220,6 @@ class PostgresServer:
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
 
-    def stop(self, timeout: float = 10) -> None:
-        """Fast shutdown (SIGINT), escalating to SIGKILL on timeout; data is kept."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            # SIGINT = "pg_ctl stop -m fast": abort sessions, checkpoint, exit.
-            proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def kill(self) -> None:
-        """SIGKILL postmaster and all backends at once (simulated crash)."""
-        proc = self._proc
-        if proc is None:
-            return
-        # Only while the leader is unreaped: its pid pins the group id, so
-        # killpg cannot hit an unrelated group that recycled the number.
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
     def restart(self, timeout: float = 30) -> Self:
         """Stop (if running) and start again on the same port and data."""
         self.stop()
@@ -293,16 +232,3 @@ class PostgresServer:
             atexit.unregister(self.cleanup)
             shutil.rmtree(self.base_dir, ignore_errors=True)
             self.base_dir = None
-
-    def __enter__(self) -> Self:
-        """Start the server unless it already runs."""
-        return self if self.is_running() else self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the server and remove its files."""
-        self.cleanup()

@@ -8,11 +8,59 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+from service.ops.local_server import log_tail
+
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def spawn_logged(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Run `argv` from the repository root in a session of its own, its output added to the log."""
+    # Its own session: the whole tree can be killed as one group without touching the test runner.
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process's whole group (a crash of it and its children) and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)
+
+
+@dataclass(frozen=True)
+class ProcessStat:
+    """A live process's ids, from /proc/<pid>/stat."""
+
+    pid: int
+    parent: int
+    group: int
+    session: int
+
+
+def live_processes() -> Iterator[ProcessStat]:
+    """Every process on the machine that is alive (not a zombie), Linux only."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # After the ")" (comm may hold spaces): state, ppid, pgrp, session, ...
+            state, parent, group, session = stat.read_text().rsplit(")", 1)[1].split()[:4]
+            found = ProcessStat(int(stat.parent.name), int(parent), int(group), int(session))
+        except (OSError, IndexError, ValueError):
+            continue  # it ended while we read
+        if state != "Z":
+            yield found
 
 
 class LoggedProcess:
@@ -30,16 +78,7 @@ class LoggedProcess:
     def start(self, timeout: float = 60) -> Self:
         """Start the process in its own group and wait until it is ready (stop it if never)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                self.argv,
-                cwd=ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.process = spawn_logged(self.argv, self.env, self.log_path)
         deadline = time.monotonic() + timeout
         try:
             while not self._ready():
@@ -55,9 +94,7 @@ class LoggedProcess:
 
     def log_tail(self, lines: int = 40) -> str:
         """The end of the process's log."""
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return "<no log>"
+        return log_tail(self.log_path, lines)
 
     def stop(self, timeout: float = 20) -> None:
         """SIGTERM (a warm, graceful shutdown), then SIGKILL the whole group."""
@@ -66,9 +103,7 @@ class LoggedProcess:
         with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
+        kill_group(self.process)
 
 
 class WorkerProcess(LoggedProcess):
@@ -116,12 +151,4 @@ class WorkerProcess(LoggedProcess):
         """PIDs of the pool processes (Linux /proc)."""
         if self.process is None:
             return []
-        found = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[1]) == self.process.pid and fields[0] != "Z":
-                found.append(int(stat.parent.name))
-        return found
+        return [p.pid for p in live_processes() if p.parent == self.process.pid]

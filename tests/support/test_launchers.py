@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from redis.retry import Retry
 from service.ops.redis_server import RedisServer, find_redis_server, free_port
 
 from .postgres import PostgresServer, find_pg_bindir
+from .processes import live_processes
 
 
 def _pid_gone(pid: int) -> bool:
@@ -28,34 +29,27 @@ def _pid_gone(pid: int) -> bool:
 
 def _group_members(pgid: int) -> list[int]:
     """PIDs of live processes in process group pgid (Linux /proc)."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            # Field 5 is pgrp; split after the ")" since comm may hold spaces.
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
+    return [p.pid for p in live_processes() if p.group == pgid]
+
+
+def _skip_without(find_binary: Callable[[], object]) -> None:
+    """Skip the test when `find_binary` finds no server binary."""
+    try:
+        find_binary()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture
 def redis_binary() -> None:
     """Skip when no redis-server binary exists."""
-    try:
-        find_redis_server()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
+    _skip_without(find_redis_server)
 
 
 @pytest.fixture
 def pg_binaries() -> None:
     """Skip when PostgreSQL server binaries are missing."""
-    try:
-        find_pg_bindir()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
+    _skip_without(find_pg_bindir)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import redis
 import sqlalchemy as sa
+import sqlalchemy.orm as so
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -27,17 +28,32 @@ from service.ops.reconcile import find_lost_messages, reconcile_once
 from tests.support.waiting import wait_until
 
 
-def test_queued_messages_are_present_and_a_flushed_queue_is_lost(
-    app: Flask, client: FlaskClient, broker_url: str
-) -> None:
-    ids = [client.post("/api/v1/jobs", json={"stage": "nn"}).get_json()["id"] for _ in range(3)]
-    sent_by = utcnow()
-    factory = make_session_factory(app.extensions["trainq.engine"])
+def lost_at_once(app: Flask, broker_url: str) -> tuple[so.sessionmaker[so.Session], Config]:
+    """The app's sessions, and a config under which a queued job missing from Redis is lost."""
     config = Config.from_env(
         database_url=app.config["TRAINQ"].database_url,
         broker_url=broker_url,
         lost_message_seconds=0,
     )
+    return make_session_factory(app.extensions["trainq.engine"]), config
+
+
+def submit_fused_sweep(client: FlaskClient) -> None:
+    """POST a fused sweep of 6 jobs, sent as batch messages (the planner splits none here)."""
+    response = client.post(
+        "/api/v1/sweeps",
+        json={"name": "f", "base": {"stage": "optim"}, "grid": {"seed": [1, 2, 3, 4, 5, 6]},
+              "fused": True},
+    )  # fmt: skip
+    assert response.status_code == 201, response.get_json()
+
+
+def test_queued_messages_are_present_and_a_flushed_queue_is_lost(
+    app: Flask, client: FlaskClient, broker_url: str
+) -> None:
+    ids = [client.post("/api/v1/jobs", json={"stage": "nn"}).get_json()["id"] for _ in range(3)]
+    sent_by = utcnow()
+    factory, config = lost_at_once(app, broker_url)
     # (the clock past every send, so each job is old enough to count as lost)
     wait_until(lambda: utcnow() > sent_by, 5, "the clock to move on")
     # Given every message in its queue: nothing is lost
@@ -98,21 +114,11 @@ def test_a_fused_sweeps_batch_messages_are_present_and_a_flushed_queue_is_lost(
     app: Flask, client: FlaskClient, broker_url: str
 ) -> None:
     # Given a fused sweep of 6 jobs, sent as batch messages (the planner splits none here)
-    response = client.post(
-        "/api/v1/sweeps",
-        json={"name": "f", "base": {"stage": "optim"}, "grid": {"seed": [1, 2, 3, 4, 5, 6]},
-              "fused": True},
-    )  # fmt: skip
-    assert response.status_code == 201, response.get_json()
+    submit_fused_sweep(client)
     client_redis = redis.Redis.from_url(broker_url)
     queued = client_redis.lrange("cpu", 0, -1)
     assert [json.loads(raw)["headers"]["task"] for raw in queued] == ["trainq.train_batch"]
-    factory = make_session_factory(app.extensions["trainq.engine"])
-    config = Config.from_env(
-        database_url=app.config["TRAINQ"].database_url,
-        broker_url=broker_url,
-        lost_message_seconds=0,
-    )
+    factory, config = lost_at_once(app, broker_url)
     time.sleep(0.01)
     ids = sorted(job_ids_of(queued[0]))
     assert len(ids) == 6
@@ -142,20 +148,10 @@ def test_lost_and_expired_fused_jobs_are_resent_as_batches_and_others_singly(
     app: Flask, client: FlaskClient, broker_url: str
 ) -> None:
     # Given a fused sweep of 6 jobs and one job of its own
-    response = client.post(
-        "/api/v1/sweeps",
-        json={"name": "f", "base": {"stage": "optim"}, "grid": {"seed": [1, 2, 3, 4, 5, 6]},
-              "fused": True},
-    )  # fmt: skip
-    assert response.status_code == 201, response.get_json()
+    submit_fused_sweep(client)
     fused_ids = sorted(job["id"] for job in client.get("/api/v1/jobs").get_json()["jobs"])
     single = client.post("/api/v1/jobs", json={"stage": "nn"}).get_json()["id"]
-    factory = make_session_factory(app.extensions["trainq.engine"])
-    config = Config.from_env(
-        database_url=app.config["TRAINQ"].database_url,
-        broker_url=broker_url,
-        lost_message_seconds=0,
-    )
+    factory, config = lost_at_once(app, broker_url)
     celery = make_celery(config)
     client_redis = redis.Redis.from_url(broker_url)
     time.sleep(0.01)
@@ -207,7 +203,7 @@ def test_an_auto_sweeps_lost_jobs_are_resent_as_they_were_first_sent(
     old = client.post(
         "/api/v1/sweeps", json={"name": "old", "base": small, "grid": {"seed": [4, 5]}}
     ).get_json()
-    factory = make_session_factory(app.extensions["trainq.engine"])
+    factory, config = lost_at_once(app, broker_url)
     with session_scope(factory) as session:
         sweep = session.get_one(Sweep, old["id"])
         sweep.request = {k: v for k, v in sweep.request.items() if k != "fused"}
@@ -220,11 +216,6 @@ def test_an_auto_sweeps_lost_jobs_are_resent_as_they_were_first_sent(
     assert first == sorted(
         [("trainq.train_batch", ids["small"]), ("trainq.train_batch", ids["old"])]
         + [("trainq.train_job", [i]) for i in ids["default"]]
-    )
-    config = Config.from_env(
-        database_url=app.config["TRAINQ"].database_url,
-        broker_url=broker_url,
-        lost_message_seconds=0,
     )
     time.sleep(0.01)
     # When Redis loses every message
