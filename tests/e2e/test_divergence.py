@@ -56,7 +56,7 @@ def test_a_grid_where_momentum_always_diverges_names_no_best_lr_for_it(
     assert re.search(r"^optimizer\s+\S+\s+momentum\s+4\s+diverged\s+-", out, re.M), out
     assert "best lr for sgd/normal: 0.001 " in out
     board = [line.split() for line in out.splitlines() if line.split()[2:3] == ["diverged"]]
-    assert len(board) == 6 and all(row[-3] == "diverged" for row in board), out
+    assert [row[-3] for row in board] == ["diverged"] * 6, out
     # And the API says the same.
     table = stack.client.get(f"/api/v1/sweeps/{sweep_id}/factors").get_json()
     assert table["factors"]["optimizer"]["levels"]["momentum"]["all_diverged"] is True
