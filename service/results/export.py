@@ -113,7 +113,7 @@ def export_csv_jobs(histories: Iterable[tuple[dict, np.ndarray, np.ndarray]]) ->
 def job_cell(job: dict[str, Any], field: str) -> Any:
     """A job's field as one CSV cell: its tags joined by commas."""
     value = job.get(field)
-    return ",".join(value) if field == "tags" else value
+    return ",".join(value or []) if field == "tags" else value
 
 
 def export_csv_histories(
