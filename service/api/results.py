@@ -37,7 +37,7 @@ from service.results.histories import (
 from service.results.plots import Curve, curves_figure, render
 from service.results.sweep_plots import best_so_far_figure, sweep_figure
 from service.sweeps.best_so_far import best_so_far, ended_rows
-from service.sweeps.leaderboard import factor_fields
+from service.sweeps.leaderboard import factor_fields, with_initial_losses
 from service.sweeps.policy import SweepPolicy
 from service.sweeps.store import sweep_fields
 
@@ -308,7 +308,7 @@ def sweep_plot(sweep_id: int) -> Response:
     factors = factor_fields(sweep.varied or [])
     # The heatmap takes a third panel when the sweep varies both of its factors.
     size = size_arg((1500 if {"optimizer", "lr"} <= set(factors) else 1200, 550))
-    rows = sweep_rows(db_session(), sweep_id)
+    rows = with_initial_losses(db_session(), sweep_id, sweep_rows(db_session(), sweep_id))
     drawn = rows[:: -(-len(rows) // MAX_CURVES)] if rows else []
     grid, columns = plotted_grid([row["id"] for row in drawn], points)
     curves = [

@@ -9,7 +9,7 @@ from typing import Any
 from service.api.page_queries import factor_value
 from service.models import Job
 from service.results.curve_labels import colour, label_text
-from service.results.sweep_plots import heatmap_cells, level_text
+from service.results.sweep_plots import DIVERGED_TEXT, heatmap_cells, level_text
 from service.sweeps.levels import level_key, ordered
 
 # Colour buckets of the heatmap (CSS classes heat-0 .. heat-8): the page's style sheet holds
@@ -20,11 +20,13 @@ MAX_LEGEND = 12
 
 @dataclass(frozen=True)
 class HeatCell:
-    """One cell: its text, its colour bucket (None: no finished job there) and its tooltip."""
+    """One cell: its text, its colour bucket (None: no finished job there) and its tooltip;
+    `diverged`: every run of the cell diverged (no colour, the text says so)."""
 
     text: str
     bucket: int | None
     title: str
+    diverged: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,10 @@ def heatmap(table: dict[str, Any]) -> Heatmap | None:
         return None
     optimizer, lr = table["factors"]["optimizer"], table["factors"]["lr"]
     means = {(c["row"], c["column"]): c for c in pair["cells"]}
-    low = min(c["mean"] for c in pair["cells"])
-    span = max(c["mean"] for c in pair["cells"]) - low
+    # The colours span the cells where some run did not diverge.
+    coloured = [c["mean"] for c in pair["cells"] if not c["all_diverged"]] or [0.0]
+    low = min(coloured)
+    span = max(coloured) - low
     rows, columns = pair["rows"], pair["columns"]
     grid = []
     for row in rows:
@@ -56,6 +60,10 @@ def heatmap(table: dict[str, Any]) -> Heatmap | None:
             cell = means.get((row, column))
             if cell is None:
                 line.append(HeatCell("-", None, f"{where}: no finished job"))
+                continue
+            if cell["all_diverged"]:
+                title = f"{where}: all {cell['n']} run(s) diverged"
+                line.append(HeatCell(DIVERGED_TEXT, None, title, diverged=True))
                 continue
             bucket = round((cell["mean"] - low) / span * (BUCKETS - 1)) if span > 0 else 0
             loss = label_text(10 ** cell["mean"], ".3g")

@@ -8,9 +8,19 @@ import click
 
 from service.cli.client import TrainqClient
 from service.cli.output import fmt, print_json, print_table
-from service.results.export import SUMMARY_FIELDS
 
-SUMMARY_COLUMNS = ("job_id", "steps", *SUMMARY_FIELDS)
+# GET /compare's summary, under its names (service.results.compare.summarize).
+SUMMARY_COLUMNS = (
+    "job_id",
+    "steps",
+    "initial",
+    "final",
+    "min",
+    "min_step",
+    "step_below_1pct",
+    "step_below_0_1pct",
+    "auc_log10",
+)
 PLOT_KINDS = {".png": "png", ".svg": "svg"}
 
 

@@ -23,6 +23,8 @@ from service.cli.output import (
 from service.sweeps.levels import level_sort_key
 
 SWEEP_COLUMNS = ("id", "name", "job_count", "finished", "done", "varied", "created_at")
+# What a cell whose runs all diverged prints instead of a number.
+DIVERGED = "diverged"
 
 
 class SweepLoader(yaml.SafeLoader):
@@ -69,7 +71,12 @@ def print_leaderboard(board: dict[str, Any]) -> None:
     columns = ["rank", "id", "status", *factors, "seed", "final_loss", "min_loss", "min_loss_step"]
     shared = shared_columns(board["results"], [*factors, "seed"])
     click.echo(f"\nleaderboard (top {len(board['results'])} of {board['total']}):")
-    print_table(board["results"], [c for c in columns if c not in shared], cell=short)
+    # A diverged run's last finite loss is no outcome: it ranks below every run that did not.
+    rows = [
+        {**row, "final_loss": DIVERGED} if row["status"] == DIVERGED else row
+        for row in board["results"]
+    ]
+    print_table(rows, [c for c in columns if c not in shared], cell=short)
     if shared:
         click.echo("every row: " + ", ".join(f"{c}={fmt(v)}" for c, v in shared.items()))
 
@@ -78,7 +85,12 @@ def print_factors(table: dict[str, Any], varied: list[str]) -> None:
     """Each factor's levels with mean and spread of the final log10 loss, then the best."""
     click.echo(
         f"\nfactors: final log10 loss over {table['used']} job(s), "
-        f"{table['diverged']} diverged (scored {fmt(table['diverged_value'])})"
+        f"{table['diverged']} diverged"
+        + (
+            f" (scored {fmt(table['diverged_value'])}: one decade above the worst loss seen)"
+            if table["diverged"]
+            else ""
+        )
     )
     if table["excluded"]:
         click.echo(f"left out: {table['excluded']}")
@@ -98,8 +110,8 @@ def print_factors(table: dict[str, Any], varied: list[str]) -> None:
                     "share": effect["share"],
                     "level": key,
                     "n": level["n"],
-                    "mean": level["mean"],
-                    "std": level["std"],
+                    "mean": DIVERGED if level.get("all_diverged") else level["mean"],
+                    "std": None if level.get("all_diverged") else level["std"],
                 }
             )
     if rows:
@@ -110,7 +122,14 @@ def print_factors(table: dict[str, Any], varied: list[str]) -> None:
     if best:
         config = " ".join(f"{k}={best['config'][k]}" for k in varied if k in best["config"])
         click.echo(f"best: {config} mean {fmt(best['mean'])} over {best['n']} run(s)")
+    elif table["used"]:
+        click.echo("best: none (every configuration diverged)")
     for entry in table["best_lr"]:
+        if entry["lr"] is None:
+            click.echo(
+                f"best lr for {entry['optimizer']}/{entry['init']}: none (every lr diverged)"
+            )
+            continue
         click.echo(
             f"best lr for {entry['optimizer']}/{entry['init']}: {fmt(entry['lr'])}"
             f" (mean {fmt(entry['mean'])})"

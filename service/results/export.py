@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from service.db import session_scope
-from service.jobs import SPEC_COLUMNS, job_to_dict
+from service.jobs import SPEC_COLUMNS, STATE_COLUMNS, TIME_COLUMNS, job_to_dict
 from service.loss_store import finite_or_none
 from service.models import Job
 from service.results.compare import summarize
@@ -23,18 +23,16 @@ from service.results.histories import read_group, read_groups, stored_spans
 BATCH = 200
 # A spreadsheet reads a cell starting with one of these as a formula (or strips it, then does).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-JOB_FIELDS = (
-    "id", *SPEC_COLUMNS, "status", "sweep_id", "steps_done", "stack_size", "duration_s",
-)  # fmt: skip
-SUMMARY_FIELDS = (
-    "initial",
-    "final",
-    "min",
-    "min_step",
-    "step_below_1pct",
-    "step_below_0_1pct",
-    "auc_log10",
-)
+# Every field of a job as the API returns it (service.jobs.job_to_dict), under its names.
+JOB_FIELDS = ("id", *SPEC_COLUMNS, "tags", *STATE_COLUMNS, *TIME_COLUMNS, "duration_s")
+# CSV column -> the history summary's key, for what the job's own fields do not say already
+# (its final_loss, min_loss and min_loss_step are the summary's final, min and min_step).
+SUMMARY_FIELDS = {
+    "initial_loss": "initial",
+    "step_below_1pct": "step_below_1pct",
+    "step_below_0_1pct": "step_below_0_1pct",
+    "auc_log10": "auc_log10",
+}
 
 
 def spreadsheet_cell(text: str) -> str:
@@ -104,11 +102,18 @@ def export_json(
 
 
 def export_csv_jobs(histories: Iterable[tuple[dict, np.ndarray, np.ndarray]]) -> Iterator[str]:
-    """One row per job: its fields and its summary."""
+    """One row per job: every field the API gives it, then its history's summary."""
     yield _csv_line([*JOB_FIELDS, *SUMMARY_FIELDS])
     for job, steps, losses in histories:
         summary = summarize(steps, losses)
-        yield _csv_line([job.get(f) for f in JOB_FIELDS] + [summary[f] for f in SUMMARY_FIELDS])
+        fields = [job_cell(job, f) for f in JOB_FIELDS]
+        yield _csv_line(fields + [summary[key] for key in SUMMARY_FIELDS.values()])
+
+
+def job_cell(job: dict[str, Any], field: str) -> Any:
+    """A job's field as one CSV cell: its tags joined by commas."""
+    value = job.get(field)
+    return ",".join(value or []) if field == "tags" else value
 
 
 def export_csv_histories(

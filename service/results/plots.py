@@ -13,10 +13,15 @@ matplotlib.use("Agg")  # before anything could import pyplot: no display on a se
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from service.results.curve_labels import differing_fields, label_text
 
 DPI = 100
+# A diverged run's mark on the top edge of a loss axis clipped to the runs that did not diverge.
+DIVERGED_MARK: dict[str, Any] = {"marker": "v", "color": "crimson", "ms": 7, "ls": "none"}
+# Log-scale headroom around the clipped range: a tenth of a decade each side.
+CLIP_MARGIN = 10**0.1
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,40 @@ def decorate_axes(axes: Any) -> None:
     axes.set_xlabel("step")
     axes.set_ylabel("loss (log scale)")
     axes.grid(True, which="both", alpha=0.3)
+
+
+def _diverged_step(curve: Curve) -> int:
+    """The step whose loss was not a number (the history's last step where it is unknown)."""
+    step = curve.job.get("diverged_at")
+    if step is None:
+        return int(curve.steps[-1]) if len(curve.steps) else 0
+    return int(step)
+
+
+def clip_to_runs_that_did_not_diverge(axes: Any, curves: Sequence[Curve]) -> list[Line2D]:
+    """The y axis on the finite range of the runs that did not diverge (a spike to 1e27 would
+    flatten them), each diverged run marked on its top edge at the step it diverged; the
+    legend's handle for the marks (none without a diverged run)."""
+    diverged = [c for c in curves if c.job.get("status") == "diverged"]
+    if not diverged:
+        return []
+    kept = [c.losses for c in curves if c.job.get("status") != "diverged"]
+    values = np.concatenate(kept) if kept else np.array([])
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size:
+        axes.set_ylim(values.min() / CLIP_MARGIN, values.max() * CLIP_MARGIN)
+    steps = [_diverged_step(c) for c in diverged]
+    # x in data, y in axes coordinates: the marks sit on the top edge whatever the scale.
+    axes.plot(
+        steps,
+        [1.0] * len(steps),
+        transform=axes.get_xaxis_transform(),
+        clip_on=False,
+        gid="diverged",
+        **DIVERGED_MARK,
+    )
+    label = f"diverged ({len(diverged)}): marked on the top edge"
+    return [Line2D([], [], label=label, **DIVERGED_MARK)]
 
 
 def curves_figure(curves: Sequence[Curve], width: int, height: int) -> Figure:

@@ -11,12 +11,22 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from service.results.plots import DPI, Curve, decorate_axes, draw_curve, short
+from service.results.plots import (
+    DIVERGED_MARK,
+    DPI,
+    Curve,
+    clip_to_runs_that_did_not_diverge,
+    decorate_axes,
+    draw_curve,
+    short,
+)
 from service.sweeps.factors import factor_table
 from service.sweeps.levels import level_key, ordered
 
 PRUNED_ALPHA = 0.2
 HEATMAP_PAIR = ["optimizer", "lr"]
+# What a level or cell whose runs all diverged shows instead of a number.
+DIVERGED_TEXT = "diverged"
 
 
 def level_text(factor: dict[str, Any], key: str) -> str:
@@ -30,10 +40,15 @@ def level_statistics(
 ) -> list[tuple[Any, float, float, int]]:
     """Per level of `by`, in level order: mean and std of the final log10 loss, and the count.
 
-    The levels are /factors' own (`service.sweeps.factors.factor_table`): a diverged job is the
-    worst outcome, a pruned one left out, a searched lr binned by decade, so the two agree.
+    The levels are /factors' own (`service.sweeps.factors.factor_table`): a diverged job ranks
+    below every loss the sweep has seen, a pruned one left out, a searched lr binned by decade,
+    so the two agree.
     """
-    factor = factor_table(jobs, [by])["factors"].get(by)
+    return level_rows(factor_table(jobs, [by])["factors"].get(by))
+
+
+def level_rows(factor: dict[str, Any] | None) -> list[tuple[Any, float, float, int]]:
+    """One factor of a factor table as (level, mean, std, n) rows, in level order."""
     if factor is None:
         return []
     rows = []
@@ -84,15 +99,20 @@ def _faded_curves(
 
 
 def _heatmap(axes: Any, figure: Figure, table: dict[str, Any], pair: dict[str, Any]) -> None:
-    """Mean final log10 loss per (optimizer, lr) cell, each cell's value written on it."""
+    """Mean final log10 loss per (optimizer, lr) cell, each cell's value written on it; a cell
+    whose runs all diverged left out of the colours and written "diverged"."""
     rows, columns = pair["rows"], pair["columns"]
     means = np.full((len(rows), len(columns)), np.nan)
     for cell in pair["cells"]:
-        means[rows.index(cell["row"]), columns.index(cell["column"])] = cell["mean"]
+        if not cell["all_diverged"]:
+            means[rows.index(cell["row"]), columns.index(cell["column"])] = cell["mean"]
     image = axes.imshow(np.ma.masked_invalid(means), cmap="viridis", aspect="auto")
     for cell in pair["cells"]:
         i, j = rows.index(cell["row"]), columns.index(cell["column"])
-        axes.text(j, i, f"{cell['mean']:.2f}", ha="center", va="center", color="w", fontsize=8)
+        text, colour = (
+            (DIVERGED_TEXT, "crimson") if cell["all_diverged"] else (f"{cell['mean']:.2f}", "w")
+        )
+        axes.text(j, i, text, ha="center", va="center", color=colour, fontsize=8, gid="cell")
     optimizer, lr = table["factors"]["optimizer"], table["factors"]["lr"]
     axes.set_yticks(range(len(rows)), [level_text(optimizer, k) for k in rows], fontsize="small")
     axes.set_xticks(
@@ -107,6 +127,27 @@ def _heatmap(axes: Any, figure: Figure, table: dict[str, Any], pair: dict[str, A
     shown = "" if share is None else f" (interaction {share:.0%})"
     axes.set_title(f"mean final log10 loss{shown}")
     figure.colorbar(image, ax=axes, label="mean log10 loss")
+
+
+def _level_panel(panel: Any, factor: dict[str, Any] | None, by: str) -> None:
+    """Each level's mean and std; a level whose runs all diverged a mark, labelled so."""
+    stats = level_rows(factor)
+    diverged = [factor["levels"][key]["all_diverged"] for key in factor["order"]] if factor else []
+    kept = [i for i in range(len(stats)) if not diverged[i]]
+    lost = [i for i in range(len(stats)) if diverged[i]]
+    panel.errorbar(
+        kept, [stats[i][1] for i in kept], yerr=[stats[i][2] for i in kept], fmt="o", capsize=4
+    )
+    if lost:
+        panel.plot(lost, [stats[i][1] for i in lost], gid="diverged", **DIVERGED_MARK)
+    labels = [
+        f"{short(s[0])}\n(n={s[3]}{', ' + DIVERGED_TEXT if diverged[i] else ''})"
+        for i, s in enumerate(stats)
+    ]
+    panel.set_xticks(range(len(stats)), labels, fontsize="small")
+    panel.set_xlabel(by)
+    panel.set_ylabel("final log10 loss (mean ± std)")
+    panel.set_title("factor panel (diverged = worst loss seen + 1 decade)")
 
 
 def sweep_figure(
@@ -130,18 +171,13 @@ def sweep_figure(
     curves_axes, panel = panels[0], panels[1]
     pruned, handles = _faded_curves(curves_axes, curves, by, rungs)
     decorate_axes(curves_axes)
+    handles += clip_to_runs_that_did_not_diverge(curves_axes, curves)
     faded = f", {pruned} pruned (faded)" if pruned else ""
     drawn = f", {len(curves)} drawn" if len(curves) < len(jobs) else ""
     curves_axes.set_title(f"sweep #{sweep_id}: {len(jobs)} jobs by {by}{faded}{drawn}")
     if handles:
         curves_axes.legend(handles=handles, fontsize="small", loc="best")
-    stats = level_statistics(jobs, by)
-    positions = np.arange(len(stats))
-    panel.errorbar(positions, [s[1] for s in stats], yerr=[s[2] for s in stats], fmt="o", capsize=4)
-    panel.set_xticks(positions, [f"{short(s[0])}\n(n={s[3]})" for s in stats], fontsize="small")
-    panel.set_xlabel(by)
-    panel.set_ylabel("final log10 loss (mean ± std)")
-    panel.set_title("factor panel (diverged = worst + 1 decade)")
+    _level_panel(panel, table["factors"].get(by), by)
     panel.grid(True, alpha=0.3)
     if pair:
         _heatmap(panels[2], figure, table, pair)

@@ -2,7 +2,11 @@
 
 The outcome of a job is log10 of its final loss. Succeeded jobs give their own; a diverged
 job is the worst outcome, not missing data: it scores `DIVERGED_MARGIN` (one decade) above the
-worst finite outcome of the sweep, or 0.0 when no job of the sweep ended finite. A pruned job
+worst loss the sweep has seen (`seen_losses`: succeeded jobs' final losses, pruned jobs' losses
+at their rung, every job's initial loss), so it ranks below every run that did not diverge,
+pruned ones included; 0.0 when the sweep has seen no loss. A level, cell or configuration
+whose runs all diverged is marked `all_diverged` and is never a best; a pair (optimizer, init)
+whose every lr diverged has no best lr (`lr` null). A pruned job
 is left out (its last loss is where its sweep's rule stopped it, not a final loss: the
 leaderboard ranks it among the pruned instead) and counted in `pruned` and `excluded`, as
 failed, cancelled and unfinished jobs are left out and counted. Other factors and seeds are the
@@ -35,27 +39,69 @@ LOSS_FLOOR = 1e-300
 PAIRS = (("optimizer", "lr"), ("optimizer", "init"), ("init", "lr"))
 
 
-def _stats(values: Sequence[float]) -> dict[str, Any]:
+Scored = list[tuple[dict, float]]
+
+
+def _diverged(row: dict[str, Any]) -> bool:
+    return row["status"] == "diverged"
+
+
+def _stats(scored: Scored) -> dict[str, Any]:
+    """Count, mean, spread and range of the outcomes, and how many of the runs diverged."""
+    values = [y for _, y in scored]
     n = len(values)
     mean = sum(values) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
-    return {"n": n, "mean": mean, "std": std, "min": min(values), "max": max(values)}
+    diverged = sum(_diverged(row) for row, _ in scored)
+    return {
+        "n": n,
+        "mean": mean,
+        "std": std,
+        "min": min(values),
+        "max": max(values),
+        "diverged": diverged,
+        "all_diverged": diverged == n,
+    }
 
 
-def outcomes(rows: Iterable[dict[str, Any]]) -> tuple[list[tuple[dict, float]], dict[str, Any]]:
+def _finite(loss: float | None) -> bool:
+    return loss is not None and math.isfinite(loss)
+
+
+def seen_losses(rows: Iterable[dict[str, Any]]) -> list[float]:
+    """Every finite loss the sweep has seen that a diverged run must rank below: succeeded
+    final losses, pruned losses at their rung, and every job's initial loss."""
+    seen = []
+    for row in rows:
+        status = row["status"]
+        if status == "succeeded" and _finite(row.get("final_loss")):
+            seen.append(row["final_loss"])
+        if status == "pruned" and _finite(row.get("pruned_loss")):
+            seen.append(row["pruned_loss"])
+        if _finite(row.get("initial_loss")):
+            seen.append(row["initial_loss"])
+    return seen
+
+
+def _log10(loss: float) -> float:
+    return math.log10(max(loss, LOSS_FLOOR))
+
+
+def outcomes(rows: Iterable[dict[str, Any]]) -> tuple[Scored, dict[str, Any]]:
     """(row, final log10 loss) for every job that counts, and what was counted how."""
-    finite: list[tuple[dict, float]] = []
+    rows = list(rows)
+    finite: Scored = []
     diverged: list[dict] = []
     excluded: defaultdict[str, int] = defaultdict(int)
     for row in rows:
         loss = row.get("final_loss")
-        if row["status"] == "succeeded" and loss is not None and math.isfinite(loss):
-            finite.append((row, math.log10(max(loss, LOSS_FLOOR))))
-        elif row["status"] == "diverged":
+        if row["status"] == "succeeded" and loss is not None and _finite(loss):
+            finite.append((row, _log10(loss)))
+        elif _diverged(row):
             diverged.append(row)
         else:
             excluded[row["status"]] += 1
-    worst = max((y for _, y in finite), default=None)
+    worst = max((_log10(loss) for loss in seen_losses(rows)), default=None)
     diverged_value = worst + DIVERGED_MARGIN if worst is not None else 0.0
     scored = finite + [(row, diverged_value) for row in diverged]
     summary = {
@@ -68,11 +114,15 @@ def outcomes(rows: Iterable[dict[str, Any]]) -> tuple[list[tuple[dict, float]], 
     return scored, summary
 
 
-def _groups(scored: list[tuple[dict, float]], names: Sequence[str]) -> dict[tuple, list[float]]:
-    groups: dict[tuple, list[float]] = defaultdict(list)
+def _groups(scored: Scored, names: Sequence[str]) -> dict[tuple, Scored]:
+    groups: dict[tuple, Scored] = defaultdict(list)
     for row, y in scored:
-        groups[tuple(level_key(row.get(name)) for name in names)].append(y)
+        groups[tuple(level_key(row.get(name)) for name in names)].append((row, y))
     return groups
+
+
+def _mean(scored: Scored) -> float:
+    return sum(y for _, y in scored) / len(scored)
 
 
 def factor_table(rows: Iterable[dict[str, Any]], factors: Sequence[str]) -> dict[str, Any]:
@@ -80,7 +130,12 @@ def factor_table(rows: Iterable[dict[str, Any]], factors: Sequence[str]) -> dict
     scored, summary = outcomes(rows)
     result: dict[str, Any] = {
         "outcome": "log10(final_loss)",
-        "diverged_rule": f"worst finite outcome + {DIVERGED_MARGIN:g} (0.0 when none is finite)",
+        "diverged_rule": (
+            f"log10 of the worst loss the sweep has seen + {DIVERGED_MARGIN:g}: succeeded final"
+            " losses, pruned losses at their rung, every job's initial loss (0.0 when none), so a"
+            " diverged run ranks below every run that did not; a level, cell or configuration"
+            " whose runs all diverged is marked all_diverged and is never a best"
+        ),
         "pruned_rule": "left out: stopped early by the sweep's rule, so no final loss",
         "binning_rule": (
             f"a factor of more than {MAX_LEVELS} distinct positive numbers is binned by decade:"
@@ -124,14 +179,14 @@ def _share(ss: float, total_ss: float) -> float | None:
 
 
 def _main_effect(
-    scored: list[tuple[dict, float]], name: str, levels: Levels, grand: float, total_ss: float
+    scored: Scored, name: str, levels: Levels, grand: float, total_ss: float
 ) -> dict[str, Any]:
     """One factor's levels in order, with SS_A and its share."""
-    groups: dict[str, list[float]] = defaultdict(list)
+    groups: dict[str, Scored] = defaultdict(list)
     example: dict[str, Any] = {}
     for row, y in scored:
         key = levels.key(row.get(name))
-        groups[key].append(y)
+        groups[key].append((row, y))
         example.setdefault(key, row.get(name))
     order = sorted(groups, key=lambda key: level_sort_key(levels.value(example[key])))
     shown = {
@@ -142,7 +197,7 @@ def _main_effect(
         }
         for key in order
     }
-    between = sum(len(g) * (sum(g) / len(g) - grand) ** 2 for g in groups.values())
+    between = sum(len(g) * (_mean(g) - grand) ** 2 for g in groups.values())
     return {
         "levels": shown,
         # The level keys in order (numbers by value): JSON objects come back key-sorted.
@@ -155,7 +210,7 @@ def _main_effect(
 
 
 def _interaction(
-    scored: list[tuple[dict, float]],
+    scored: Scored,
     pair: tuple[str, str],
     levels: dict[str, Levels],
     mains: dict[str, dict[str, Any]],
@@ -164,10 +219,10 @@ def _interaction(
 ) -> dict[str, Any]:
     """SS_AB of one pair and its cells (row-major in level order): the heatmap's numbers."""
     a, b = pair
-    cells: dict[tuple[str, str], list[float]] = defaultdict(list)
+    cells: dict[tuple[str, str], Scored] = defaultdict(list)
     for row, y in scored:
-        cells[(levels[a].key(row.get(a)), levels[b].key(row.get(b)))].append(y)
-    cells_ss = sum(len(g) * (sum(g) / len(g) - grand) ** 2 for g in cells.values())
+        cells[(levels[a].key(row.get(a)), levels[b].key(row.get(b)))].append((row, y))
+    cells_ss = sum(len(g) * (_mean(g) - grand) ** 2 for g in cells.values())
     ss = cells_ss - mains[a]["between_ss"] - mains[b]["between_ss"]
     rows, columns = mains[a]["order"], mains[b]["order"]
     return {
@@ -187,23 +242,30 @@ def _interaction(
     }
 
 
-def _best(scored: list[tuple[dict, float]], names: list[str]) -> dict[str, Any] | None:
-    """The configuration of `names` with the lowest mean outcome over its replicates."""
+def _best(scored: Scored, names: list[str]) -> dict[str, Any] | None:
+    """The configuration of `names` with the lowest mean outcome over its replicates, among
+    those where some run did not diverge (None: every one diverged)."""
     groups = _groups(scored, names)
-    examples = {tuple(level_key(row.get(n)) for n in names): row for row, _ in scored}
-    key = min(groups, key=lambda k: (sum(groups[k]) / len(groups[k]), k))
-    row = examples[key]
+    candidates = [k for k, group in groups.items() if not all(_diverged(r) for r, _ in group)]
+    if not candidates:
+        return None
+    key = min(candidates, key=lambda k: (_mean(groups[k]), k))
+    row = groups[key][0][0]
     return {"config": {n: row.get(n) for n in names}, **_stats(groups[key])}
 
 
-def _best_lr(scored: list[tuple[dict, float]]) -> list[dict[str, Any]]:
-    """For each (optimizer, init), the lr whose mean outcome over everything else is lowest."""
+def _best_lr(scored: Scored) -> list[dict[str, Any]]:
+    """For each (optimizer, init), the lr whose mean outcome over everything else is lowest;
+    `lr` null (and no statistics) where every lr diverged."""
     pairs = sorted({(row["optimizer"], row["init"]) for row, _ in scored})
     best = []
     for optimizer, init in pairs:
         subset = [(r, y) for r, y in scored if (r["optimizer"], r["init"]) == (optimizer, init)]
         choice = _best(subset, ["lr"])
-        assert choice is not None
+        if choice is None:
+            none = dict.fromkeys(("mean", "std", "min", "max"))
+            choice = {"config": {"lr": None}, "n": len(subset), **none}
+            choice.update(diverged=len(subset), all_diverged=True)
         best.append({"optimizer": optimizer, "init": init, "lr": choice["config"]["lr"], **choice})
     for entry in best:
         entry.pop("config")

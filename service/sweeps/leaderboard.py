@@ -9,7 +9,8 @@ import sqlalchemy.orm as so
 
 from service.db import row_count
 from service.jobs import SPEC_COLUMNS
-from service.models import Job, JobStatus
+from service.loss_store import DTYPE, unpack
+from service.models import Job, JobStatus, LossChunk
 
 SORTS = {
     "final_loss": Job.final_loss,
@@ -105,10 +106,33 @@ def leaderboard_jobs(session: so.Session, sweep_id: int, limit: int) -> list[Job
     return list(session.scalars(query.limit(limit)))
 
 
-def factor_rows(session: so.Session, sweep_id: int, varied: list[str]) -> list[dict[str, Any]]:
-    """Every job of the sweep with its status, final loss and factor fields."""
-    fields = list(dict.fromkeys([*factor_fields(varied), "optimizer", "init", "lr", "seed"]))
-    query = sa.select(Job.id, Job.status, Job.final_loss, *_field_columns(fields)).where(
-        Job.sweep_id == sweep_id
+def initial_losses(session: so.Session, sweep_id: int) -> dict[int, float]:
+    """Each of the sweep's jobs' loss at step 0 (what a diverged run must rank below), for
+    those that stored one, in one query."""
+    # Only the first value leaves the database, not the chunk.
+    first = sa.func.substr(LossChunk.data, 1, DTYPE.itemsize)
+    query = (
+        sa.select(LossChunk.job_id, first)
+        .join(Job, Job.id == LossChunk.job_id)
+        .where(Job.sweep_id == sweep_id, LossChunk.first_step == 0, LossChunk.count > 0)
     )
-    return [_as_dict(row, fields) for row in session.execute(query)]
+    return {job_id: float(unpack(bytes(data))[0]) for job_id, data in session.execute(query)}
+
+
+def with_initial_losses(
+    session: so.Session, sweep_id: int, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The rows, each with its job's `initial_loss` (None: none stored), as the factor table
+    scores diverged runs."""
+    initial = initial_losses(session, sweep_id)
+    return [{**row, "initial_loss": initial.get(row["id"])} for row in rows]
+
+
+def factor_rows(session: so.Session, sweep_id: int, varied: list[str]) -> list[dict[str, Any]]:
+    """Every job of the sweep with its status, final, pruned and initial loss, factor fields."""
+    fields = list(dict.fromkeys([*factor_fields(varied), "optimizer", "init", "lr", "seed"]))
+    query = sa.select(
+        Job.id, Job.status, Job.final_loss, Job.pruned_loss, *_field_columns(fields)
+    ).where(Job.sweep_id == sweep_id)
+    rows = [_as_dict(row, fields) for row in session.execute(query)]
+    return with_initial_losses(session, sweep_id, rows)

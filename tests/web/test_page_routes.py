@@ -82,6 +82,18 @@ def test_dashboard_shows_sweep_progress(client: FlaskClient, session: so.Session
     assert ">2.5<" in page
 
 
+def test_dashboard_lists_sweeps_before_the_jobs(client: FlaskClient, session: so.Session) -> None:
+    # Given a sweep and more jobs than the dashboard shows.
+    session.add(Sweep(name="first", seed=1, request={}, varied=["lr"], job_count=0))
+    session.commit()
+    for _ in range(3):
+        submit(client)
+    page = html(client.get("/"))
+    # Then the sweeps come first, above the job rows.
+    assert page.index('id="sweeps"') < page.index('id="jobs"')
+    assert page.index("Recent sweeps") < page.index("Recent jobs")
+
+
 def test_job_page_shows_every_field_escaped(client: FlaskClient, session: so.Session) -> None:
     job = submit(client, name=EVIL, tags=["a<b", "c"])
     response = client.get(f"/jobs/{job['id']}")

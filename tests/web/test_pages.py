@@ -146,6 +146,17 @@ def test_job_page_updates_while_running_and_cancels(
         "n => Number(document.querySelector('path.curve').dataset.lastStep) > n", arg=first
     )
     expect(page.locator(".section-head .badge")).to_have_text("running")
+    # Cancelling asks first: answered no, nothing is sent and the job trains on.
+    with page.expect_event("dialog") as asked:
+        page.once("dialog", lambda dialog: dialog.dismiss())
+        page.locator("#cancel").click()
+    assert asked.value.type == "confirm"
+    assert f"Cancel job #{job_id}?" in asked.value.message
+    expect(page.locator("#cancel")).to_be_enabled()
+    expect(page.locator(".section-head .badge")).to_have_text("running")
+    assert stack.client.get(f"/api/v1/jobs/{job_id}").get_json()["cancel_requested"] is False
+    # Answered yes, the job is cancelled.
+    page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#cancel").click()
     expect(page.locator(".section-head .badge")).to_have_text("cancelled", timeout=60_000)
     expect(page.locator("#cancel")).to_be_hidden()
@@ -309,6 +320,46 @@ def test_sweep_page_draws_the_heatmap_and_fades_pruned_curves(
     assert rungs.evaluate_all("ls => ls.map(l => Number(l.dataset.step))") == [4, 8, 16, 32]
     page.screenshot(path=tmp_path / "sweep-heatmap.png", full_page=True)
     print(f"screenshot: {tmp_path / 'sweep-heatmap.png'}")
+
+
+def test_sweep_page_marks_what_diverged_instead_of_a_number(
+    stack: Stack, live_url: str, page: Page
+) -> None:
+    # Given an optimizer x lr sweep whose sgd runs diverge on purpose (lr 0.1 at these dims).
+    with stack.sessions() as session:
+        sweep = Sweep(name="div", seed=1, request={}, varied=["optimizer", "lr"], job_count=4)
+        session.add(sweep)
+        session.commit()
+        sweep_id = sweep.id
+    optim = {**SMALL, "stage": "optim", "iterations": 40, "seed": 2, "N": 16, "D_in": 32}
+    ids = {
+        (optimizer, lr): stack.submit(**{**optim, "optimizer": optimizer, "lr": lr})["id"]
+        for optimizer in ("sgd", "adam")
+        for lr in (1e-1, 3e-2)
+    }
+    for (optimizer, _), job_id in ids.items():
+        want = "diverged" if optimizer == "sgd" else "succeeded"
+        assert stack.wait(job_id)["status"] == want
+    with stack.sessions() as session:
+        session.execute(sa.update(Job).where(Job.id.in_(ids.values())).values(sweep_id=sweep_id))
+        session.commit()
+    page.goto(f"{live_url}/sweeps/{sweep_id}")
+    # The sgd level's panel is a mark saying "diverged", not a dot at a made-up loss.
+    panel = page.locator('svg.factor-chart[data-factor="optimizer"]')
+    expect(panel.locator("g.level")).to_have_count(2)
+    marked = panel.locator("g.level.diverged")
+    expect(marked).to_have_count(1)
+    expect(marked.locator("text.diverged-label")).to_have_text("diverged")
+    expect(marked.locator("circle")).to_have_count(0)
+    expect(marked.locator("title")).to_have_text("optimizer=sgd: all 2 run(s) diverged")
+    expect(page.locator("#factor-summary")).to_contain_text(
+        "2 diverged, ranked below every run that did not"
+    )
+    # The heatmap's sgd cells and the leaderboard's diverged rows say so too.
+    expect(page.locator("table.heatmap td.heat-diverged")).to_have_text(["diverged"] * 2)
+    for lr in (1e-1, 3e-2):
+        row = page.locator(f'#jobs tr[data-job-id="{ids[("sgd", lr)]}"]')
+        expect(row.locator('[data-field="final_loss"]')).to_have_text("diverged")
 
 
 def test_signing_in_opens_the_pages_and_lets_them_poll_a_guarded_api(

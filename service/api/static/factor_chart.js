@@ -27,8 +27,11 @@ const trainqFactorChart = (() => {
       container.replaceChildren(svg);
       return;
     }
-    let lo = Math.floor(Math.min(...levels.map((l) => l.min)));
-    let hi = Math.ceil(Math.max(...levels.map((l) => l.max)));
+    // The axis spans the levels with a run that did not diverge; the others sit on its top.
+    const kept = levels.filter((l) => !l.all_diverged);
+    const ranged = kept.length ? kept : levels;
+    let lo = Math.floor(Math.min(...ranged.map((l) => l.min)));
+    let hi = Math.ceil(Math.max(...ranged.map((l) => l.max)));
     if (hi === lo) hi = lo + 1;
     const left = MARGIN.left, right = WIDTH - MARGIN.right;
     const top = MARGIN.top, bottom = HEIGHT - MARGIN.bottom;
@@ -45,11 +48,22 @@ const trainqFactorChart = (() => {
     const labelEvery = Math.max(1, Math.ceil(levels.length / 10));
     levels.forEach((level, i) => {
       const g = el("g", { class: "level", "data-n": level.n }, svg);
-      el("line", { x1: x(i), x2: x(i), y1: y(level.max), y2: y(level.min), stroke: COLOR }, g);
-      el("circle", { cx: x(i), cy: y(level.mean), r: 4.5, fill: COLOR }, g);
       const tip = el("title", {}, g);
-      tip.textContent = `${name}=${levelText(level.value, level)}: n=${level.n}, mean loss ` +
-        `${trainq.formatLoss(Math.pow(10, level.mean))}, best ${trainq.formatLoss(Math.pow(10, level.min))}`;
+      const where = `${name}=${levelText(level.value, level)}`;
+      if (level.all_diverged) {
+        // Every run diverged: no loss to show, a mark on the top edge that says so.
+        g.classList.add("diverged");
+        el("path", { d: `M${x(i) - 6} ${top} L${x(i) + 6} ${top} L${x(i)} ${top + 10} Z`, class: "diverged-mark" }, g);
+        el("text", { x: x(i), y: top + 24, "text-anchor": "middle", class: "diverged-label" }, g)
+          .textContent = "diverged";
+        tip.textContent = `${where}: all ${level.n} run(s) diverged`;
+      } else {
+        el("line", { x1: x(i), x2: x(i), y1: y(level.max), y2: y(level.min), stroke: COLOR }, g);
+        el("circle", { cx: x(i), cy: y(level.mean), r: 4.5, fill: COLOR }, g);
+        const diverged = level.diverged ? `, ${level.diverged} diverged` : "";
+        tip.textContent = `${where}: n=${level.n}${diverged}, mean loss ` +
+          `${trainq.formatLoss(Math.pow(10, level.mean))}, best ${trainq.formatLoss(Math.pow(10, level.min))}`;
+      }
       if (i % labelEvery === 0) {
         el("text", { x: x(i), y: bottom + 16, "text-anchor": "middle", class: "level-label" }, svg)
           .textContent = levelText(level.value, level);

@@ -50,6 +50,9 @@
   }
 
   cancel.addEventListener("click", async () => {
+    // A cancelled job cannot be resumed: ask first.
+    const name = page.dataset.jobName ? ` (${page.dataset.jobName})` : "";
+    if (!window.confirm(`Cancel job #${id}${name}? Its training stops and cannot be resumed.`)) return;
     cancel.disabled = true;
     try {
       showJob(await trainq.fetchJson(`/api/v1/jobs/${id}/cancel`, { method: "POST" }));

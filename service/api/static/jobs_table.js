@@ -44,7 +44,9 @@
       bar.value = job.steps_done;
     }
     setText(row, "steps", `${job.steps_done}/${iterations}`);
-    setText(row, "final_loss", trainq.formatLoss(job.final_loss));
+    // A diverged job's last finite loss is no outcome (as _jobs.html's final_loss says).
+    const final = job.status === "diverged" ? "diverged" : trainq.formatLoss(job.final_loss);
+    setText(row, "final_loss", final);
     setText(row, "min_loss", trainq.formatLoss(job.min_loss));
     if (!("stage" in job)) return; // a leaderboard row: the rest does not change
     setText(row, "name", job.name || "");

@@ -30,7 +30,9 @@
     }
     grid.replaceChildren(...figures);
     const parts = [`${table.used} finished job(s) scored`];
-    if (table.diverged) parts.push(`${table.diverged} diverged, scored one decade above the worst`);
+    if (table.diverged) {
+      parts.push(`${table.diverged} diverged, ranked below every run that did not`);
+    }
     const pairs = (table.interactions || []).filter((pair) => pair.share !== null);
     if (pairs.length) {
       const shares = pairs.map((pair) => `${pair.name} ${Math.round(pair.share * 100)}%`);
@@ -39,6 +41,8 @@
     if (table.best_config) {
       const best = trainq.formatLoss(Math.pow(10, table.best_config.mean));
       parts.push(`best: ${configText(table.best_config.config)} (loss ${best})`);
+    } else if (table.used) {
+      parts.push("best: none, every configuration diverged");
     }
     summary.textContent = parts.join(" · ") + ".";
   }

@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask.testing import FlaskClient
 from PIL import Image
@@ -270,7 +271,7 @@ def test_sweep_export_streams_every_job(client: FlaskClient, session: so.Session
     jobs = list(csv.DictReader(io.StringIO(table.get_data(as_text=True))))
     for r in jobs:
         want = expected_summary(*curves[int(r["id"])])
-        assert float(r["final"]) == want["final"]
+        assert float(r["final_loss"]) == want["final"]
         assert float(r["lr"]) > 0
     assert client.get("/api/v1/sweeps/777/export").status_code == 404
 
@@ -369,3 +370,50 @@ def test_a_sweep_plot_draws_a_sample_of_a_large_sweep(
     refused = client.get(f"/api/v1/sweeps/{sweep}/plot.png?points=40")
     assert refused.status_code == 422
     assert refused.get_json()["error"]["field"] == "points"
+
+
+def test_the_jobs_csv_has_every_api_field_under_the_api_s_names(
+    client: FlaskClient, session: so.Session
+) -> None:
+    from service.api.schemas import JobOut
+    from service.models import Job
+
+    # Given a sweep with a finished, a diverged and a pruned job.
+    sweep = add_sweep(session, ["lr"])
+    done = add_job(client, session, decay(10.0, 0.9, 20), sweep_id=sweep, lr=1e-3, tags=["a", "b"])
+    exploded = add_job(
+        client, session, [*decay(4.0, 1.5, 7), math.inf], status="diverged", sweep_id=sweep, lr=1.0
+    )
+    cut = add_job(client, session, decay(8.0, 0.99, 9), status="pruned", sweep_id=sweep, lr=1e-6)
+    session.execute(
+        sa.update(Job).where(Job.id == cut).values(pruned_at=8, pruned_loss=8.0 * 0.99**8)
+    )
+    session.commit()
+    # When its jobs table is exported as CSV.
+    text = client.get(f"/api/v1/sweeps/{sweep}/export?format=csv&table=jobs").get_data(as_text=True)
+    reader = csv.DictReader(io.StringIO(text))
+    rows = {int(r["id"]): r for r in reader}
+    # Then the header is every field of the API's job, under its names, then the summary's
+    # initial loss, thresholds and area.
+    assert reader.fieldnames == [
+        *JobOut.model_fields,
+        "initial_loss",
+        "step_below_1pct",
+        "step_below_0_1pct",
+        "auc_log10",
+    ]
+    api = {i: client.get(f"/api/v1/jobs/{i}").get_json() for i in (done, exploded, cut)}
+    for job_id, row in rows.items():
+        for field in ("final_loss", "min_loss"):
+            assert (float(row[field]) if row[field] else None) == api[job_id][field]
+    assert rows[done]["tags"] == "a,b"
+    assert float(rows[done]["initial_loss"]) == 10.0
+    assert rows[exploded]["diverged_at"] == "7"
+    assert (rows[cut]["pruned_at"], float(rows[cut]["pruned_loss"])) == ("8", 8.0 * 0.99**8)
+    # And the JSON export carries every API field too.
+    body = json.loads(client.get(f"/api/v1/sweeps/{sweep}/export").data)
+    for job in body["jobs"]:
+        assert set(JobOut.model_fields) <= set(job)
+        assert {k: job[k] for k in ("diverged_at", "pruned_at")} == {
+            k: api[job["id"]][k] for k in ("diverged_at", "pruned_at")
+        }

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from service.cli.sweep_verbs import print_factors, print_leaderboard
+from service.sweeps.factors import factor_table
 
 
 def test_numeric_levels_print_in_numeric_order(capsys: pytest.CaptureFixture[str]) -> None:
@@ -91,3 +94,53 @@ def test_leaderboard_says_a_shared_setting_once_and_shortens_long_seeds(
     assert "2598..018" in lines[3]
     assert "2598670931668588018" not in "".join(lines)
     assert max(len(line) for line in lines) < 80
+
+
+def test_levels_and_pairs_whose_runs_all_diverged_print_diverged(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a grid where momentum diverged at every lr, as the API returns its table.
+    rows = [
+        {"status": "succeeded", "final_loss": 10.0, "optimizer": "sgd", "lr": 1e-4},
+        {"status": "diverged", "final_loss": 1e20, "optimizer": "sgd", "lr": 1e-3},
+        {"status": "diverged", "final_loss": 1e20, "optimizer": "momentum", "lr": 1e-4},
+        {"status": "diverged", "final_loss": 1e20, "optimizer": "momentum", "lr": 1e-3},
+    ]
+    rows = [{**row, "init": "normal", "initial_loss": 1e3} for row in rows]
+    table = json.loads(json.dumps(factor_table(rows, ["optimizer", "lr"])))
+    print_factors(table, ["optimizer", "lr"])
+    lines = capsys.readouterr().out.splitlines()
+    assert "3 diverged (scored 4: one decade above the worst loss seen)" in lines[1]
+    momentum = next(line for line in lines if line.startswith("optimizer") and "momentum" in line)
+    assert momentum.split()[3:] == ["2", "diverged", "-"]
+    assert "best: optimizer=sgd lr=0.0001 mean 1 over 1 run(s)" in lines
+    assert "best lr for momentum/normal: none (every lr diverged)" in lines
+    assert "best lr for sgd/normal: 0.0001 (mean 1)" in lines
+
+
+def test_a_sweep_whose_every_run_diverged_has_no_best(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [
+        {"status": "diverged", "final_loss": None, "optimizer": "sgd", "init": "normal", "lr": lr}
+        for lr in (1e-2, 1e-1)
+    ]
+    print_factors(json.loads(json.dumps(factor_table(rows, ["lr"]))), ["lr"])
+    lines = capsys.readouterr().out.splitlines()
+    assert "best: none (every configuration diverged)" in lines
+    assert "best lr for sgd/normal: none (every lr diverged)" in lines
+
+
+def test_the_leaderboard_prints_diverged_for_a_diverged_runs_final_loss(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    board = {
+        "varied": ["lr"],
+        "total": 2,
+        "results": [
+            {"rank": 1, "id": 1, "status": "succeeded", "lr": 1e-4, "final_loss": 0.5},
+            {"rank": 2, "id": 2, "status": "diverged", "lr": 1.0, "final_loss": 3.5e25},
+        ],
+    }
+    print_leaderboard(board)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].split()[:6] == ["2", "2", "diverged", "1", "-", "diverged"]
+    assert "3.5e+25" not in lines[-1]

@@ -97,3 +97,64 @@ def test_best_so_far_figure_draws_the_steps_of_the_best() -> None:
     assert "4 ended jobs" in axes.get_title()
     empty = best_so_far_figure(3, points[:1], (800, 400))
     assert [t.get_text() for t in empty.axes[0].texts] == ["no job has succeeded yet"]
+
+
+def diverging_jobs() -> tuple[list[Curve], list[dict]]:
+    """adam converging at two lr (losses 100 down to 1); sgd diverging at both, spiking to 1e27
+    before its loss stops being a number."""
+    jobs, curves = [], []
+    for optimizer in ("adam", "sgd"):
+        for lr in (1e-3, 1e-2):
+            diverged = optimizer == "sgd"
+            losses = (
+                np.array([100.0, 1e9, 1e27, np.inf])
+                if diverged
+                else np.geomspace(100.0, 1.0 if lr == 1e-3 else 2.0, 20)
+            )
+            job = {
+                "id": len(jobs) + 1,
+                "status": "diverged" if diverged else "succeeded",
+                "final_loss": 1e27 if diverged else float(losses[-1]),
+                "diverged_at": 3 if diverged else None,
+                "initial_loss": 100.0,
+                "optimizer": optimizer,
+                "init": "normal",
+                "lr": lr,
+            }
+            jobs.append(job)
+            curves.append(Curve(job, np.arange(len(losses)), losses))
+    return curves, jobs
+
+
+def test_divergence_spikes_do_not_stretch_the_loss_axis_and_are_marked() -> None:
+    curves, jobs = diverging_jobs()
+    figure = sweep_figure(7, curves, jobs, "lr", (1500, 500), factors=["optimizer", "lr"])
+    axes = figure.axes[0]
+    # The y axis spans the runs that did not diverge (1 to 100), not the spike to 1e27.
+    low, high = axes.get_ylim()
+    assert 0.5 < low <= 1.0
+    assert 100.0 <= high < 200.0
+    # Each diverged run has a mark on the top edge at the step it diverged.
+    (marks,) = [line for line in axes.lines if line.get_gid() == "diverged"]
+    assert list(marks.get_xdata()) == [3, 3]
+    assert list(marks.get_ydata()) == [1.0, 1.0]
+    legend = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert "diverged (2): marked on the top edge" in legend
+    assert len(render(figure, "png")) > 1000
+
+
+def test_levels_and_cells_whose_runs_all_diverged_say_so() -> None:
+    curves, jobs = diverging_jobs()
+    figure = sweep_figure(7, curves, jobs, "optimizer", (1500, 500), factors=["optimizer", "lr"])
+    panel, heat = figure.axes[1], figure.axes[2]
+    assert [t.get_text() for t in panel.get_xticklabels()] == [
+        "adam\n(n=2)",
+        "sgd\n(n=2, diverged)",
+    ]
+    assert [line.get_gid() for line in panel.lines].count("diverged") == 1
+    # The sgd row's cells are written "diverged" and left out of the colours.
+    cells = heat.get_images()[0].get_array()
+    assert bool(cells.mask[1].all())
+    assert not cells.mask[0].any()
+    written = sorted(t.get_text() for t in heat.texts)
+    assert written == sorted(["0.00", "0.30", "diverged", "diverged"])

@@ -173,3 +173,92 @@ def test_a_searched_lr_is_binned_by_decade_for_effects_and_interactions() -> Non
     kept = factor_table(rows[:8], ["lr"])["factors"]["lr"]
     assert kept["binned"] is None
     assert kept["order"][:3] == ["2e-05", "5e-05", "0.0001"]
+
+
+def test_a_diverged_run_ranks_below_pruned_and_initial_losses_in_a_pruned_search() -> None:
+    # Given an ASHA search: two trials finished very low, the poor ones pruned at a rung with
+    # losses far above those, and sgd's other trials diverged; every job started near 1e7.
+    rows = [
+        job("succeeded", 1e-9, optimizer="adam", lr=1e-3, initial_loss=2e7),
+        job("succeeded", 1e-8, optimizer="sgd", lr=1e-6, initial_loss=3e7),
+        job("pruned", 5e3, optimizer="adam", lr=1e-6, pruned_loss=4e5, initial_loss=2e7),
+        job("diverged", 1e25, optimizer="sgd", lr=1e-2, initial_loss=5e7),
+        job("diverged", 1e26, optimizer="sgd", lr=1e-1, initial_loss=1e6),
+    ]
+    table = factor_table(rows, ["optimizer", "lr"])
+    # Then the diverged runs score one decade above the worst loss seen (an initial 5e7), not
+    # one above the worst finished trial (1e-8), nor above the pruned loss at its rung.
+    assert table["diverged_value"] == pytest.approx(math.log10(5e7) + 1)
+    assert table["diverged_value"] > math.log10(4e5)
+    sgd = table["factors"]["optimizer"]["levels"]["sgd"]
+    assert sgd["mean"] == pytest.approx((-8 + 2 * (math.log10(5e7) + 1)) / 3)
+    assert (sgd["diverged"], sgd["all_diverged"]) == (2, False)
+    assert table["factors"]["optimizer"]["levels"]["adam"]["mean"] == pytest.approx(-9.0)
+    # The pruned trial is still left out of the statistics.
+    assert table["pruned"] == 1
+    assert table["used"] == 4
+
+
+def test_the_pruned_loss_bounds_the_diverged_score_without_initial_losses() -> None:
+    rows = [
+        job("succeeded", 1e-9, optimizer="adam", lr=1e-3),
+        job("pruned", 1e3, optimizer="adam", lr=1e-6, pruned_loss=1e2),
+        job("diverged", None, optimizer="sgd", lr=1e-2),
+    ]
+    assert factor_table(rows, ["lr"])["diverged_value"] == pytest.approx(3.0)
+
+
+def test_levels_cells_and_pairs_whose_runs_all_diverged_are_marked_and_never_best() -> None:
+    # Given a grid where momentum diverged at every lr and sgd at the high one only.
+    rows = [
+        job("succeeded", 10.0, optimizer="sgd", lr=1e-4, seed=1, initial_loss=1e3),
+        job("diverged", None, optimizer="sgd", lr=1e-3, seed=1, initial_loss=1e3),
+        *(
+            job("diverged", None, optimizer="momentum", lr=lr, seed=1, initial_loss=1e3)
+            for lr in (1e-4, 1e-3)
+        ),
+    ]
+    table = factor_table(rows, ["optimizer", "lr"])
+    levels = table["factors"]["optimizer"]["levels"]
+    assert (levels["momentum"]["all_diverged"], levels["momentum"]["diverged"]) == (True, 2)
+    assert levels["sgd"]["all_diverged"] is False
+    lrs = table["factors"]["lr"]["levels"]
+    assert lrs["0.001"]["all_diverged"] is True
+    assert lrs["0.0001"]["all_diverged"] is False
+    (pair,) = table["interactions"]
+    marked = {(c["row"], c["column"]): c["all_diverged"] for c in pair["cells"]}
+    assert marked == {
+        ("momentum", "0.0001"): True,
+        ("momentum", "0.001"): True,
+        ("sgd", "0.0001"): False,
+        ("sgd", "0.001"): True,
+    }
+    assert table["best_config"]["config"] == {"optimizer": "sgd", "lr": 1e-4}
+    best_lr = {b["optimizer"]: b for b in table["best_lr"]}
+    assert best_lr["sgd"]["lr"] == 1e-4
+    assert best_lr["sgd"]["all_diverged"] is False
+    assert best_lr["momentum"]["lr"] is None
+    assert best_lr["momentum"]["all_diverged"] is True
+    assert best_lr["momentum"]["mean"] is None
+    assert best_lr["momentum"]["n"] == 2
+
+
+def test_no_best_config_when_every_run_diverged() -> None:
+    rows = [job("diverged", None, optimizer="sgd", lr=lr, seed=1) for lr in (1e-2, 1e-1)]
+    table = factor_table(rows, ["lr"])
+    assert table["best_config"] is None
+    assert all(level["all_diverged"] for level in table["factors"]["lr"]["levels"].values())
+    assert table["best_lr"] == [
+        {
+            "optimizer": "sgd",
+            "init": "normal",
+            "lr": None,
+            "n": 2,
+            "mean": None,
+            "std": None,
+            "min": None,
+            "max": None,
+            "diverged": 2,
+            "all_diverged": True,
+        }
+    ]
