@@ -1,10 +1,9 @@
-"""Compare, plots and exports against values computed here from the stored rows."""
+"""Compare, its plots and one job's plot against values computed here from the stored rows."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import xml.etree.ElementTree as ET
 
@@ -16,7 +15,6 @@ from PIL import Image
 
 from tests.service.results_data import (
     add_job,
-    add_sweep,
     decay,
     expected_pair,
     expected_summary,
@@ -180,155 +178,12 @@ def test_job_and_compare_plots(client: FlaskClient, session: so.Session) -> None
     assert decoded_png(empty.data).shape == (500, 800)
 
 
-def test_sweep_plot_and_factor_panel(client: FlaskClient, session: so.Session) -> None:
-    sweep = add_sweep(session, ["optimizer", "lr"])
-    for optimizer, rate in (("adam", 0.9), ("sgd", 0.99)):
-        for lr in (1e-3, 1e-2):
-            add_job(
-                client, session, decay(50.0, rate, 100), sweep_id=sweep, optimizer=optimizer, lr=lr
-            )
-    response = client.get(f"/api/v1/sweeps/{sweep}/plot.png?by=lr&width=900&height=400")
-    assert response.status_code == 200
-    pixels = decoded_png(response.data)
-    assert pixels.shape == (400, 900)
-    assert pixels.var() > 100
-    assert client.get(f"/api/v1/sweeps/{sweep}/plot.png?by=colour").status_code == 422
-    assert client.get("/api/v1/sweeps/4242/plot.png").status_code == 404
-
-
-def test_level_statistics_count_diverged_as_worst() -> None:
-    from service.results.sweep_plots import level_statistics
-
-    jobs = [
-        {"status": "succeeded", "final_loss": 1e-2, "optimizer": "adam"},
-        {"status": "succeeded", "final_loss": 1e-4, "optimizer": "adam"},
-        {"status": "succeeded", "final_loss": 1e1, "optimizer": "sgd"},
-        {"status": "diverged", "final_loss": None, "optimizer": "sgd"},
-        {"status": "queued", "final_loss": None, "optimizer": "sgd"},
-    ]
-    # The diverged sgd job scores one decade above the worst finite outcome (log10 1e1 = 1),
-    # as in /factors; the queued one is left out. The spread is /factors' own sample std:
-    # adam -2, -4 -> sqrt((1 + 1) / 1); sgd 1, 2 -> sqrt((0.25 + 0.25) / 1).
-    assert level_statistics(jobs, "optimizer") == [
-        ("adam", pytest.approx(-3.0), pytest.approx(math.sqrt(2)), 2),
-        ("sgd", pytest.approx(1.5), pytest.approx(math.sqrt(0.5)), 2),
-    ]
-
-
-def test_job_export_json_and_csv(client: FlaskClient, session: so.Session) -> None:
-    ids = three_jobs(client, session)
-    body = json.loads(client.get(f"/api/v1/jobs/{ids[2]}/export").data)
-    (job,) = body["jobs"]
-    steps, losses = stored_history(session, ids[2])
-    assert job["id"] == ids[2]
-    assert job["optimizer"] == "rmsprop"
-    assert job["history"]["steps"] == steps
-    assert job["history"]["losses"] == [*losses[:-1], None]
-    assert job["summary"]["auc_log10"] == pytest.approx(
-        expected_summary(steps, losses)["auc_log10"]
-    )
-    response = client.get(f"/api/v1/jobs/{ids[0]}/export?format=csv")
-    assert response.headers["Content-Disposition"].endswith(".csv")
-    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
-    assert [(int(r["step"]), float(r["loss"])) for r in rows] == list(
-        zip(*stored_history(session, ids[0]), strict=True)
-    )
-    assert client.get(f"/api/v1/jobs/{ids[0]}/export?format=xml").status_code == 422
-    assert client.get("/api/v1/jobs/5555/export").status_code == 404
-
-
-def test_sweep_export_streams_every_job(client: FlaskClient, session: so.Session) -> None:
-    from service.results import export
-
-    sweep = add_sweep(session, ["lr"])
-    curves = {}
-    for k in range(5):
-        job_id = add_job(
-            client, session, decay(10.0, 0.9 + k / 100, 30 + k), sweep_id=sweep, lr=10.0**-k
-        )
-        curves[job_id] = stored_history(session, job_id)
-    outside = add_job(client, session, decay(1.0, 0.5, 3))
-    old_batch, export.BATCH = export.BATCH, 2  # several history queries while streaming
-    try:
-        body = json.loads(client.get(f"/api/v1/sweeps/{sweep}/export").data)
-        long = client.get(f"/api/v1/sweeps/{sweep}/export?format=csv").get_data(as_text=True)
-        table = client.get(f"/api/v1/sweeps/{sweep}/export?format=csv&table=jobs")
-    finally:
-        export.BATCH = old_batch
-    assert body["sweep"]["id"] == sweep
-    assert body["sweep"]["varied"] == ["lr"]
-    assert [j["id"] for j in body["jobs"]] == sorted(curves)
-    for job in body["jobs"]:
-        assert (job["history"]["steps"], job["history"]["losses"]) == curves[job["id"]]
-    rows = list(csv.DictReader(io.StringIO(long)))
-    assert {int(r["job_id"]) for r in rows} == set(curves)
-    assert outside not in curves
-    assert len(rows) == sum(len(s) for s, _ in curves.values())
-    for r in rows:
-        steps, losses = curves[int(r["job_id"])]
-        assert losses[steps.index(int(r["step"]))] == float(r["loss"])
-    jobs = list(csv.DictReader(io.StringIO(table.get_data(as_text=True))))
-    for r in jobs:
-        want = expected_summary(*curves[int(r["id"])])
-        assert float(r["final"]) == want["final"]
-        assert float(r["lr"]) > 0
-    assert client.get("/api/v1/sweeps/777/export").status_code == 404
-
-
-def test_exports_carry_each_jobs_stack_size(client: FlaskClient, session: so.Session) -> None:
-    from service.models import Job
-
-    sweep = add_sweep(session, ["lr"])
-    ids = [add_job(client, session, decay(1.0, 0.9, 5), sweep_id=sweep, lr=lr) for lr in (1, 2)]
-    never_run = add_job(client, session, decay(1.0, 0.9, 5), sweep_id=sweep, lr=3.0)
-    for job_id, size in zip(ids, (1, 2), strict=True):
-        session.get_one(Job, job_id).stack_size = size
-    session.commit()
-    body = json.loads(client.get(f"/api/v1/sweeps/{sweep}/export").data)
-    assert {j["id"]: j["stack_size"] for j in body["jobs"]} == {
-        ids[0]: 1, ids[1]: 2, never_run: None,
-    }  # fmt: skip
-    table = client.get(f"/api/v1/sweeps/{sweep}/export?format=csv&table=jobs")
-    rows = list(csv.DictReader(io.StringIO(table.get_data(as_text=True))))
-    assert {int(r["id"]): r["stack_size"] for r in rows} == {
-        ids[0]: "1", ids[1]: "2", never_run: "",
-    }  # fmt: skip
-    assert (
-        json.loads(client.get(f"/api/v1/jobs/{ids[1]}/export").data)["jobs"][0]["stack_size"] == 2
-    )
-
-
-@pytest.mark.parametrize("name", ['=HYPERLINK("http://x","y")', "+1", "-2+3", "@SUM(A1)"])
-def test_csv_exports_write_a_formula_name_as_text(
-    client: FlaskClient, session: so.Session, name: str
-) -> None:
-    sweep = add_sweep(session, ["lr"])
-    job_id = add_job(client, session, decay(1.0, 0.9, 5), sweep_id=sweep, name=name)
-    for url in (
-        f"/api/v1/sweeps/{sweep}/export?format=csv&table=jobs",
-        f"/api/v1/jobs/{job_id}/export?format=csv&table=jobs",
-    ):
-        rows = list(csv.DictReader(io.StringIO(client.get(url).get_data(as_text=True))))
-        assert [r["name"] for r in rows] == ["'" + name]
-        # Numbers stay numbers: a negative one is not text to escape.
-        assert float(rows[0]["lr"]) > 0
-
-
-def test_spreadsheet_cell_escapes_only_a_leading_formula_character() -> None:
-    from service.results.export import csv_cell, spreadsheet_cell
-
-    assert [spreadsheet_cell(t) for t in ("=1", "\tx", "\rx", "a=1", "", "adam")] == [
-        "'=1", "'\tx", "'\rx", "a=1", "", "adam",
-    ]  # fmt: skip
-    assert (csv_cell(-1.5), csv_cell(None), csv_cell(-3)) == ("-1.5", "", -3)
-
-
 def test_a_compare_past_the_cell_cap_reads_a_stride_yet_summarizes_every_step(
     client: FlaskClient, session: so.Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from service.api import results
+    from service.api import curve_reads
 
-    monkeypatch.setattr(results, "MAX_CELLS", 300)
+    monkeypatch.setattr(curve_reads, "MAX_CELLS", 300)
     ids = [add_job(client, session, decay(100.0, 0.97, 300, 0.2)) for _ in range(2)]
     ids.append(add_job(client, session, decay(50.0, 0.99, 200)))
     jobs = ",".join(map(str, ids))
@@ -349,23 +204,3 @@ def test_a_compare_past_the_cell_cap_reads_a_stride_yet_summarizes_every_step(
     pairs = client.get(f"/api/v1/compare?jobs={jobs}&points=20").get_json()["pairs"]
     assert pairs[0]["max_rel_diff"] == 0.0
     assert 0 < pairs[0]["common_steps"] <= 100
-
-
-def test_a_sweep_plot_draws_a_sample_of_a_large_sweep(
-    client: FlaskClient, session: so.Session, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from service.api import results
-
-    monkeypatch.setattr(results, "MAX_CURVES", 3)
-    sweep = add_sweep(session, ["lr"])
-    for k in range(7):
-        add_job(client, session, decay(10.0, 0.9, 50), sweep_id=sweep, lr=10.0**-k)
-    response = client.get(f"/api/v1/sweeps/{sweep}/plot.png")
-    assert response.status_code == 200
-    assert decoded_png(response.data).var() > 100
-    wide = client.get(f"/api/v1/sweeps/{sweep}/plot.png?points={results.MAX_POINTS}")
-    assert wide.status_code == 200
-    monkeypatch.setattr(results, "MAX_CELLS", 100)
-    refused = client.get(f"/api/v1/sweeps/{sweep}/plot.png?points=40")
-    assert refused.status_code == 422
-    assert refused.get_json()["error"]["field"] == "points"
