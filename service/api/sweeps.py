@@ -43,7 +43,7 @@ SKIPPED_SHOWN = 5
 SWEEP_ID = path_id("sweep_id", "sweep")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Planned:
     """What a submission stores: the sweep's seed and varied fields, and the jobs written now
     (a grid's every valid combination; none for a search, whose trials the controller asks)."""

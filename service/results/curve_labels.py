@@ -78,19 +78,16 @@ def colour(index: int) -> str:
 
 @dataclass(frozen=True)
 class LevelStyle:
-    """How one level of a sweep's factor is drawn: its key (level_key), label and colour."""
+    """How one level of a sweep's factor is drawn: its legend label and its colour."""
 
-    key: str
     label: str
     colour: str
 
 
 def level_styles(by: str, values: Iterable[Any]) -> dict[str, LevelStyle]:
-    """The distinct levels of `by` among `values`, in level order, by key: `by=value` (three
-    significant digits) and the palette's colours in that order."""
+    """The distinct levels of `by` among `values` by key (level_key), in level order: each
+    labelled `by=value` (three significant digits), coloured by the palette in that order."""
     return {
-        level_key(value): LevelStyle(
-            level_key(value), f"{by}={label_text(value, '.3g')}", colour(i)
-        )
+        level_key(value): LevelStyle(f"{by}={label_text(value, '.3g')}", colour(i))
         for i, value in enumerate(ordered(values))
     }
