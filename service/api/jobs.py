@@ -25,6 +25,7 @@ from service.api.extensions import (
     row_or_404,
     write_sessions,
 )
+from service.api.health import with_warnings
 from service.api.idempotency import answer_if_submitted, idempotency_key, stored_once
 from service.api.limits import check_active_cap
 from service.api.params import (
@@ -105,7 +106,7 @@ def submit_job() -> tuple[Response, int]:
     with stored_once(Job, key, job_to_dict) as session:
         session.add(job)
     send_jobs([job])
-    response = jsonify(job_to_dict(job))
+    response = jsonify(with_warnings(job_to_dict(job), [job.queue]))
     response.headers["Location"] = url_for("jobs.show_job", job_id=job.id)
     return response, 201
 

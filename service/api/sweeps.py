@@ -23,13 +23,13 @@ from service.api.extensions import (
     row_or_404,
     write_sessions,
 )
+from service.api.health import queue_of, with_warnings
 from service.api.idempotency import answer_if_submitted, idempotency_key, stored_once
 from service.api.limits import check_active_cap
 from service.api.params import int_arg, page_fields
 from service.api.schemas import SweepOut, SweepPage
 from service.db import row_count
 from service.dispatch.send import send
-from service.jobs import queue_for
 from service.jobspec import MAX_SEED, Limits, SpecError, validate_job
 from service.models import Sweep
 from service.sweeps.expansion import count_jobs, expand
@@ -90,7 +90,7 @@ def _check_sweep_cap(total: int, blame: str) -> None:
         raise ApiError(
             422,
             "too_many_jobs",
-            f"{blame}: the sweep expands to {total} jobs, over the cap of {cap}",
+            f"{blame}: the sweep expands to {total} jobs, over TRAINQ_MAX_SWEEP_JOBS={cap}",
             blame,
         )
 
@@ -156,14 +156,16 @@ def submit_sweep() -> tuple[Response, int]:
         # Its jobs (a search's trials too) are this owner's and count toward its active cap.
         owner=owner_name(),
     )
-    queues = [queue_for(spec["device"], cfg.default_queue) for spec in planned.specs]
+    queues = [queue_of(spec) for spec in planned.specs]
     with stored_once(Sweep, key, _show) as session:
         sent = insert_sweep_jobs(session, sweep, planned.specs, queues)
     send(celery_client(), write_sessions(), sent)
     body_out = _show(sweep)
     if not searching:
         body_out["skipped_reasons"] = planned.skipped[:SKIPPED_SHOWN]
-    response = jsonify(body_out)
+    # Warned about the queues its jobs went to, or a search's trials will go to.
+    warned = [queue_of(sweep_request.base)] if searching else queues
+    response = jsonify(with_warnings(body_out, warned))
     response.headers["Location"] = url_for("sweeps.show_sweep", sweep_id=sweep.id)
     return response, 201
 
