@@ -43,7 +43,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.url_map.converters["int"] = IdConverter
 
     from service.api import (
+        compare,
         errors,
+        exports,
         extensions,
         headers,
         health,
@@ -54,8 +56,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         openapi,
         origin,
         pages,
-        results,
         sign_in,
+        sweep_analysis,
         sweeps,
     )
 
@@ -75,5 +77,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(sign_in.bp)
     app.register_blueprint(jobs.bp, url_prefix="/api/v1")
     app.register_blueprint(sweeps.bp, url_prefix="/api/v1")
-    app.register_blueprint(results.bp, url_prefix="/api/v1")
+    app.register_blueprint(sweep_analysis.bp, url_prefix="/api/v1")
+    app.register_blueprint(compare.bp, url_prefix="/api/v1")
+    app.register_blueprint(exports.bp, url_prefix="/api/v1")
     return app

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+from flask import request
+
 from service.api.extensions import ApiError
 
 # Deeper than any request trainq takes (a sweep's search space is 5 levels); the cap keeps
@@ -44,3 +46,19 @@ def _check(value: object, path: list[str], depth: int) -> None:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _check(item, [*path, str(index)], depth + 1)
+
+
+def json_body() -> object:
+    """The request's JSON body, or a 415 or 400 naming what is wrong with it."""
+    # A browser form can send text/plain anywhere without asking: only JSON is read as a body.
+    if not request.is_json:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Content-Type: the body must be application/json, not {request.mimetype or 'none'}",
+            "Content-Type",
+        )
+    data = parse_json(request.get_data())
+    if data is None:
+        raise ApiError(400, "malformed_body", "the body must be a JSON document")
+    return data

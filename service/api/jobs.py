@@ -12,7 +12,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from service import job_states
 from service.api.apidoc import Param, documented, int_param, list_param, path_id, str_param
-from service.api.body import parse_json
+from service.api.body import json_body
 from service.api.extensions import (
     ApiError,
     celery_client,
@@ -73,22 +73,6 @@ LIST_PARAMS = (
     int_param("offset", "rows to skip (compatibility; prefer cursor)", minimum=0),
     str_param("cursor", "next_cursor of the previous page (same filters and sort)"),
 )
-
-
-def json_body() -> object:
-    """The request's JSON body, or a 415 or 400 naming what is wrong with it."""
-    # A browser form can send text/plain anywhere without asking: only JSON is read as a body.
-    if not request.is_json:
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            f"Content-Type: the body must be application/json, not {request.mimetype or 'none'}",
-            "Content-Type",
-        )
-    data = parse_json(request.get_data())
-    if data is None:
-        raise ApiError(400, "malformed_body", "the body must be a JSON document")
-    return data
 
 
 def send_jobs(jobs: list[Job]) -> None:

@@ -9,18 +9,18 @@ from werkzeug.exceptions import HTTPException
 
 from service.api.extensions import config, current_token, db_session
 from service.api.headers import page_headers
+from service.api.page_models import compare_series, curve_series, heatmap
 from service.api.page_queries import (
     factor_value,
     recent_jobs,
     recent_sweeps,
     sweep_progress,
 )
-from service.api.results import best_so_far_plot, sweep_plot
 from service.api.sign_in import require_sign_in
-from service.api.sweep_figures import curve_series, heatmap
+from service.api.sweep_analysis import best_so_far_plot, sweep_plot
 from service.jobs import get_job, job_spec, job_to_dict
 from service.models import Job, Sweep
-from service.results.curve_labels import colour, curve_labels, differing_fields
+from service.results.curve_labels import differing_fields
 from service.sweeps.factors import factor_table
 from service.sweeps.leaderboard import factor_fields, factor_rows, leaderboard_jobs
 from service.sweeps.policy import SweepPolicy
@@ -118,14 +118,10 @@ def compare_page() -> str:
         if job is None:
             abort(404, description=f"There is no job {job_id}.")
         jobs.append(job)
-    series = [
-        {"id": job.id, "label": label, "color": colour(i), "status": job.status}
-        for i, (job, label) in enumerate(zip(jobs, curve_labels(jobs), strict=True))
-    ]
     return render_template(
         "compare.html",
         jobs=jobs,
-        series=series,
+        series=compare_series(jobs),
         differing=differing_fields([job_spec(job) for job in jobs]),
         ids=",".join(str(i) for i in ids),
     )

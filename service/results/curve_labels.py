@@ -1,12 +1,13 @@
-"""Legend labels for overlaid curves: each job named by the fields that differ between them."""
+"""The curves' one palette and legend labels, for the pages and the pictures alike: compared
+jobs named by the fields that differ between them, a sweep's levels by factor and value."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from service.jobs import job_spec
-from service.models import Job
+from service.sweeps.levels import level_key, ordered
 
 # Colour-blind-safe and distinct on white (Okabe-Ito, then Tableau), cycled past ten.
 PALETTE = (
@@ -59,17 +60,34 @@ def differing_fields(jobs: Sequence[Mapping[str, Any]]) -> list[str]:
     return [f for f in LABEL_FIELDS if any(job.get(f) != first.get(f) for job in jobs)]
 
 
-def curve_labels(jobs: Sequence[Job]) -> list[str]:
-    """One label per job: `field=value` for every differing field, or the job id alone."""
-    specs = [job_spec(job) for job in jobs]
-    fields = differing_fields(specs)
+def curve_labels(jobs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One label per job (API-named, with its id): `field=value` for every differing field,
+    or the job id alone."""
+    fields = differing_fields(jobs)
     labels = []
-    for job, spec in zip(jobs, specs, strict=True):
-        parts = [f"{field}={label_text(spec[field])}" for field in fields]
-        labels.append(", ".join(parts) if parts else f"job {job.id}")
+    for job in jobs:
+        parts = [f"{field}={label_text(job.get(field))}" for field in fields]
+        labels.append(", ".join(parts) if parts else f"job {job['id']}")
     return labels
 
 
 def colour(index: int) -> str:
     """The curve colour of the index-th series."""
     return PALETTE[index % len(PALETTE)]
+
+
+@dataclass(frozen=True)
+class LevelStyle:
+    """How one level of a sweep's factor is drawn: its legend label and its colour."""
+
+    label: str
+    colour: str
+
+
+def level_styles(by: str, values: Iterable[Any]) -> dict[str, LevelStyle]:
+    """The distinct levels of `by` among `values` by key (level_key), in level order: each
+    labelled `by=value` (three significant digits), coloured by the palette in that order."""
+    return {
+        level_key(value): LevelStyle(f"{by}={label_text(value, '.3g')}", colour(i))
+        for i, value in enumerate(ordered(values))
+    }

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from service.results.curve_labels import differing_fields, label_text
+from service.results.curve_labels import colour, curve_labels, label_text
 
 DPI = 100
 # A diverged run's mark on the top edge of a loss axis clipped to the runs that did not diverge.
@@ -36,12 +36,6 @@ class Curve:
 def short(value: Any) -> str:
     """A value as a legend writes it: floats to three significant digits."""
     return label_text(value, ".3g")
-
-
-def curve_label(job: dict[str, Any], fields: Sequence[str]) -> str:
-    """'#id field=value ...' naming only what differs."""
-    parts = [f"#{job['id']}"] + [f"{f}={short(job.get(f))}" for f in fields]
-    return " ".join(parts)
 
 
 def _title(prefix: str, ids: Sequence[int], limit: int = 12) -> str:
@@ -99,12 +93,12 @@ def clip_to_runs_that_did_not_diverge(axes: Any, curves: Sequence[Curve]) -> lis
 
 
 def curves_figure(curves: Sequence[Curve], width: int, height: int) -> Figure:
-    """Every curve on one log-scale axes, the legend naming what differs between them."""
+    """Every curve on one log-scale axes in the pages' colours, the legend naming what differs."""
     figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
     axes = figure.add_subplot()
-    fields = differing_fields([c.job for c in curves])
-    for curve in curves:
-        draw_curve(axes, curve.steps, curve.losses, label=curve_label(curve.job, fields), lw=1.2)
+    labels = curve_labels([c.job for c in curves])
+    for i, (curve, label) in enumerate(zip(curves, labels, strict=True)):
+        draw_curve(axes, curve.steps, curve.losses, label=label, color=colour(i), lw=1.2)
     decorate_axes(axes)
     ids = [c.job["id"] for c in curves]
     axes.set_title(_title("loss of job" + ("s" if len(ids) > 1 else ""), ids))

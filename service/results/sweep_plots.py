@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from service.results.curve_labels import level_styles
 from service.results.plots import (
     DIVERGED_MARK,
     DPI,
@@ -21,7 +21,7 @@ from service.results.plots import (
     short,
 )
 from service.sweeps.factors import factor_table
-from service.sweeps.levels import level_key, ordered
+from service.sweeps.levels import level_key
 
 PRUNED_ALPHA = 0.2
 HEATMAP_PAIR = ["optimizer", "lr"]
@@ -67,26 +67,21 @@ def heatmap_cells(table: dict[str, Any]) -> dict[str, Any] | None:
 def _faded_curves(
     axes: Any, curves: Sequence[Curve], by: str, rungs: Sequence[int]
 ) -> tuple[int, list[Any]]:
-    """Curves coloured by level of `by`, pruned ones faded; the rungs as dotted lines."""
-    levels = [level_key(v) for v in ordered(c.job.get(by) for c in curves)]
-    palette = matplotlib.colormaps["tab10" if len(levels) <= 10 else "viridis"]
-    colour = {
-        lv: palette(i / max(1, len(levels) - 1) if len(levels) > 10 else i)
-        for i, lv in enumerate(levels)
-    }
-    handles: dict[str, Any] = {}
+    """Curves coloured by level of `by` as the sweep page colours them, pruned ones faded; the
+    rungs as dotted lines."""
+    styles = level_styles(by, (c.job.get(by) for c in curves))
     pruned = 0
     for curve in curves:
-        level = level_key(curve.job.get(by))
+        level = styles[level_key(curve.job.get(by))]
         faded = curve.job.get("status") == "pruned"
         pruned += faded
-        style = {"color": colour[level], "lw": 0.8 if faded else 1.0}
+        style = {"color": level.colour, "lw": 0.8 if faded else 1.0}
         style["alpha"] = PRUNED_ALPHA if faded else 0.7
         draw_curve(axes, curve.steps, curve.losses, gid="pruned" if faded else "curve", **style)
-        if level not in handles:
-            label = f"{by}={short(curve.job.get(by))}"
-            handles[level] = Line2D([], [], color=colour[level], lw=1.5, label=label)
-    shown = [handles[lv] for lv in levels if lv in handles] if len(levels) <= 20 else []
+    shown = [
+        Line2D([], [], color=level.colour, lw=1.5, label=level.label) for level in styles.values()
+    ]
+    shown = shown if len(shown) <= 20 else []
     if pruned:
         faded_handle = Line2D([], [], color="grey", alpha=PRUNED_ALPHA * 2, label="pruned (faded)")
         shown.append(faded_handle)

@@ -44,6 +44,8 @@ def insert_sweep_jobs(
     """Insert the sweep row, its jobs and their tags in three statements; (job id, queue) each."""
     session.add(sweep)
     session.flush()
+    if not specs:  # a search's row alone: its trials come from the controller
+        return []
     rows = job_rows(sweep.id, specs, queues, utcnow(), sweep.owner)
     # One executemany, sent as multi-row INSERT ... RETURNING batches. SQLite cannot promise
     # RETURNING in parameter order without a sentinel column, so rows are matched back to

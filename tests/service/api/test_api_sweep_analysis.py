@@ -1,4 +1,5 @@
-"""/factors' interactions, the best-so-far curve as JSON and as pictures, over stored rows."""
+"""A sweep's analysis over stored rows: the leaderboard, /factors (against a hand computation,
+its interactions), the best-so-far curve as JSON and as pictures, the sweep's plot."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ import math
 import xml.etree.ElementTree as ET
 
 import pytest
+import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask.testing import FlaskClient
 
-from service.models import Sweep
-from tests.service.api.test_api_results import decoded_png
+from service.models import Job, Sweep
+from tests.service.api.test_api_compare import decoded_png
+from tests.service.api.test_api_sweeps import GRID, post
 from tests.service.results_data import add_job, add_sweep, decay
+from tests.support.factors_by_hand import assert_factors_match
+from worker.recording import claim_job, finish_job, record_chunk
 
 
 def test_factors_report_the_optimizer_x_lr_interaction(
@@ -111,3 +116,132 @@ def test_sweep_plot_with_pruned_jobs_rungs_and_heatmap(
     assert response.status_code == 200
     # Three panels by default when the heatmap is drawn.
     assert decoded_png(response.data).shape == (550, 1500)
+
+
+def play_worker(session: so.Session, job_id: int, losses: list[float], status: str) -> None:
+    """Record a job's history and outcome with the worker's own functions."""
+    claim, _ = claim_job(session, job_id, "w@host", 60, max_attempts=3)
+    assert claim is not None
+    if losses:
+        record_chunk(session, claim, 0, losses, 60)
+    finish_job(session, claim, status, diverged_at=len(losses) if status == "diverged" else None)
+    session.commit()
+
+
+def finish_sweep(client: FlaskClient, session: so.Session) -> tuple[dict, list[int]]:
+    """A 2 x 3 x 2 sweep whose jobs end as chosen: one diverged, one failed, the rest finite."""
+    sweep = post(client, GRID).get_json()
+    ids = list(
+        session.scalars(sa.select(Job.id).where(Job.sweep_id == sweep["id"]).order_by(Job.id))
+    )
+    for i, job_id in enumerate(ids):
+        if i == 10:
+            play_worker(session, job_id, [50.0, 1e30], "diverged")
+        elif i == 11:
+            play_worker(session, job_id, [], "failed")
+        else:
+            start = 100.0 + i
+            play_worker(session, job_id, [start, start / (i + 2), start / (3 * i + 4)], "succeeded")
+    return sweep, ids
+
+
+def test_results_are_a_sortable_leaderboard(client: FlaskClient, session: so.Session) -> None:
+    sweep, ids = finish_sweep(client, session)
+    url = f"/api/v1/sweeps/{sweep['id']}/results"
+    board = client.get(url).get_json()
+    rows = board["results"]
+    assert board["total"] == 12
+    assert len(rows) == 12
+    finite = [r for r in rows if r["status"] == "succeeded"]
+    assert [r["final_loss"] for r in finite] == sorted(r["final_loss"] for r in finite)
+    assert [r["status"] for r in rows[-2:]] == ["diverged", "failed"]
+    first = rows[0]
+    assert set(first) >= {"id", "status", "final_loss", "min_loss", "min_loss_step", "steps_done"}
+    assert {"optimizer", "lr", "seed"} <= set(first)
+    job = session.get(Job, first["id"])
+    assert (first["optimizer"], first["lr"], first["seed"]) == (job.optimizer, job.lr, job.seed)
+    assert first["min_loss_step"] == 2
+    assert first["steps_done"] == 3
+    worst_first = client.get(url, query_string={"sort": "-final_loss"}).get_json()["results"]
+    assert [r["final_loss"] for r in worst_first[:10]] == sorted(
+        (r["final_loss"] for r in finite), reverse=True
+    )
+    by_id = client.get(url, query_string={"sort": "id", "limit": 5, "offset": 5}).get_json()
+    assert [r["id"] for r in by_id["results"]] == ids[5:10]
+    assert by_id["next_offset"] == 10
+    by_min = client.get(url, query_string={"sort": "min_loss"}).get_json()["results"]
+    assert [r["min_loss"] for r in by_min[:10]] == sorted(r["min_loss"] for r in finite)
+    only = client.get(url, query_string={"status": "diverged"}).get_json()
+    assert only["total"] == 1
+    assert only["results"][0]["id"] == ids[10]
+    bad = client.get(url, query_string={"sort": "colour"})
+    assert bad.status_code == 422
+    assert bad.get_json()["error"]["field"] == "sort"
+
+
+def test_factors_match_a_hand_computation_from_the_stored_histories(
+    client: FlaskClient, session: so.Session
+) -> None:
+    # Given a finished sweep: ten finite runs, one diverged, one failed.
+    sweep, _ = finish_sweep(client, session)
+    # When the factor table is read.
+    table = client.get(f"/api/v1/sweeps/{sweep['id']}/factors").get_json()
+    # Then it agrees with sums over the last stored loss of each job, done by hand.
+    assert table["excluded"] == {"failed": 1}
+    assert table["diverged"] == 1
+    assert_factors_match(session, sweep["id"], table)
+
+
+def test_sweep_plot_and_factor_panel(client: FlaskClient, session: so.Session) -> None:
+    sweep = add_sweep(session, ["optimizer", "lr"])
+    for optimizer, rate in (("adam", 0.9), ("sgd", 0.99)):
+        for lr in (1e-3, 1e-2):
+            add_job(
+                client, session, decay(50.0, rate, 100), sweep_id=sweep, optimizer=optimizer, lr=lr
+            )
+    response = client.get(f"/api/v1/sweeps/{sweep}/plot.png?by=lr&width=900&height=400")
+    assert response.status_code == 200
+    pixels = decoded_png(response.data)
+    assert pixels.shape == (400, 900)
+    assert pixels.var() > 100
+    assert client.get(f"/api/v1/sweeps/{sweep}/plot.png?by=colour").status_code == 422
+    assert client.get("/api/v1/sweeps/4242/plot.png").status_code == 404
+
+
+def test_level_statistics_count_diverged_as_worst() -> None:
+    from service.results.sweep_plots import level_statistics
+
+    jobs = [
+        {"status": "succeeded", "final_loss": 1e-2, "optimizer": "adam"},
+        {"status": "succeeded", "final_loss": 1e-4, "optimizer": "adam"},
+        {"status": "succeeded", "final_loss": 1e1, "optimizer": "sgd"},
+        {"status": "diverged", "final_loss": None, "optimizer": "sgd"},
+        {"status": "queued", "final_loss": None, "optimizer": "sgd"},
+    ]
+    # The diverged sgd job scores one decade above the worst finite outcome (log10 1e1 = 1),
+    # as in /factors; the queued one is left out. The spread is /factors' own sample std:
+    # adam -2, -4 -> sqrt((1 + 1) / 1); sgd 1, 2 -> sqrt((0.25 + 0.25) / 1).
+    assert level_statistics(jobs, "optimizer") == [
+        ("adam", pytest.approx(-3.0), pytest.approx(math.sqrt(2)), 2),
+        ("sgd", pytest.approx(1.5), pytest.approx(math.sqrt(0.5)), 2),
+    ]
+
+
+def test_a_sweep_plot_draws_a_sample_of_a_large_sweep(
+    client: FlaskClient, session: so.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.api import curve_reads, sweep_analysis
+
+    monkeypatch.setattr(sweep_analysis, "MAX_CURVES", 3)
+    sweep = add_sweep(session, ["lr"])
+    for k in range(7):
+        add_job(client, session, decay(10.0, 0.9, 50), sweep_id=sweep, lr=10.0**-k)
+    response = client.get(f"/api/v1/sweeps/{sweep}/plot.png")
+    assert response.status_code == 200
+    assert decoded_png(response.data).var() > 100
+    wide = client.get(f"/api/v1/sweeps/{sweep}/plot.png?points={curve_reads.MAX_POINTS}")
+    assert wide.status_code == 200
+    monkeypatch.setattr(curve_reads, "MAX_CELLS", 100)
+    refused = client.get(f"/api/v1/sweeps/{sweep}/plot.png?points=40")
+    assert refused.status_code == 422
+    assert refused.get_json()["error"]["field"] == "points"

@@ -15,8 +15,7 @@ from flask.testing import FlaskClient
 from service.models import Job, JobTag, Sweep
 from tests.conftest import make_test_app
 from tests.service.api.test_api_jobs import queued_messages
-from tests.support.factors_by_hand import assert_factors_match
-from worker.recording import claim_job, finish_job, record_chunk
+from worker.recording import claim_job, record_chunk
 
 GRID = {
     "name": "opt-x-lr",
@@ -270,80 +269,6 @@ def test_cancel_stops_queued_jobs_and_flags_running_ones(
     assert claim is not None
     assert record_chunk(session, claim, 0, [1.0], 60) is False
     session.commit()
-
-
-def play_worker(session: so.Session, job_id: int, losses: list[float], status: str) -> None:
-    """Record a job's history and outcome with the worker's own functions."""
-    claim, _ = claim_job(session, job_id, "w@host", 60, max_attempts=3)
-    assert claim is not None
-    if losses:
-        record_chunk(session, claim, 0, losses, 60)
-    finish_job(session, claim, status, diverged_at=len(losses) if status == "diverged" else None)
-    session.commit()
-
-
-def finish_sweep(client: FlaskClient, session: so.Session) -> tuple[dict, list[int]]:
-    """A 2 x 3 x 2 sweep whose jobs end as chosen: one diverged, one failed, the rest finite."""
-    sweep = post(client, GRID).get_json()
-    ids = list(
-        session.scalars(sa.select(Job.id).where(Job.sweep_id == sweep["id"]).order_by(Job.id))
-    )
-    for i, job_id in enumerate(ids):
-        if i == 10:
-            play_worker(session, job_id, [50.0, 1e30], "diverged")
-        elif i == 11:
-            play_worker(session, job_id, [], "failed")
-        else:
-            start = 100.0 + i
-            play_worker(session, job_id, [start, start / (i + 2), start / (3 * i + 4)], "succeeded")
-    return sweep, ids
-
-
-def test_results_are_a_sortable_leaderboard(client: FlaskClient, session: so.Session) -> None:
-    sweep, ids = finish_sweep(client, session)
-    url = f"/api/v1/sweeps/{sweep['id']}/results"
-    board = client.get(url).get_json()
-    rows = board["results"]
-    assert board["total"] == 12
-    assert len(rows) == 12
-    finite = [r for r in rows if r["status"] == "succeeded"]
-    assert [r["final_loss"] for r in finite] == sorted(r["final_loss"] for r in finite)
-    assert [r["status"] for r in rows[-2:]] == ["diverged", "failed"]
-    first = rows[0]
-    assert set(first) >= {"id", "status", "final_loss", "min_loss", "min_loss_step", "steps_done"}
-    assert {"optimizer", "lr", "seed"} <= set(first)
-    job = session.get(Job, first["id"])
-    assert (first["optimizer"], first["lr"], first["seed"]) == (job.optimizer, job.lr, job.seed)
-    assert first["min_loss_step"] == 2
-    assert first["steps_done"] == 3
-    worst_first = client.get(url, query_string={"sort": "-final_loss"}).get_json()["results"]
-    assert [r["final_loss"] for r in worst_first[:10]] == sorted(
-        (r["final_loss"] for r in finite), reverse=True
-    )
-    by_id = client.get(url, query_string={"sort": "id", "limit": 5, "offset": 5}).get_json()
-    assert [r["id"] for r in by_id["results"]] == ids[5:10]
-    assert by_id["next_offset"] == 10
-    by_min = client.get(url, query_string={"sort": "min_loss"}).get_json()["results"]
-    assert [r["min_loss"] for r in by_min[:10]] == sorted(r["min_loss"] for r in finite)
-    only = client.get(url, query_string={"status": "diverged"}).get_json()
-    assert only["total"] == 1
-    assert only["results"][0]["id"] == ids[10]
-    bad = client.get(url, query_string={"sort": "colour"})
-    assert bad.status_code == 422
-    assert bad.get_json()["error"]["field"] == "sort"
-
-
-def test_factors_match_a_hand_computation_from_the_stored_histories(
-    client: FlaskClient, session: so.Session
-) -> None:
-    # Given a finished sweep: ten finite runs, one diverged, one failed.
-    sweep, _ = finish_sweep(client, session)
-    # When the factor table is read.
-    table = client.get(f"/api/v1/sweeps/{sweep['id']}/factors").get_json()
-    # Then it agrees with sums over the last stored loss of each job, done by hand.
-    assert table["excluded"] == {"failed": 1}
-    assert table["diverged"] == 1
-    assert_factors_match(session, sweep["id"], table)
 
 
 def test_sweep_accepted_while_the_broker_is_down_is_kept_for_the_reconciler(

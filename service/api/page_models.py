@@ -1,4 +1,5 @@
-"""What the sweep page draws: the optimizer x lr heatmap's cells, and its curves' series."""
+"""What the pages draw: the compare page's series, and the sweep page's optimizer x lr heatmap
+cells, curve series and legend (in the pictures' colours and labels, curve_labels.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.api.page_queries import factor_value
+from service.jobs import job_to_dict
 from service.models import Job
-from service.results.curve_labels import colour, label_text
+from service.results.curve_labels import colour, curve_labels, label_text, level_styles
 from service.results.sweep_plots import DIVERGED_TEXT, heatmap_cells, level_text
-from service.sweeps.levels import level_key, ordered
+from service.sweeps.levels import level_key
 
 # Colour buckets of the heatmap (CSS classes heat-0 .. heat-8): the page's style sheet holds
 # the colours, since its content security policy refuses inline styles.
@@ -79,20 +81,26 @@ def heatmap(table: dict[str, Any]) -> Heatmap | None:
     )
 
 
+def compare_series(jobs: Sequence[Job]) -> list[dict]:
+    """Per compared job its id, legend label, colour and status, as its compare picture draws it."""
+    labels = curve_labels([job_to_dict(job) for job in jobs])
+    return [
+        {"id": job.id, "label": label, "color": colour(i), "status": job.status}
+        for i, (job, label) in enumerate(zip(jobs, labels, strict=True))
+    ]
+
+
 def curve_series(jobs: Sequence[Job], by: str | None) -> tuple[list[dict], list[dict]]:
     """Per job its id, status and colour (by its level of `by`, levels in order); the legend."""
-    values = ordered(factor_value(job, by) for job in jobs) if by else []
-    colours = {level_key(v): colour(i) for i, v in enumerate(values)}
+    styles = level_styles(by, (factor_value(job, by) for job in jobs)) if by else {}
     series = [
         {
             "id": job.id,
             "status": job.status,
-            "color": colours.get(level_key(factor_value(job, by)), colour(0)) if by else colour(0),
+            "color": styles[level_key(factor_value(job, by))].colour if by else colour(0),
         }
         for job in jobs
     ]
-    legend = [
-        {"label": f"{by}={label_text(v, '.3g')}", "color": colours[level_key(v)]} for v in values
-    ]
+    legend = [{"label": style.label, "color": style.colour} for style in styles.values()]
     # A searched factor has a level per job: a legend of them all would say nothing.
     return series, legend if len(legend) <= MAX_LEGEND else []
