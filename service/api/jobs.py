@@ -35,7 +35,7 @@ from service.api.params import (
     list_arg,
     page_fields,
 )
-from service.api.schemas import JobOut, JobPage, LossHistory
+from service.api.schemas import JobAccepted, JobOut, JobPage, LossHistory
 from service.db import locked, row_count
 from service.dispatch.send import send
 from service.job_list import SORT_CHOICES, Cursor, CursorError, keyset_page, offset_page
@@ -87,7 +87,7 @@ def send_jobs(jobs: list[Job]) -> None:
     "Validate a job, record it and enqueue it (Idempotency-Key: a retry returns the same job)",
     tag="jobs",
     request=JobRequest,
-    responses={201: JobOut, 200: JobOut},
+    responses={201: JobAccepted, 200: JobAccepted},
     errors=(400, 413, 422, 429),
 )
 def submit_job() -> tuple[Response, int]:

@@ -80,11 +80,21 @@ class JobOut(Closed):
     started_at: str | None
     finished_at: str | None
     duration_s: float | None
-    warnings: list[str] = Field(
+
+
+def _warnings() -> Any:
+    """The `warnings` of a submission's answer (one description for jobs and sweeps)."""
+    return Field(
         default_factory=list,
-        description="a submission's answer only, when there is something to say: e.g. a queue "
-        "its jobs went to has no live worker, so they wait",
+        description="when there is something to say: e.g. a queue its jobs went to has no live"
+        " worker, so they wait",
     )
+
+
+class JobAccepted(JobOut):
+    """POST /jobs's answer: the job, and what the client should know about its wait."""
+
+    warnings: list[str] = _warnings()
 
 
 class JobPage(Closed):
@@ -198,11 +208,12 @@ class SweepOut(BaseModel):
     job_count: int
     owner: str | None = None
     counts: dict[str, int] | None = None
-    warnings: list[str] = Field(
-        default_factory=list,
-        description="a submission's answer only, when there is something to say: e.g. a queue "
-        "its jobs went to has no live worker, so they wait",
-    )
+
+
+class SweepAccepted(SweepOut):
+    """POST /sweeps's answer: the sweep, and what the client should know about its wait."""
+
+    warnings: list[str] = _warnings()
 
 
 class SweepPage(BaseModel):

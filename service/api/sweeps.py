@@ -27,7 +27,7 @@ from service.api.health import queue_of, with_warnings
 from service.api.idempotency import answer_if_submitted, idempotency_key, stored_once
 from service.api.limits import check_active_cap
 from service.api.params import int_arg, page_fields
-from service.api.schemas import SweepOut, SweepPage
+from service.api.schemas import SweepAccepted, SweepOut, SweepPage
 from service.db import row_count
 from service.dispatch.send import send
 from service.jobspec import MAX_SEED, Limits, SpecError, validate_job
@@ -126,7 +126,7 @@ def _plan_search(sweep_request: SweepRequest, limits: Limits) -> Planned:
     " (Idempotency-Key: a retry returns the same sweep)",
     tag="sweeps",
     request=SweepRequest,
-    responses={201: SweepOut, 200: SweepOut},
+    responses={201: SweepAccepted, 200: SweepAccepted},
     errors=(400, 413, 422, 429),
 )
 def submit_sweep() -> tuple[Response, int]:

@@ -77,8 +77,9 @@ def print_leaderboard(board: dict[str, Any]) -> None:
         for row in board["results"]
     ]
     print_table(rows, [c for c in columns if c not in shared], cell=short)
-    if shared:
-        click.echo("every row: " + ", ".join(f"{c}={fmt(v)}" for c, v in shared.items()))
+    said = {c: v for c, v in shared.items() if v is not None}  # a column no row has: silent
+    if said:
+        click.echo("every row: " + ", ".join(f"{c}={fmt(v)}" for c, v in said.items()))
 
 
 def print_factors(table: dict[str, Any], varied: list[str]) -> None:
