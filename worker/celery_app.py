@@ -56,7 +56,7 @@ def _preload_training(sender: Worker, **_kwargs: object) -> None:
     """Import torch and the runners once, before forking, so a new pool process starts at once."""
     import torch
 
-    import worker.runner  # noqa: F401
+    import worker.attempts.stacks  # noqa: F401
     from worker import shutdown, watchdog
 
     # Only prefork enforces task_time_limit (by killing the process): the others need a watchdog.

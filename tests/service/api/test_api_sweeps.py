@@ -16,7 +16,8 @@ from service.models import Job, JobTag, Sweep
 from tests.conftest import make_test_app
 from tests.service.api.test_api_jobs import queued_messages
 from tests.support.factors_by_hand import assert_factors_match
-from worker.recording import claim_job, finish_job, record_chunk
+from worker.attempts.claims import claim_job
+from worker.attempts.record import finish_job, record_chunk
 
 GRID = {
     "name": "opt-x-lr",
