@@ -53,7 +53,7 @@ def _refuse_gpu_queue_without_cuda(sender: str, instance: Worker, **_kwargs: obj
 
 @signals.worker_init.connect
 def _preload_training(sender: Worker, **_kwargs: object) -> None:
-    """Import torch and the runners once, before forking, so a new pool process starts at once."""
+    """Import torch and worker.attempts before forking, so a new pool process starts at once."""
     import torch
 
     import worker.attempts.stacks  # noqa: F401

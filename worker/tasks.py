@@ -1,4 +1,4 @@
-"""Celery tasks: take a job id, hand the work to the runner."""
+"""Celery tasks: take a job id, hand the work (and the task's own app) to worker.attempts."""
 
 from __future__ import annotations
 
@@ -48,5 +48,5 @@ def train_batch(self: Task, job_ids: list[int]) -> dict[int, str]:
     """Train compatible jobs fused, each recording its own history; returns each job's status."""
     from worker.attempts.stacks import run_batch
 
-    # Each stack's hard limit is kept by the runner; Celery's covers the whole message.
+    # Each stack's hard limit is kept by worker.attempts; Celery's covers the whole message.
     return run_batch(job_ids, self.request.hostname or "unknown", self.app)
