@@ -21,16 +21,17 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
+from bench.in_process import each_database, parse_with_backends
 from bench.report import machine, median, publish, spread, table
 from service.db import make_engine, make_session_factory, session_scope
 from service.jobs import new_job
 from service.jobspec import validate_job
 from service.loss_store import pack, unpack
-from service.migrate import upgrade
 from service.models import Job, JobStatus, LossChunk, Sweep
 from service.sweeps import early_stop
 from service.sweeps.early_stop import WORST, Median, StepLosses, median_stops
@@ -150,7 +151,6 @@ def time_flush(
 
 def run_backend(name: str, url: str, args: argparse.Namespace) -> list[list[object]]:
     """Old and new flush times for each sweep size on one backend."""
-    upgrade(url)
     engine = make_engine(url)
     factory = make_session_factory(engine, writer=True)
     new_decide = early_stop.decide
@@ -203,23 +203,12 @@ def main() -> None:
     parser.add_argument("--stack", type=int, default=16)
     parser.add_argument("--steps", type=int, default=1024)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--backends", default="sqlite,postgresql")
-    parser.add_argument("--no-record", action="store_true")
-    args = parser.parse_args()
+    args = parse_with_backends(parser)
     started = machine()
     rows: list[list[object]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        if "sqlite" in args.backends:
-            rows += run_backend("sqlite", f"sqlite:///{tmp}/bench.sqlite3", args)
-        if "postgresql" in args.backends:
-            from tests.support.postgres import PostgresServer
-
-            server = PostgresServer()
-            server.start()
-            try:
-                rows += run_backend("postgresql", server.create_database("bench"), args)
-            finally:
-                server.cleanup()
+        for backend, url in each_database(args.backends, Path(tmp)):
+            rows += run_backend(backend, url, args)
     headers = [
         "backend",
         "ended jobs",

@@ -6,7 +6,7 @@
 One torch thread, no service: for each D_in = H (N = 64, D_out = 10), the default job's
 1000 x 100 and each optimizer, a job trained alone (`train_to_list`) and stacks of K jobs
 (`train_fused_to_lists`), interleaved, medians of the repeats; the ratio alone / fused per job
-(> 1: fusing is faster) and what the planner's table (`service.sweeps.fusion`) decides beside
+(> 1: fusing is faster) and what the planner's table (`service.dispatch.costs`) decides beside
 it; then the fixed costs per step the table is built on. About 5 minutes on 2 cores (add 1000
 to --sizes for 1000 x 1000: 4 more).
 """
@@ -119,7 +119,7 @@ def fixed_costs(repeats: int) -> str:
 def main() -> None:
     import torch
 
-    from service.sweeps.fusion import MIN_SPEEDUP, best_stack, fuses
+    from service.dispatch.costs import MIN_SPEEDUP, best_stack, fuses
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="16,32,64,128,256,512", help="D_in = H values")
@@ -165,7 +165,7 @@ def main() -> None:
         f"N = 64, D_out = 10, stage {STAGE}, lr 1e-8, 1 torch thread; ms per job (its own "
         f"problem drawn, then trained), medians of {args.repeats} interleaved repeats (alone: "
         f"its range); ratio = alone / fused per job (> 1: fusing faster); `auto` is the "
-        f"planner's table (`service.sweeps.fusion`) for the cpu queue: fuse or not, the stack "
+        f"planner's table (`service.dispatch.costs`) for the cpu queue: fuse or not, the stack "
         f"it plans and the speed-up it expects.\n\n"
         + table(
             [

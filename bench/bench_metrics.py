@@ -13,13 +13,15 @@ reads the queue lengths and the reconciler's record from Redis. In the same run,
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 from bench.bench_queries import fill, timed
-from bench.in_process import app_in_process, migrated_database
+from bench.in_process import (
+    app_in_process,
+    each_database,
+    parse_with_backends,
+    redis_in_temporary_dir,
+)
 from bench.report import machine, publish, table
-from service.ops.redis_server import RedisServer, free_port
 
 HEADERS = ["backend", "request", "median ms", "best ms"]
 
@@ -28,27 +30,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--backends", default="sqlite,postgresql")
-    parser.add_argument("--no-record", action="store_true", help="print, do not append")
-    args = parser.parse_args()
+    args = parse_with_backends(parser)
     started = machine()
-    tmp = Path(tempfile.mkdtemp(prefix="trainq-metrics-"))
     rows = []
-    with RedisServer(free_port(), tmp / "redis") as server:
-        for backend in args.backends.split(","):
-            with migrated_database(backend, tmp, "metrics") as url:
-                fill(url, argparse.Namespace(jobs=args.jobs, sweeps=100, compared=1, steps=256))
-                with app_in_process(url, server.url) as app:
-                    client = app.test_client()
-                    for label, path in (
-                        ("GET /metrics", "/metrics"),
-                        ("GET /api/v1/jobs?limit=50", "/api/v1/jobs?limit=50"),
-                        ("GET /openapi.json", "/openapi.json"),
-                    ):
-                        best_median, best, response = timed(client, path, args.repeats)
-                        if path == "/metrics":
-                            assert b"trainq_jobs{" in response.get_data()
-                        rows.append([backend, label, f"**{best_median:.1f}**", f"{best:.1f}"])
+    with redis_in_temporary_dir("trainq-metrics-") as (tmp, server):
+        for backend, url in each_database(args.backends, tmp, "metrics"):
+            fill(url, argparse.Namespace(jobs=args.jobs, sweeps=100, compared=1, steps=256))
+            with app_in_process(url, server.url) as app:
+                client = app.test_client()
+                for label, path in (
+                    ("GET /metrics", "/metrics"),
+                    ("GET /api/v1/jobs?limit=50", "/api/v1/jobs?limit=50"),
+                    ("GET /openapi.json", "/openapi.json"),
+                ):
+                    best_median, best, response = timed(client, path, args.repeats)
+                    if path == "/metrics":
+                        assert b"trainq_jobs{" in response.get_data()
+                    rows.append([backend, label, f"**{best_median:.1f}**", f"{best:.1f}"])
     body = (
         f"{args.jobs:,} jobs, {args.repeats} timed requests each after one warm-up, in process.\n"
         + table(HEADERS, rows)

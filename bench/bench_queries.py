@@ -29,11 +29,11 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 import sqlalchemy.orm as so  # noqa: E402
 
+from bench.in_process import each_database, parse_with_backends  # noqa: E402
 from service.api import create_app  # noqa: E402
 from service.config import Config  # noqa: E402
 from service.job_list import Cursor, offset_page  # noqa: E402
 from service.loss_store import pack  # noqa: E402
-from service.migrate import upgrade  # noqa: E402
 from service.models import Job, Sweep  # noqa: E402
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "adamw")
@@ -259,7 +259,6 @@ def run_backend(
     name: str, url: str, args: argparse.Namespace
 ) -> list[tuple[str, str, float, float, str]]:
     """Every timing on one database."""
-    upgrade(url)
     start = time.perf_counter()
     compared = fill(url, args)
     print(
@@ -305,22 +304,12 @@ def main() -> None:
     parser.add_argument("--sweeps", type=int, default=100)
     parser.add_argument("--deep", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
-    args = parser.parse_args()
+    args = parse_with_backends(parser, record=False)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        if "sqlite" in args.backends:
-            rows += run_backend("sqlite", f"sqlite:///{tmp}/bench.sqlite3", args)
-        if "postgresql" in args.backends:
-            from tests.support.postgres import PostgresServer
-
-            server = PostgresServer()
-            server.start()
-            try:
-                rows += run_backend("postgresql", server.create_database("bench"), args)
-            finally:
-                server.cleanup()
+        for backend, url in each_database(args.backends, Path(tmp)):
+            rows += run_backend(backend, url, args)
     header = "| backend | query | median ms | best ms | note |\n|---|---|---:|---:|---|\n"
     table = header + "".join(f"| {b} | {q} | {m:.1f} | {t:.1f} | {n} |\n" for b, q, m, t, n in rows)
     print(table)

@@ -13,16 +13,14 @@ tracemalloc's peak of what a pass allocated measured on separate passes.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 import tracemalloc
 from datetime import timedelta
-from pathlib import Path
 
 import redis
 import sqlalchemy as sa
 
-from bench.in_process import migrated_database
+from bench.in_process import each_database, parse_with_backends, redis_in_temporary_dir
 from bench.report import machine, median, publish, spread, table
 from service.broker import enqueue_jobs, make_celery
 from service.config import Config
@@ -32,7 +30,6 @@ from service.models import Job, Sweep
 from service.models.base import utcnow
 from service.ops.queued_messages import QueueView
 from service.ops.reconcile import find_lost_messages
-from service.ops.redis_server import RedisServer, free_port
 from service.sweeps.store import insert_sweep_jobs
 
 HEADERS = ["backend", "path", "median ms", "ms range", "median peak alloc", "decoded per pass"]
@@ -95,33 +92,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--passes", type=int, default=20)
-    parser.add_argument("--backends", default="sqlite,postgresql")
-    parser.add_argument("--no-record", action="store_true", help="print, do not append")
-    args = parser.parse_args()
+    args = parse_with_backends(parser)
     started = machine()
-    tmp = Path(tempfile.mkdtemp(prefix="trainq-reconcile-"))
     rows = []
-    with RedisServer(free_port(), tmp / "redis") as server:
-        for backend in args.backends.split(","):
-            with migrated_database(backend, tmp, f"reconcile-{backend}") as url:
-                redis.Redis.from_url(server.url).flushdb()
-                config = Config.from_env(database_url=url, broker_url=server.url)
-                ids = backlog(url, config, args.jobs)
-                medians = {}
-                for label, keep in (("every message (before)", False), ("QueueView (after)", True)):
-                    timed = passes(url, config, ids, args.passes, keep)
-                    ms = [t[0] for t in timed if t[0] is not None]
-                    peaks = [t[1] for t in timed if t[1] is not None]
-                    medians[keep] = (median(ms), median(peaks))
-                    rows.append(
-                        [backend, label, f"**{median(ms):.1f}**", spread(ms),
-                         size(medians[keep][1]), int(median([t[2] for t in timed]))]
-                    )  # fmt: skip
-                ratio_ms = medians[False][0] / medians[True][0]
-                ratio_mem = medians[False][1] / medians[True][1]
+    with redis_in_temporary_dir("trainq-reconcile-") as (tmp, server):
+        for backend, url in each_database(args.backends, tmp, "reconcile"):
+            redis.Redis.from_url(server.url).flushdb()
+            config = Config.from_env(database_url=url, broker_url=server.url)
+            ids = backlog(url, config, args.jobs)
+            medians = {}
+            for label, keep in (("every message (before)", False), ("QueueView (after)", True)):
+                timed = passes(url, config, ids, args.passes, keep)
+                ms = [t[0] for t in timed if t[0] is not None]
+                peaks = [t[1] for t in timed if t[1] is not None]
+                medians[keep] = (median(ms), median(peaks))
                 rows.append(
-                    [backend, "ratio before/after", f"{ratio_ms:.1f}x", "", f"{ratio_mem:.0f}x", ""]
-                )
+                    [backend, label, f"**{median(ms):.1f}**", spread(ms),
+                     size(medians[keep][1]), int(median([t[2] for t in timed]))]
+                )  # fmt: skip
+            ratio_ms = medians[False][0] / medians[True][0]
+            ratio_mem = medians[False][1] / medians[True][1]
+            rows.append(
+                [backend, "ratio before/after", f"{ratio_ms:.1f}x", "", f"{ratio_mem:.0f}x", ""]
+            )
     body = (
         f"A backlog of {args.jobs:,} queued jobs, one message each; {args.passes} passes of"
         f" `find_lost_messages` per path, {CHURN} messages taken and {CHURN} sent before each;"

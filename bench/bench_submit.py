@@ -6,10 +6,10 @@ The real endpoint, in process: `create_app` and Flask's test client (no HTTP soc
 database and a real Redis with no worker, so every message stays in the queue's list to be
 counted. Each request is timed whole; the endpoint's two bulk steps are timed inside it by
 wrapping the functions it calls: insert (`insert_sweep_jobs`: sweep row, one bulk INSERT of the
-jobs) and send (`_send`: one enqueue over one connection, one UPDATE, commit); `rest` is the
-remainder (parse, expand, validate, the insert's commit, the response). After each request the
-script checks the sweep's Job rows and that the queue holds exactly one message per job (unfused)
-or batches covering every job once (`"fused": true`).
+jobs) and send (`service.dispatch.send.send`: one enqueue over one connection, one UPDATE,
+commit); `rest` is the remainder (parse, expand, validate, the insert's commit, the
+response). After each request the script checks the sweep's Job rows and that the queue
+holds exactly one message per job (unfused) or batches covering every job once (`"fused": true`).
 """
 
 from __future__ import annotations
@@ -18,23 +18,25 @@ import argparse
 import base64
 import contextlib
 import json
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import redis
 import sqlalchemy as sa
 
 import service.api.sweeps as sweeps_api
-from bench.in_process import app_in_process, migrated_database
+from bench.in_process import (
+    app_in_process,
+    each_database,
+    parse_with_backends,
+    redis_in_temporary_dir,
+)
 from bench.report import machine, median, publish, spread, table
 from bench.workloads import sweep_request
 from service.broker import BATCH_TASK, TRAIN_TASK
 from service.models import Job
-from service.ops.redis_server import RedisServer, free_port
 
 QUEUE = "cpu"
 HEADERS = [
@@ -55,7 +57,7 @@ RATES = (1e-8, 3e-8, 1e-7, 3e-7, 1e-6, 3e-6, 1e-5, 3e-5)
 @contextlib.contextmanager
 def timed_steps(phases: dict[str, float]) -> Iterator[None]:
     """Time the endpoint's insert and send steps into phases while inside the block."""
-    originals = {"insert": sweeps_api.insert_sweep_jobs, "send": sweeps_api._send}
+    originals = {"insert": sweeps_api.insert_sweep_jobs, "send": sweeps_api.send}
 
     def timing(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -68,12 +70,12 @@ def timed_steps(phases: dict[str, float]) -> Iterator[None]:
         return wrapper
 
     sweeps_api.insert_sweep_jobs = timing("insert", originals["insert"])
-    sweeps_api._send = timing("send", originals["send"])
+    sweeps_api.send = timing("send", originals["send"])
     try:
         yield
     finally:
         sweeps_api.insert_sweep_jobs = originals["insert"]
-        sweeps_api._send = originals["send"]
+        sweeps_api.send = originals["send"]
 
 
 def queued_job_ids(broker: redis.Redis) -> tuple[int, list[int]]:
@@ -122,20 +124,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000, help="rounded up to a multiple of 40")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--backends", default="sqlite,postgresql")
-    parser.add_argument("--no-record", action="store_true", help="print, do not append")
-    args = parser.parse_args()
+    args = parse_with_backends(parser)
     started = machine()
-    tmp = Path(tempfile.mkdtemp(prefix="trainq-submit-"))
     rows, jobs = [], 0
-    with RedisServer(free_port(), tmp / "redis") as server:
+    with redis_in_temporary_dir("trainq-submit-") as (tmp, server):
         broker = redis.Redis.from_url(server.url)
-        for backend in args.backends.split(","):
+        for backend, url in each_database(args.backends, tmp, "submit"):
             runs: dict[bool, list[dict]] = {False: [], True: []}
-            with (
-                migrated_database(backend, tmp, "submit") as url,
-                app_in_process(url, server.url) as app,
-            ):
+            with app_in_process(url, server.url) as app:
                 engine = app.extensions["trainq.engine"]
                 client = app.test_client()
                 for fused in (False, True):  # warm connections, caches and both code paths

@@ -142,9 +142,9 @@ def messages(request: dict, choice: bool | str, queue: str) -> int:
     """How many messages the API sends for the sweep with this `fused` (its planner's rule)."""
     from collections import Counter
 
+    from service.dispatch.costs import batch_limit, fuses
+    from service.dispatch.fusing import batch_key
     from service.jobspec import validate_job
-    from service.sweeps.batching import batch_key
-    from service.sweeps.fusion import batch_limit, fuses
 
     specs = [validate_job(job) for job in sweep_fields(request)]
     groups = Counter(batch_key(spec, queue) for spec in specs if fuses(choice, spec, queue))

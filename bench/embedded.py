@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -19,6 +20,12 @@ from service.ops.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 _RUNNING: set[EmbeddedService] = set()
+
+
+def pythonpath() -> str:
+    """PYTHONPATH for a child that imports the repository's packages: ROOT in front of ours."""
+    # Added in front, not replacing: a GPU machine's wheels come in on PYTHONPATH.
+    return os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 
 def kill_processes_with_env(name: str, value: str) -> list[int]:
@@ -66,8 +73,7 @@ class EmbeddedService:
         self.env.update(
             TRAINQ_VAR_DIR=str(self.var_dir),
             TRAINQ_REDIS_PORT=str(free_port()),
-            # Added in front, not replacing: a GPU machine's wheels come in on PYTHONPATH.
-            PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            PYTHONPATH=pythonpath(),
             **(extra_env or {}),
         )
         self.argv = [sys.executable, "-m", "service.cli", "up", "--port", str(self.port)]
@@ -128,15 +134,19 @@ class EmbeddedService:
         kill_processes_with_env("TRAINQ_VAR_DIR", str(self.var_dir))
         self.http.close()
 
+    def read(self, sql: str, parameters: tuple[object, ...]) -> list[sqlite3.Row]:
+        """Rows of one query straight from the service's SQLite file, off the API's path."""
+        with sqlite3.connect(self.var_dir / "trainq.sqlite3", timeout=30) as db:
+            db.row_factory = sqlite3.Row
+            return db.execute(sql, parameters).fetchall()
+
     def count_unfinished(self, job_ids: list[int]) -> int:
         """Jobs of job_ids not yet terminal (read straight from SQLite, off the API's path)."""
-        with sqlite3.connect(self.var_dir / "trainq.sqlite3", timeout=30) as db:
-            low, high = min(job_ids), max(job_ids)
-            (count,) = db.execute(
-                "SELECT count(*) FROM jobs WHERE id BETWEEN ? AND ? AND status IN "
-                "('queued', 'running')",
-                (low, high),
-            ).fetchone()
+        ((count,),) = self.read(
+            "SELECT count(*) FROM jobs WHERE id BETWEEN ? AND ? AND status IN "
+            "('queued', 'running')",
+            (min(job_ids), max(job_ids)),
+        )
         return count
 
     def wait_all(self, job_ids: list[int], timeout: float = 3600, poll: float = 0.05) -> float:
@@ -157,15 +167,23 @@ class EmbeddedService:
 
     def sweep_progress(self, sweep_id: int) -> dict[str, int]:
         """A sweep's jobs per status and steps recorded (read straight from SQLite)."""
-        with sqlite3.connect(self.var_dir / "trainq.sqlite3", timeout=30) as db:
-            rows = db.execute(
-                "SELECT status, count(*), coalesce(sum(steps_done), 0) FROM jobs "
-                "WHERE sweep_id = ? GROUP BY status",
-                (sweep_id,),
-            ).fetchall()
+        rows = self.read(
+            "SELECT status, count(*), coalesce(sum(steps_done), 0) FROM jobs "
+            "WHERE sweep_id = ? GROUP BY status",
+            (sweep_id,),
+        )
         progress = {status: count for status, count, _ in rows}
         progress["steps"] = sum(steps for _, _, steps in rows)
         return progress
+
+    def sweep_jobs(self, sweep_id: int) -> list[dict[str, Any]]:
+        """The sweep's jobs as stored, in id order (read straight from SQLite)."""
+        rows = self.read(
+            "SELECT id, optimizer, init, lr, status, steps_done, final_loss, pruned_at, "
+            "stack_size, started_at, finished_at FROM jobs WHERE sweep_id = ? ORDER BY id",
+            (sweep_id,),
+        )
+        return [dict(row) for row in rows]
 
     def wait_sweep(self, sweep_id: int, timeout: float = 3600, poll: float = 0.05) -> float:
         """Wait until every job of the sweep is terminal; the monotonic time it was seen so."""

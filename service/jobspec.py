@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 import secrets
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
 import pydantic
@@ -107,15 +110,32 @@ def tensor_elements(n: int, d_in: int, h: int, d_out: int) -> int:
     return n * d_in + 2 * n * d_out + 4 * (d_in * h + h * d_out) + 3 * n * h
 
 
-def spec_error(error: pydantic.ValidationError) -> SpecError:
-    """A pydantic error as a SpecError: the first problem's path, and every problem in details."""
+def did_you_mean(word: str, names: Iterable[str]) -> str:
+    """ " (did you mean `optimizer`?)" for a near miss among names, else ""."""
+    close = difflib.get_close_matches(word, list(names), n=1, cutoff=0.6)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+def spec_error(
+    error: pydantic.ValidationError, known: Mapping[str, Iterable[str]] | None = None
+) -> SpecError:
+    """A pydantic error as a SpecError: the first problem's path, and every problem in details.
+
+    `known`: the keys allowed under each path ("" the top), for the near miss of an unknown one.
+    """
     details = []
     for item in error.errors(include_url=False):
         # A bad key of a mapping is named by its path, as a bad value is ("grid.bogus").
-        loc = ".".join(str(part) for part in item["loc"] if part != "[key]") or None
+        parts = [str(part) for part in item["loc"] if part != "[key]"]
+        loc = ".".join(parts) or None
         message = item["msg"]
         if item["type"] == "extra_forbidden":
-            message = "unknown field"
+            names = (known or {}).get(".".join(parts[:-1]), ())
+            message = "unknown field" + did_you_mean(parts[-1], names)
+        elif item["type"] == "literal_error" and isinstance(item.get("input"), str):
+            # The choices pydantic lists in ctx: "'stage', 'optimizer' or 'tags'".
+            choices = re.findall(r"'([^']*)'", str(item.get("ctx", {}).get("expected", "")))
+            message += did_you_mean(item["input"], choices)
         details.append({"field": loc, "message": message})
     first = details[0]
     return SpecError(first["field"], f"{first['field']}: {first['message']}", details)
@@ -169,7 +189,7 @@ def validate_job(
     try:
         request = JobRequest.model_validate(data)
     except pydantic.ValidationError as error:
-        raise spec_error(error) from None
+        raise spec_error(error, {"": JobRequest.model_fields}) from None
     spec = request.model_dump()
     is_module = spec["stage"] == "module"
     if spec["optimizer"] is None:

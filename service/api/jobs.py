@@ -25,6 +25,7 @@ from service.api.extensions import (
     row_or_404,
     write_sessions,
 )
+from service.api.health import with_warnings
 from service.api.idempotency import answer_if_submitted, idempotency_key, stored_once
 from service.api.limits import check_active_cap
 from service.api.params import (
@@ -36,6 +37,7 @@ from service.api.params import (
 )
 from service.api.schemas import JobOut, JobPage, LossHistory
 from service.db import locked, row_count
+from service.dispatch.send import send
 from service.job_list import SORT_CHOICES, Cursor, CursorError, keyset_page, offset_page
 from service.jobs import (
     downsample,
@@ -48,7 +50,6 @@ from service.jobs import (
 from service.jobspec import INITS, OPTIMIZERS, STAGES, JobRequest, validate_job
 from service.loss_store import finite_or_none
 from service.models import Job, JobStatus
-from service.sending import send_committed
 
 bp = Blueprint("jobs", __name__)
 log = logging.getLogger(__name__)
@@ -92,9 +93,7 @@ def json_body() -> object:
 
 def send_jobs(jobs: list[Job]) -> None:
     """Enqueue committed jobs; on a broker failure they stay queued for the reconciler to send."""
-    sent_at = send_committed(
-        celery_client(), write_sessions(), [(job.id, job.queue) for job in jobs]
-    )
+    sent_at = send(celery_client(), write_sessions(), [(job.id, job.queue) for job in jobs])
     for job in jobs:
         job.enqueued_at = sent_at
 
@@ -123,7 +122,7 @@ def submit_job() -> tuple[Response, int]:
     with stored_once(Job, key, job_to_dict) as session:
         session.add(job)
     send_jobs([job])
-    response = jsonify(job_to_dict(job))
+    response = jsonify(with_warnings(job_to_dict(job), [job.queue]))
     response.headers["Location"] = url_for("jobs.show_job", job_id=job.id)
     return response, 201
 

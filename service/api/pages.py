@@ -21,9 +21,9 @@ from service.api.sweep_figures import curve_series, heatmap
 from service.jobs import get_job, job_spec, job_to_dict
 from service.models import Job, Sweep
 from service.results.curve_labels import colour, curve_labels, differing_fields
-from service.sweeps.early_stop import rung_steps
 from service.sweeps.factors import factor_table
 from service.sweeps.leaderboard import factor_fields, factor_rows, leaderboard_jobs
+from service.sweeps.policy import SweepPolicy
 
 # Templates and static files are the app's own (service/api/templates, service/api/static).
 bp = Blueprint("pages", __name__)
@@ -143,7 +143,9 @@ def sweep_page(sweep_id: int) -> str:
     fields = factor_fields(factors)
     table = factor_table(factor_rows(session, sweep_id, factors), fields)
     series, legend = curve_series(jobs, fields[0] if fields else None)
-    rungs = rung_steps(sweep.request, max((job.iterations for job in jobs), default=0))
+    rungs = SweepPolicy.of(sweep.request).rung_steps(
+        max((job.iterations for job in jobs), default=0)
+    )
     return render_template(
         "sweep.html",
         sweep=sweep,

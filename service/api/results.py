@@ -37,8 +37,8 @@ from service.results.histories import (
 from service.results.plots import Curve, curves_figure, render
 from service.results.sweep_plots import best_so_far_figure, sweep_figure
 from service.sweeps.best_so_far import best_so_far, ended_rows
-from service.sweeps.early_stop import rung_steps
 from service.sweeps.leaderboard import factor_fields
+from service.sweeps.policy import SweepPolicy
 from service.sweeps.store import sweep_fields
 
 bp = Blueprint("results", __name__)
@@ -321,7 +321,9 @@ def sweep_plot(sweep_id: int) -> Response:
         by,
         size,
         factors=factors,
-        rungs=rung_steps(sweep.request, max((row["iterations"] for row in rows), default=0)),
+        rungs=SweepPolicy.of(sweep.request).rung_steps(
+            max((row["iterations"] for row in rows), default=0)
+        ),
     )
     return Response(render(figure, "png"), mimetype="image/png")
 

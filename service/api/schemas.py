@@ -80,6 +80,11 @@ class JobOut(Closed):
     started_at: str | None
     finished_at: str | None
     duration_s: float | None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="a submission's answer only, when there is something to say: e.g. a queue "
+        "its jobs went to has no live worker, so they wait",
+    )
 
 
 class JobPage(Closed):
@@ -159,10 +164,14 @@ class Check(Closed):
 class Health(Closed):
     """Whether the service can take and run jobs."""
 
-    status: str
+    status: str = Field(
+        description="ok; degraded: it takes jobs, but a queue it routes to has no live worker "
+        "(still HTTP 200); unavailable: the database or broker does not answer (HTTP 503)"
+    )
     database: Check
     broker: Check
-    workers: dict[str, list[str]]
+    workers: dict[str, list[str]] = Field(description="queue -> the live workers serving it")
+    warnings: list[str] = Field(description="what makes it degraded, one line each")
 
 
 class JobExport(JobOut):
@@ -189,6 +198,11 @@ class SweepOut(BaseModel):
     job_count: int
     owner: str | None = None
     counts: dict[str, int] | None = None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="a submission's answer only, when there is something to say: e.g. a queue "
+        "its jobs went to has no live worker, so they wait",
+    )
 
 
 class SweepPage(BaseModel):

@@ -22,6 +22,7 @@ from service.api.extensions import (
     row_or_404,
     write_sessions,
 )
+from service.api.health import queue_of, with_warnings
 from service.api.idempotency import answer_if_submitted, idempotency_key, stored_once
 from service.api.jobs import json_body
 from service.api.limits import check_active_cap
@@ -33,10 +34,10 @@ from service.api.params import (
 )
 from service.api.schemas import BestSoFar, SweepFactors, SweepOut, SweepPage, SweepResults
 from service.db import row_count
+from service.dispatch.send import send
 from service.jobs import queue_for
 from service.jobspec import MAX_SEED, Limits, SpecError, validate_job
 from service.models import JobStatus, Sweep
-from service.sending import send_committed
 from service.sweeps.best_so_far import best_so_far_body
 from service.sweeps.expansion import count_jobs, expand
 from service.sweeps.factors import factor_table
@@ -134,10 +135,10 @@ def submit_sweep() -> tuple[Response, int]:
     queues = [queue_for(spec["device"], cfg.default_queue) for spec in specs]
     with stored_once(Sweep, key, _show) as session:
         sent = insert_sweep_jobs(session, sweep, specs, queues)
-    send_committed(celery_client(), write_sessions(), sent)
+    send(celery_client(), write_sessions(), sent)
     body_out = _show(sweep)
     body_out["skipped_reasons"] = skipped[:SKIPPED_SHOWN]
-    response = jsonify(body_out)
+    response = jsonify(with_warnings(body_out, queues))
     response.headers["Location"] = url_for("sweeps.show_sweep", sweep_id=sweep.id)
     return response, 201
 
@@ -149,7 +150,7 @@ def _check_sweep_cap(total: int, blame: str) -> None:
         raise ApiError(
             422,
             "too_many_jobs",
-            f"{blame}: the sweep expands to {total} jobs, over the cap of {cap}",
+            f"{blame}: the sweep expands to {total} jobs, over TRAINQ_MAX_SWEEP_JOBS={cap}",
             blame,
         )
 
@@ -178,7 +179,7 @@ def _submit_search(
     )
     with stored_once(Sweep, key, _show) as session:
         session.add(sweep)
-    response = jsonify(_show(sweep))
+    response = jsonify(with_warnings(_show(sweep), [queue_of(sweep_request.base)]))
     response.headers["Location"] = url_for("sweeps.show_sweep", sweep_id=sweep.id)
     return response, 201
 

@@ -11,7 +11,7 @@ import click
 
 from service.choices import DEVICES, DTYPES, STAGES
 from service.cli.client import TrainqClient
-from service.cli.output import fmt, print_json, print_table
+from service.cli.output import fmt, print_json, print_table, print_warnings, progress
 from service.models import TERMINAL_STATES
 
 JOB_COLUMNS = (
@@ -31,13 +31,20 @@ def _client() -> TrainqClient:
     return TrainqClient()
 
 
-def wait_for(client: TrainqClient, job_id: int, poll: float = 0.5) -> dict[str, Any]:
-    """Poll a job until it reaches a terminal state, showing its progress."""
-    with click.progressbar(length=1, label=f"job {job_id}") as bar:
+def wait_for(
+    client: TrainqClient, job: dict[str, Any], poll: float = 0.5, unserved: bool = False
+) -> dict[str, Any]:
+    """Poll a job until it reaches a terminal state, showing its progress.
+
+    `unserved`: the submission said its queue has no live worker, which is said while it waits.
+    """
+    with progress(f"job {job['id']}", job["iterations"]) as show:
         while True:
-            job = client.job(job_id)
-            bar.length = job["iterations"]
-            bar.update(job["steps_done"] - bar.pos)
+            job = client.job(job["id"])
+            note = job["status"]
+            if unserved and job["status"] == "queued":
+                note = f"queued, no live worker on queue {job['queue']}"
+            show(job["steps_done"], job["iterations"], note)
             if job["status"] in TERMINAL_STATES:
                 return job
             time.sleep(poll)
@@ -79,8 +86,9 @@ def submit(
         raise click.UsageError("--stage is required (or a file with a 'stage' field)")
     client = _client()
     job = client.submit(fields, idempotency_key)
+    print_warnings(job)
     if wait:
-        job = wait_for(client, job["id"])
+        job = wait_for(client, job, unserved=bool(job.get("warnings")))
     if as_json:
         print_json(job)
     else:
@@ -107,6 +115,7 @@ def show(job_id: int, show_losses: bool, as_json: bool) -> None:
     for key, value in job.items():
         click.echo(f"{key.ljust(width)}  {fmt(value)}")
     if history:
+        click.echo("\nloss history (step, loss; tab-separated):")
         for step, loss in zip(history["steps"], history["losses"], strict=True):
             click.echo(f"{step}\t{loss!r}")
 

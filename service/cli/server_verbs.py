@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 import click
 
 from service.addresses import is_loopback
 from service.choices import QUEUES
+from service.cli.client import TrainqClient
 from service.config import Config
 
 ALLOW_OPEN_ENV = "TRAINQ_ALLOW_OPEN"
@@ -32,6 +35,30 @@ def refuse_open_api(host: str, allow_open: bool) -> None:
     )
 
 
+def announce_ready(url: str, every: float = 1.0, patience: float = 120.0) -> None:
+    """Print "ready" once /health says ok: the API answers and a worker serves each queue.
+
+    Said once; if it takes longer than `patience` seconds, what is missing is said once too.
+    """
+    client = TrainqClient(url, timeout=5)
+    started = time.monotonic()
+    complained = False
+    while True:
+        try:
+            body = client.health()
+        except click.ClickException as error:
+            body = {"warnings": [error.message]}
+        if body.get("status") == "ok":
+            workers = ", ".join(f"{q}: {len(names)}" for q, names in body["workers"].items())
+            click.echo(f"ready: {url} takes jobs, live workers per queue {workers}")
+            return
+        if not complained and time.monotonic() - started > patience:
+            missing = "; ".join(body.get("warnings") or [body.get("status", "not answering")])
+            click.echo(f"not ready after {patience:.0f} s: {missing} (logs in var/logs/)")
+            complained = True
+        time.sleep(every)
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
@@ -45,6 +72,10 @@ def up(host: str, port: int, concurrency: int | None, allow_open: bool) -> None:
     if allow_open:
         # The API process `up` starts checks again: it inherits the permission.
         os.environ[ALLOW_OPEN_ENV] = "1"
+    # Asked over loopback whatever address the API binds: this is its own machine.
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://[{local}]:{port}" if ":" in local else f"http://{local}:{port}"
+    threading.Thread(target=announce_ready, args=(url,), name="ready", daemon=True).start()
     run_up(host, port, concurrency)
 
 

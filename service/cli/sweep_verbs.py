@@ -11,7 +11,15 @@ import click
 import yaml
 
 from service.cli.client import TrainqClient
-from service.cli.output import fmt, print_json, print_table
+from service.cli.output import (
+    fmt,
+    print_json,
+    print_table,
+    print_warnings,
+    progress,
+    shared_columns,
+    short,
+)
 from service.sweeps.levels import level_sort_key
 
 SWEEP_COLUMNS = ("id", "name", "job_count", "finished", "done", "varied", "created_at")
@@ -36,14 +44,11 @@ def _progress(sweep: dict[str, Any]) -> str:
 
 
 def follow(client: TrainqClient, sweep: dict[str, Any], poll: float) -> dict[str, Any]:
-    """A progress bar of finished / wanted trials (asked, running, pruned, best) until done."""
-    wanted = sweep["trials"]["wanted"]
-    with click.progressbar(
-        length=wanted, label=f"sweep {sweep['id']}", item_show_func=lambda s: s
-    ) as bar:
+    """Finished / wanted trials (asked, running, pruned, best) until done: a bar or lines."""
+    with progress(f"sweep {sweep['id']}", sweep["trials"]["wanted"]) as show:
         while True:
             sweep = client.api("GET", f"/sweeps/{sweep['id']}")
-            bar.update(sweep["finished"] - bar.pos, _progress(sweep))
+            show(sweep["finished"], sweep["trials"]["wanted"], _progress(sweep))
             if sweep["done"]:
                 return sweep
             time.sleep(poll)
@@ -59,11 +64,14 @@ def print_counts(sweep: dict[str, Any]) -> None:
 
 
 def print_leaderboard(board: dict[str, Any]) -> None:
-    """The top rows of the leaderboard."""
+    """The top rows of the leaderboard; a setting every row shares is said once, below it."""
     factors = [f for f in board["varied"] if f != "seed"]
     columns = ["rank", "id", "status", *factors, "seed", "final_loss", "min_loss", "min_loss_step"]
+    shared = shared_columns(board["results"], [*factors, "seed"])
     click.echo(f"\nleaderboard (top {len(board['results'])} of {board['total']}):")
-    print_table(board["results"], columns)
+    print_table(board["results"], [c for c in columns if c not in shared], cell=short)
+    if shared:
+        click.echo("every row: " + ", ".join(f"{c}={fmt(v)}" for c, v in shared.items()))
 
 
 def print_factors(table: dict[str, Any], varied: list[str]) -> None:
@@ -129,9 +137,10 @@ def sweep(
     submitted = client.api("POST", "/sweeps", json=body, headers=headers)
     click.echo(
         f"sweep {submitted['id']} {submitted['name']!r}: {submitted['job_count']} job(s),"
-        f" varying {', '.join(submitted['varied']) or 'nothing'}, seed {submitted['seed']}"
+        f" varying {', '.join(submitted['varied']) or 'nothing'}; sweep seed {submitted['seed']}"
         + (f", {submitted['skipped']} skipped" if submitted["skipped"] else "")
     )
+    print_warnings(submitted)
     if detach:
         return
     done = follow(client, submitted, poll)

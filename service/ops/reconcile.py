@@ -19,13 +19,12 @@ import sqlalchemy.orm as so
 from celery import Celery
 
 from service import job_states
-from service.broker import enqueue_batches, enqueue_jobs
 from service.config import Config
 from service.db import database_now, locking, session_scope
+from service.dispatch.send import send_again
 from service.models import Job, JobStatus
 from service.ops.metrics import record_reconcile_pass, redis_client
 from service.ops.queued_messages import QueueView, job_ids_in_broker
-from service.sweeps.batching import split_fused
 
 log = logging.getLogger(__name__)
 
@@ -74,24 +73,14 @@ def reconcile_once(
                 given_up += 1
             else:
                 resend.append((job.id, job.queue))
-        singles, batches = split_fused(session, resend)
-    if resend:
-        if batches:
-            enqueue_batches(app, batches)
-        if singles:
-            enqueue_jobs(app, singles)
-        with session_scope(factory) as session:
-            session.execute(
-                sa.update(Job)
-                .where(Job.id.in_([job_id for job_id, _ in resend]))
-                .values(enqueued_at=database_now(session))
-            )
+    # Sent as the first messages were (a fused sweep's jobs in batches), stamped again.
+    batches = send_again(app, factory, resend).batches if resend else 0
     counts = {
         "sent": len(unsent),
         "lost": len(lost),
         "resent": len(resend) - len(unsent) - len(lost),
         "failed": given_up,
-        "batches": len(batches),
+        "batches": batches,
     }
     if resend or given_up:
         log.info("reconciled: %s", counts)

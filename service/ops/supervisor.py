@@ -209,7 +209,7 @@ def up(host: str = "127.0.0.1", port: int = 5000, concurrency: int | None = None
         raise
     url = f"http://{host}:{port}"
     message = (
-        f"trainq is up: API {url}  (database {config.database_url},"
+        f"trainq is up: web pages {url}/, API {url}/api/v1  (database {config.database_url},"
         f" broker {env['TRAINQ_BROKER_URL']}, {workers} CPU worker process(es)"
         f"{', GPU worker' if gpu else ''}). Ctrl-C stops it."
     )

@@ -6,7 +6,7 @@ UPDATE renewing that lease (a row lock on PostgreSQL, the write lock on SQLite) 
 no ask was stored meanwhile; the trial rows and the sweep's counters commit together, so a
 controller killed at any point leaves either a whole ask or none. Its
 successor, once the lease has run out, rebuilds the sampler from the tables (see search.py).
-Trials are sent after their commit (service/sending.py); one whose send failed is the
+Trials are sent after their commit (service/dispatch/send.py); one whose send failed is the
 reconciler's to send. The owner's active cap holds trials back (service/active_cap.py).
 """
 
@@ -27,10 +27,10 @@ from celery import Celery
 from service.active_cap import active_jobs
 from service.config import Config
 from service.db import database_now, read_scope, session_scope
+from service.dispatch.send import send
 from service.jobs import new_job, queue_for
 from service.jobspec import SpecError, validate_job
 from service.models import Job, JobStatus, Sweep
-from service.sending import send_committed
 from service.sweeps.request import SweepRequest, validate_sweep
 from service.sweeps.search import ask, trial_fields, trial_seed
 from service.sweeps.wakeup import Wakeups
@@ -255,8 +255,8 @@ def control_once(
             continue
         total += len(trials)
         # Sent as the reconciler would send them again: trials that fuse go in batches, whose
-        # stacks then refill from the sweep's next trials (see worker.runner).
-        send_committed(app, factory, trials)
+        # stacks then refill from the sweep's next trials (see worker.attempts.refill).
+        send(app, factory, trials)
     return total
 
 

@@ -18,26 +18,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import numpy as np
-import pydantic
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from service.loss_store import DTYPE, unpack
 from service.models import Job, JobStatus, LossChunk
-from service.sweeps.request import Asha, EarlyStop, Median
+from service.sweeps.request import Asha, Median
 
 Rule = Asha | Median
 WORST = math.inf
-_RULE: pydantic.TypeAdapter[Rule] = pydantic.TypeAdapter(EarlyStop)
-
-
-def rule_of(request: dict[str, Any] | None) -> Rule | None:
-    """The early-stopping rule a stored sweep request asked for, if any."""
-    wanted = (request or {}).get("early_stop")
-    return None if wanted is None else _RULE.validate_python(wanted)
 
 
 def asha_rungs(rule: Asha, first: int, end: int, iterations: int) -> list[int]:
@@ -48,13 +39,6 @@ def asha_rungs(rule: Asha, first: int, end: int, iterations: int) -> list[int]:
             rungs.append(step)
         step *= rule.reduction
     return rungs
-
-
-def rung_steps(request: dict[str, Any] | None, iterations: int) -> list[int]:
-    """The rungs a stored sweep request's rule has for jobs of `iterations` steps (the plots
-    mark them): ASHA's; none for median, which decides at every flush, nor without a rule."""
-    rule = rule_of(request)
-    return asha_rungs(rule, 0, iterations, iterations) if isinstance(rule, Asha) else []
 
 
 def flush_steps(rule: Rule | None, iterations: int) -> frozenset[int]:

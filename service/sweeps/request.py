@@ -177,6 +177,24 @@ def _fail(where: str, message: str) -> SpecError:
     return SpecError(where, f"{where}: {message}")
 
 
+# The keys each part of a sweep takes, for the near miss of an unknown one.
+KNOWN_KEYS = {"": tuple(SweepRequest.model_fields), "search": tuple(Search.model_fields)}
+DISTRIBUTIONS = (*LogUniform.model_fields, *Uniform.model_fields)
+
+
+def _distribution_in_grid(data: dict[str, Any]) -> SpecError | None:
+    """A range given to grid, which takes levels: say where draws from a range go."""
+    grid = data.get("grid")
+    for field, levels in grid.items() if isinstance(grid, dict) else ():
+        if isinstance(levels, dict) and (kind := next(iter(levels), None)) in DISTRIBUTIONS:
+            return _fail(
+                f"grid.{field}",
+                f"a grid takes a list of levels; to draw {field} from {kind}, put it under"
+                f" `random:` (with n, crossed with the grid) or `search:` (its space)",
+            )
+    return None
+
+
 def _check_rules(request: SweepRequest) -> None:
     """Rules across keys, each naming the key to change."""
     grid = request.grid or {}
@@ -222,6 +240,6 @@ def validate_sweep(data: Any) -> SweepRequest:
     try:
         request = SweepRequest.model_validate(data)
     except pydantic.ValidationError as error:
-        raise _untagged(spec_error(error)) from None
+        raise _distribution_in_grid(data) or _untagged(spec_error(error, KNOWN_KEYS)) from None
     _check_rules(request)
     return request

@@ -16,13 +16,13 @@ from flask.testing import FlaskClient
 from service.broker import enqueue_batches, make_celery
 from service.config import Config
 from service.db import make_session_factory
+from service.dispatch.fusing import plan_batches
 from service.jobs import new_job
 from service.jobspec import validate_job
 from service.models import Job, LossChunk
 from service.ops.queued_messages import job_ids_of
 from service.ops.reconcile import reconcile_once
 from service.ops.redis_server import RedisServer
-from service.sweeps.batching import plan_batches
 from tests.conftest import (
     BACKEND_PARAMS,
     TERMINAL,

@@ -179,6 +179,6 @@ def test_cli_follows_a_search_sweep_and_prints_the_best_trial(
     )
     # Then it saw every trial end and names the best
     assert result.exit_code == 0, result.output
-    assert "0 job(s), varying lr, optimizer, seed 3" in result.output
+    assert "0 job(s), varying lr, optimizer; sweep seed 3" in result.output
     assert "'cli-search': 4/4 finished" in result.output
     assert "best trial: job " in result.output

@@ -15,6 +15,7 @@ import requests
 
 from service.ops.redis_server import free_port
 from tests.support.processes import ROOT
+from tests.support.waiting import wait_until
 
 STAGES = ("tensors", "autograd", "nn", "optim", "module")
 
@@ -90,6 +91,13 @@ def test_up_serves_every_stage_then_stops_cleanly(
     trainq_up: tuple[subprocess.Popen[bytes], str], tmp_path: Path
 ) -> None:
     process, url = trainq_up
+    # It says "ready" once a worker is up, after the banner (which names the web pages).
+    log = tmp_path / "up.log"
+    assert f"web pages {url}/," in log.read_text()
+    wait_until(lambda: "ready: " in log.read_text(), 30, lambda: log.read_text())
+    banner, ready = (log.read_text().index(text) for text in ("trainq is up", "ready: "))
+    assert banner < ready
+    assert f"ready: {url} takes jobs, live workers per queue cpu: 1" in log.read_text()
     ids = {}
     for stage in STAGES:
         response = requests.post(f"{url}/api/v1/jobs", json={"stage": stage}, timeout=10)

@@ -131,8 +131,9 @@ def freeze_between_writes(env: FaultEnv, pid: int) -> None:
     """SIGSTOP the worker's process group at a moment it holds no SQLite write lock.
 
     A worker frozen inside a write transaction keeps SQLite's one write lock, and the whole
-    service waits until it is woken or killed: a limit of SQLite (README). PostgreSQL ends such
-    a transaction after TRAINQ_WORKER_IDLE_TRANSACTION_SECONDS, so there any moment will do.
+    service waits until it is woken or killed: a limit of SQLite (docs/configuration.md).
+    PostgreSQL ends such a transaction after TRAINQ_WORKER_IDLE_TRANSACTION_SECONDS, so there
+    any moment will do.
     """
     for _ in range(50):
         os.killpg(pid, signal.SIGSTOP)

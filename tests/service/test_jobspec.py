@@ -134,3 +134,21 @@ def test_work_cap_counts_iterations_times_flops() -> None:
     with pytest.raises(SpecError) as caught:
         validate_job({"stage": "nn", "iterations": 501}, limits)
     assert caught.value.field == "iterations"
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "meant"),
+    [
+        ({"stage": "nn", "optimiser": "sgd"}, "optimiser", "optimizer"),
+        ({"stage": "nn", "learning_rate": 1e-3}, "learning_rate", None),
+        ({"stage": "optim", "optimizer": "adma"}, "optimizer", "adam"),
+    ],
+)
+def test_a_near_miss_is_named(body: dict, field: str, meant: str | None) -> None:
+    with pytest.raises(SpecError) as caught:
+        validate_job(body)
+    assert caught.value.field == field
+    if meant:
+        assert caught.value.message.endswith(f"(did you mean `{meant}`?)")
+    else:  # nothing close: no guess
+        assert "did you mean" not in caught.value.message

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from service.models import Job, JobStatus, Sweep
-from service.sweeps.early_stop import asha_promotes, asha_rungs, rule_of
+from service.sweeps.early_stop import asha_promotes, asha_rungs
+from service.sweeps.policy import SweepPolicy
 from service.sweeps.request import Asha
 from tests.support.loss_chunks import stored_history
 
@@ -64,7 +65,7 @@ def _ended(job: Job) -> datetime:
 
 def asha_rung_decisions(session: so.Session, sweep_id: int) -> list[RungDecision]:
     """Every rung decision of an ended asha sweep (no job diverged or retried), in job order."""
-    rule = rule_of(session.get_one(Sweep, sweep_id).request)
+    rule = SweepPolicy.of(session.get_one(Sweep, sweep_id).request).early_stop
     assert isinstance(rule, Asha), rule
     jobs = session.scalars(sa.select(Job).where(Job.sweep_id == sweep_id).order_by(Job.id)).all()
     for job in jobs:

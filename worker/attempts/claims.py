@@ -10,12 +10,13 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from service import job_states
+from service.dispatch.fusing import batch_key, fields_of
 from service.job_states import Attempt
 from service.jobs import job_spec
 from service.loss_store import cut_history, read_history
 from service.models import Checkpoint, Job, JobStatus, Sweep
-from service.sweeps.batching import batch_key, fields_of
-from service.sweeps.early_stop import Rule, rule_of
+from service.sweeps.early_stop import Rule
+from service.sweeps.policy import SweepPolicy
 
 
 @dataclass
@@ -82,8 +83,8 @@ def claim_job(
     claim = Claim(job_id=job_id, attempt=job.attempts, worker=worker, sweep_id=job.sweep_id)
     if job.sweep_id is not None:
         request = session.scalar(sa.select(Sweep.request).where(Sweep.id == job.sweep_id))
-        claim.early_stop = rule_of(request)
-        claim.searched = (request or {}).get("search") is not None
+        policy = SweepPolicy.of(request)
+        claim.early_stop, claim.searched = policy.early_stop, policy.search
     checkpoint = session.get(Checkpoint, job_id)
     if checkpoint is not None:
         claim.resume_step = checkpoint.step

@@ -11,9 +11,9 @@ from typing import Any
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
+from service.dispatch.fusing import batch_key
 from service.jobs import job_spec
 from service.models import Checkpoint, Job
-from service.sweeps.batching import batch_key
 from worker.attempts.devices import resolve_device
 from worker.training import TrainSpec
 from worker.training.batch_size import MAX_FUSED, fused_batch_size

@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from service.sweeps.batching import batch_key
+from service.dispatch.fusing import batch_key
 from worker.attempts.claims import refill_claims
 from worker.attempts.planning import QueuedJob
 from worker.attempts.record import mark_started_on

@@ -16,7 +16,7 @@ from collections import defaultdict
 import torch
 from celery import Celery
 
-from service.broker import enqueue_batches, enqueue_jobs
+from service.dispatch.send import send_again
 from worker import device_errors
 from worker.attempts.claims import Claim, claim_stack
 from worker.attempts.devices import describe_device, resolve_device
@@ -133,18 +133,16 @@ def _train_claims(
     announce(run.config, claims)
     handed = [claim.job_id for claim in claims if results[claim.job_id] == "handed back"]
     if handed:
-        _send_again(run.app, handed, first.queue, fused=fused)
+        _send_again(run, handed, first.queue)
     device_errors.exit_if_device_broken(error)
     return results
 
 
-def _send_again(app: Celery, job_ids: list[int], queue: str, *, fused: bool) -> None:
-    """Queue handed-back jobs' messages for the next worker (the reconciler's if this fails)."""
+def _send_again(run: Run, job_ids: list[int], queue: str) -> None:
+    """Queue handed-back jobs' messages for the next worker (the reconciler's if this fails):
+    through the one send path, on the task's own app, fused sweeps' jobs in batches."""
     try:
-        if fused:
-            enqueue_batches(app, [(queue, job_ids)])
-        else:
-            enqueue_jobs(app, [(job_id, queue) for job_id in job_ids])
+        send_again(run.app, run.factory, [(job_id, queue) for job_id in job_ids])
     except Exception:
         log.exception("could not send jobs %s again; the reconciler will", job_ids)
     else:

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 
+from service.dispatch.costs import bytes_per_job as job_bytes
 from worker.training.spec import TrainSpec
-from worker.training.stacked_optim import STATE_SLOTS
 
 MAX_FUSED = 1024
 # Where a stack of small jobs still runs from cache; past it fusing gains little on a CPU.
 DEFAULT_CPU_CACHE = 8 * 2**20
 GPU_MEMORY_SHARE = 0.5
+# A job's row of the stack's on-device loss buffer (64 float64 steps between flushes).
+LOSS_ROW_BYTES = 8 * 64
 
 
 def bytes_per_job(spec: TrainSpec) -> int:
-    """Device bytes one job adds to a fused stack: data, weights, grads, state, activations."""
-    element = torch.finfo(getattr(torch, spec.dtype)).bits // 8
-    weights = spec.D_in * spec.H + spec.H * spec.D_out
-    data = spec.N * (spec.D_in + spec.D_out)
-    # h, h_relu, grad_h and its mask; y_pred, diff and grad_y_pred.
-    activations = 4 * spec.N * spec.H + 3 * spec.N * spec.D_out
-    elements = data + weights * (2 + STATE_SLOTS[spec.optimizer]) + activations
-    return element * elements + 8 * 64  # and its row of the loss buffer
+    """Device bytes one job adds to a fused stack: the cost model's, and its loss buffer row."""
+    return job_bytes(dataclasses.asdict(spec)) + LOSS_ROW_BYTES
 
 
 def cpu_cache_bytes() -> int:

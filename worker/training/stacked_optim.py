@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from service.dispatch.costs import STATE_SLOTS
 from worker.training.optimizers import SGD_MOMENTUM, SGD_WITH_MOMENTUM
 from worker.training.spec import TrainSpec
 
@@ -17,9 +18,6 @@ RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-8
 ADAGRAD_EPS = 1e-10
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
 ADAMW_WEIGHT_DECAY = 1e-2
-# Per-parameter state tensors each optimizer keeps (for memory estimates).
-STATE_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "rmsprop": 2, "adagrad": 1}
-STATE_SLOTS.update(adam=2, adamw=2)
 # The per-row settings every optimizer keeps as (K, 1, 1) columns.
 HYPERPARAMETERS = ("lr", "weight_decay", "momentum", "beta1", "beta2", "eps")
 

@@ -125,6 +125,7 @@ def test_cap_on_jobs_per_sweep(database_url: str, broker_url: str, body: dict, f
     assert response.status_code == 422
     error = response.get_json()["error"]
     assert (error["code"], error["field"]) == ("too_many_jobs", field)
+    assert "TRAINQ_MAX_SWEEP_JOBS=10" in error["message"]  # the setting that would raise it
     engine = app.extensions["trainq.engine"]
     with so.Session(engine) as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Job)) == 0

@@ -37,6 +37,7 @@ def test_submit_wait_show_and_list(run, stack: Stack) -> None:  # type: ignore[n
     assert "cli-run" in shown
     assert "succeeded" in shown
     assert len([line for line in shown.splitlines() if "\t" in line]) == 40
+    assert "loss history (step, loss; tab-separated):" in shown.splitlines()  # before the steps
     listed = run("jobs", "--tag", "cli")
     assert f"\n{job['id']} " in listed
     assert "1 of 1 job(s)" in listed

@@ -1,10 +1,10 @@
-"""How `trainq sweep` prints a factor table (pure output, no server needed)."""
+"""How `trainq sweep` prints a factor table and a leaderboard (pure output, no server needed)."""
 
 from __future__ import annotations
 
 import pytest
 
-from service.cli.sweep_verbs import print_factors
+from service.cli.sweep_verbs import print_factors, print_leaderboard
 
 
 def test_numeric_levels_print_in_numeric_order(capsys: pytest.CaptureFixture[str]) -> None:
@@ -64,3 +64,30 @@ def test_decade_bins_print_in_order_and_interactions_are_shown(
         "1e-2..1e-1",
     ]
     assert "interaction optimizer x lr: share 0.25" in lines
+
+
+def test_leaderboard_says_a_shared_setting_once_and_shortens_long_seeds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given the top rows of a sweep over optimizer and lr in which they all used adam
+    row = {"status": "succeeded", "optimizer": "adam", "min_loss": 0.5, "min_loss_step": 9}
+    board = {
+        "varied": ["optimizer", "lr", "seed"],
+        "total": 8,
+        "results": [
+            {"rank": 1, "id": 7, "lr": 1e-3, "seed": 2598670931668588018, "final_loss": 0.5, **row},
+            {"rank": 2, "id": 3, "lr": 1e-2, "seed": 1182736450912837465, "final_loss": 0.7, **row},
+        ],
+    }
+    print_leaderboard(board)
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("rank"))
+    # Then the shared optimizer is a line below the table, not a column
+    assert header.split() == [
+        "rank", "id", "status", "lr", "seed", "final_loss", "min_loss", "min_loss_step"
+    ]  # fmt: skip
+    assert "every row: optimizer=adam" in lines
+    # and 19-digit seeds are cut to their ends, so the table stays narrow
+    assert "2598..018" in lines[3]
+    assert "2598670931668588018" not in "".join(lines)
+    assert max(len(line) for line in lines) < 80

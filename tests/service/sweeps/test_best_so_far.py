@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from service.sweeps.best_so_far import best_so_far
-from service.sweeps.early_stop import rung_steps
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -56,12 +55,3 @@ def test_ties_in_finishing_time_go_by_id() -> None:
     rows = [row(9, "succeeded", 5, 1.0, 1), row(8, "succeeded", 5, 2.0, 1)]
     assert [p["job_id"] for p in best_so_far(rows)] == [8, 9]
     assert best_so_far([]) == []
-
-
-def test_rung_steps_are_the_asha_rule_s_own() -> None:
-    # grace 4, reduction 2 over 20 steps: 4, 8, 16 (32 is past the end; the last step never).
-    asha = {"early_stop": {"rule": "asha", "grace": 4, "reduction": 2}}
-    assert rung_steps(asha, 20) == [4, 8, 16]
-    assert rung_steps(asha, 17) == [4, 8]
-    assert rung_steps({"early_stop": {"rule": "median", "warmup": 3}}, 20) == []
-    assert rung_steps({}, 20) == []

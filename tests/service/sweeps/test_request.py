@@ -154,3 +154,32 @@ def test_what_is_refused_is_refused_by_its_schema(body: dict[str, Any]) -> None:
 
 def test_fused_defaults_to_auto() -> None:
     assert validate_sweep({"name": "s"}).fused == "auto"
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "meant"),
+    [
+        ({"grdi": {"lr": [1]}}, "grdi", "grid"),
+        ({"base": {"stage": "nn", "optimiser": "sgd"}}, "base.optimiser", "optimizer"),
+        (
+            {"search": {"method": "tpe", "n": 2, "space": {"lr": [1]}, "paralel": 2}},
+            "search.paralel",
+            "parallel",
+        ),
+    ],
+)
+def test_a_near_miss_among_a_sweeps_keys_is_named(body: dict, field: str, meant: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        validate_sweep({"name": "s", **body})
+    assert caught.value.field == field
+    assert caught.value.message.endswith(f"(did you mean `{meant}`?)")
+
+
+@pytest.mark.parametrize("kind", ["log_uniform", "uniform"])
+def test_a_range_in_a_grid_points_to_random_and_search(kind: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        validate_sweep({"name": "s", "grid": {"lr": {kind: [1e-4, 1e-1]}}})
+    assert caught.value.field == "grid.lr"
+    assert f"to draw lr from {kind}" in caught.value.message
+    assert "`random:`" in caught.value.message
+    assert "`search:`" in caught.value.message

@@ -8,10 +8,10 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from service.db import session_scope
+from service.dispatch.fusing import batch_key, fields_of
 from service.jobs import new_job
 from service.jobspec import validate_job
 from service.models import Job, JobStatus, Sweep
-from service.sweeps.batching import batch_key, fields_of
 from worker.attempts.claims import claim_job, claim_stack, refill_claims
 
 

@@ -1,19 +1,10 @@
-"""bench_search's figures on tiny hand-made searches: steps to target, best by budget, regret."""
+"""Search figures on tiny hand-made searches: steps to target, best by budget, regret."""
 
 from __future__ import annotations
 
 import math
 
-from bench.bench_search import (
-    Run,
-    Trial,
-    best_by,
-    lr_grid,
-    pruning_regret,
-    summary,
-    to_target,
-    train_reporting,
-)
+from bench.search.scoring import Run, Trial, best_by, lr_grid, pruning_regret, summary, to_target
 
 REFERENCE = 1.0
 
@@ -73,26 +64,3 @@ def test_the_grid_spans_the_space_in_half_decades() -> None:
     rates = lr_grid()
     assert (len(rates), rates[0], rates[-1]) == (13, 1e-7, 1e-1)
     assert math.isclose(rates[1], 10**-6.5, rel_tol=1e-5)
-
-
-def test_the_objective_reports_every_n_steps_and_stops_when_told() -> None:
-    fields = {
-        "stage": "optim",
-        "optimizer": "adam",
-        "init": "normal",
-        "lr": 1e-3,
-        "iterations": 50,
-        "N": 4,
-        "D_in": 3,
-        "H": 3,
-        "D_out": 2,
-        "seed": 0,
-        "dtype": "float32",
-    }
-    seen: list[int] = []
-    steps, final, diverged = train_reporting(fields, 10, lambda s, _: seen.append(s) or s < 20)
-    assert (seen, steps, final, diverged) == ([10, 20], 20, None, False)
-    steps, final, _ = train_reporting(fields, 10, lambda s, _: True)
-    assert steps == 50
-    assert final is not None
-    assert math.isfinite(final)

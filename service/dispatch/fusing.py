@@ -11,9 +11,10 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from service.choices import FUSION_FIELDS, fusion_key
+from service.dispatch.costs import batch_limit, fuses
 from service.jobs import SPEC_COLUMNS
 from service.models import Job, Sweep
-from service.sweeps.fusion import FusedChoice, batch_limit, fuses
+from service.sweeps.policy import SweepPolicy
 
 
 def batch_key(fields: Mapping[str, Any], queue: str) -> tuple:
@@ -61,11 +62,9 @@ def split_fused(
     ).all()
     if not sweep_ids:
         return jobs, []
-    # The sweep's stored request says what it asked for (`fused`, stored with its default filled
-    # in; absent: a sweep from before `auto`, unfused by the default then), decided per job by
-    # the rule that planned its first messages.
+    # What each sweep asked for, decided per job by the rule that planned its first messages.
     asked = {
-        sweep_id: request.get("fused", False) if isinstance(request, dict) else False
+        sweep_id: SweepPolicy.of(request).fused
         for sweep_id, request in session.execute(
             sa.select(Sweep.id, Sweep.request).where(Sweep.id.in_(sweep_ids))
         )
@@ -77,15 +76,10 @@ def split_fused(
         .options(so.lazyload(Job.tag_rows))  # batches need no tags: no query for them
     ).all()
     fused_jobs = [
-        job for job in candidates if fuses(_choice(asked[job.sweep_id]), fields_of(job), job.queue)
+        job for job in candidates if fuses(asked[job.sweep_id], fields_of(job), job.queue)
     ]
     if not fused_jobs:
         return jobs, []
     in_batches = {job.id for job in fused_jobs}
     singles = [(job_id, queue) for job_id, queue in jobs if job_id not in in_batches]
     return singles, plan_batches(fused_jobs)
-
-
-def _choice(stored: object) -> FusedChoice:
-    """A stored request's `fused` (validated when submitted); anything else sends singly."""
-    return stored if stored is True or stored == "auto" else False

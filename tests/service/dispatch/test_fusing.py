@@ -3,10 +3,10 @@
 import pytest
 import sqlalchemy.orm as so
 
+from service.dispatch.fusing import plan_batches
 from service.jobs import new_job
 from service.jobspec import validate_job
 from service.models import Job
-from service.sweeps.batching import plan_batches
 
 
 def add_jobs(session: so.Session, count: int, **fields) -> list[Job]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.sweeps.fusion import MAX_BATCH, batch_limit, best_stack, fuses
+from service.dispatch.costs import MAX_BATCH, batch_limit, best_stack, fuses
 
 SMALL = {"stage": "optim", "optimizer": "sgd", "N": 64, "D_in": 32, "H": 32, "D_out": 10}
 DEFAULT = {"stage": "optim", "optimizer": "sgd", "N": 64, "D_in": 1000, "H": 100, "D_out": 10}

@@ -27,7 +27,7 @@ MAX_BATCH = {"cpu": 64, "gpu": 256}
 # Fuse only where the model expects a clear gain: near the crossover the measured ratio moves
 # with the machine's load, and a job alone also resumes from its checkpoint.
 MIN_SPEEDUP = 1.5
-# Per-parameter state tensors each optimizer keeps (worker/training/stacked_optim.STATE_SLOTS).
+# Per-parameter state tensors each optimizer keeps (the worker's stacked optimizers build them).
 STATE_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "rmsprop": 2, "adagrad": 1}
 STATE_SLOTS.update(adam=2, adamw=2)
 ELEMENT_BYTES = {"float32": 4, "float64": 8}
