@@ -5,8 +5,8 @@
 
 A sweep with `early_stop: median` whose `--ended` jobs have succeeded, each with a `--steps`-step
 history in 256-step chunks (what a worker stores), and a stack of `--stack` running jobs. Each
-repeat times one flush, `worker.recording.record_chunks` storing a 256-step chunk for every job
-of the stack inside the write transaction that locks their rows (rolled back after, so every
+repeat times one flush, `worker.attempts.record.record_chunks` storing a 256-step chunk for every
+job of the stack inside the write transaction that locks their rows (rolled back after, so every
 repeat does the same work), three ways, alternating: the median read as it was (inside that
 transaction, a query per job, every ended job's whole chunk fetched and unpacked); as it is now
 (`median_reads`: one query per flush and step, 8 bytes per ended job, in a read transaction
@@ -35,8 +35,9 @@ from service.loss_store import pack, unpack
 from service.models import Job, JobStatus, LossChunk, Sweep
 from service.sweeps import early_stop
 from service.sweeps.early_stop import WORST, Median, StepLosses, median_stops
-from worker import recording
-from worker.recording import Claim, claim_job, median_reads, record_chunks
+from worker.attempts import record
+from worker.attempts.claims import Claim, claim_job
+from worker.attempts.record import median_reads, record_chunks
 
 CHUNK = 256
 RULE = {"rule": "median", "warmup": 2}
@@ -129,7 +130,7 @@ def time_flush(
     rng = random.Random(first)
     chunks = [(claim, first, [rng.uniform(0.5, 2.0) for _ in range(CHUNK)]) for claim in claims]
     summaries = [claim.summary() for claim in claims]
-    recording.decide = decide
+    record.decide = decide
     read = 0.0
     known = None
     if readers is not None:
@@ -191,7 +192,7 @@ def run_backend(name: str, url: str, args: argparse.Namespace) -> list[list[obje
             )
             print(rows[-1], flush=True)
     finally:
-        recording.decide = new_decide
+        record.decide = new_decide
         engine.dispose()
     return rows
 

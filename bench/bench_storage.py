@@ -45,7 +45,8 @@ from service.db import make_engine, make_session_factory, session_scope
 from service.jobs import read_losses
 from service.migrate import upgrade
 from service.models import Job, Sweep
-from worker.recording import claim_job, finish_job, record_chunk
+from worker.attempts.claims import claim_job
+from worker.attempts.record import finish_job, record_chunk
 
 SWEEP_JOBS = 1000
 VARIED = ["optimizer", "init", "lr", "seed"]

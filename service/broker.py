@@ -28,7 +28,7 @@ def make_celery(config: Config) -> Celery:
         task_ignore_result=True,
         result_backend=None,
         task_acks_late=True,
-        # Runaway jobs: the runner stops at the soft limit between chunks (worker/runner.py);
+        # Runaway jobs: a training stops at the soft limit between chunks (worker/attempts/);
         # the hard one kills the pool process (recorded by worker.tasks.TrainTaskRequest). 0: off.
         task_time_limit=config.job_hard_limit_seconds or None,
         task_reject_on_worker_lost=True,

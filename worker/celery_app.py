@@ -53,10 +53,10 @@ def _refuse_gpu_queue_without_cuda(sender: str, instance: Worker, **_kwargs: obj
 
 @signals.worker_init.connect
 def _preload_training(sender: Worker, **_kwargs: object) -> None:
-    """Import torch and the runners once, before forking, so a new pool process starts at once."""
+    """Import torch and worker.attempts before forking, so a new pool process starts at once."""
     import torch
 
-    import worker.runner  # noqa: F401
+    import worker.attempts.stacks  # noqa: F401
     from worker import shutdown, watchdog
 
     # Only prefork enforces task_time_limit (by killing the process): the others need a watchdog.

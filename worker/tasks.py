@@ -1,4 +1,4 @@
-"""Celery tasks: take a job id, hand the work to the runner."""
+"""Celery tasks: take a job id, hand the work (and the task's own app) to worker.attempts."""
 
 from __future__ import annotations
 
@@ -38,15 +38,15 @@ class TrainTaskRequest(Request):
 )
 def train_job(self: Task, job_id: int) -> str:
     """Train one job and record its history; returns the job's final status."""
-    from worker.runner import run_job
+    from worker.attempts.stacks import run_job
 
-    return run_job(job_id, worker_name=self.request.hostname or "unknown")
+    return run_job(job_id, self.request.hostname or "unknown", self.app)
 
 
 @shared_task(name=BATCH_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def train_batch(self: Task, job_ids: list[int]) -> dict[int, str]:
     """Train compatible jobs fused, each recording its own history; returns each job's status."""
-    from worker.runner import run_batch
+    from worker.attempts.stacks import run_batch
 
-    # Each stack's hard limit is kept by the runner; Celery's covers the whole message.
-    return run_batch(job_ids, worker_name=self.request.hostname or "unknown")
+    # Each stack's hard limit is kept by worker.attempts; Celery's covers the whole message.
+    return run_batch(job_ids, self.request.hostname or "unknown", self.app)

@@ -8,7 +8,7 @@ One space (optimizer x init x log-uniform lr in [1e-7, 1e-1], stage optim, 500 i
 data seed) at the default size and at D_in = H = 32. The reference is the best final loss of a
 dense grid over it (13 log-spaced lr x 4 optimizers x 3 inits = 156 jobs), trained once as a
 grid sweep through the embedded service. Every contender trains with trainq's own training
-function (worker.training.train with a LossRecorder that reports to the tuner every
+function (worker.training.train with a LossBuffer that reports to the tuner every
 --report-every steps), with the same trial budget and 2 trials at a time, so only search and
 scheduling differ. Contenders run one after another for each search seed, in an order rotated
 by seed, so their wall times are measured side by side under the same load. One contender is

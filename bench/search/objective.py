@@ -24,7 +24,7 @@ def train_reporting(
     (False: stop); (steps trained, final loss if it trained to the end, diverged)."""
     import torch
 
-    from worker.training import LossRecorder, TrainSpec, train
+    from worker.training import FlushPolicy, LossBuffer, TrainSpec, train
 
     spec = TrainSpec.from_fields(fields)
     trained = [0, math.nan]
@@ -34,11 +34,11 @@ def train_reporting(
         return report(first + len(chunk), chunk[-1])
 
     device = torch.device("cpu")
-    recorder = LossRecorder(spec.iterations, device, flush, flush_every=every, flush_seconds=1e9)
-    train(spec, device, recorder)
+    buffer = LossBuffer(spec.iterations, device, flush, FlushPolicy(every=every, seconds=1e9))
+    train(spec, device, buffer)
     steps, last = int(trained[0]), float(trained[1])
-    if recorder.diverged_at is not None:
-        return recorder.diverged_at, None, True
+    if buffer.diverged_at is not None:
+        return buffer.diverged_at, None, True
     return steps, (last if steps == spec.iterations else None), False
 
 

@@ -255,7 +255,7 @@ def control_once(
             continue
         total += len(trials)
         # Sent as the reconciler would send them again: trials that fuse go in batches, whose
-        # stacks then refill from the sweep's next trials (see worker.runner).
+        # stacks then refill from the sweep's next trials (see worker.attempts.refill).
         send(app, factory, trials)
     return total
 

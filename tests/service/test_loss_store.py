@@ -16,7 +16,8 @@ from service.models import LossChunk
 from service.results.histories import read_grid, read_rows
 from tests.conftest import DatabaseFactory
 from tests.support.loss_chunks import stored_history, stored_rows, stored_steps
-from worker.recording import claim_job, record_chunk
+from worker.attempts.claims import claim_job
+from worker.attempts.record import record_chunk
 
 
 def add_job(session: so.Session) -> int:

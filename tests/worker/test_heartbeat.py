@@ -13,8 +13,9 @@ from service.jobs import new_job
 from service.jobspec import validate_job
 from service.models import Job
 from tests.support.waiting import wait_until
+from worker.attempts.claims import Claim, claim_job
+from worker.attempts.record import record_chunk
 from worker.heartbeat import Heartbeat
-from worker.recording import Claim, claim_job, record_chunk
 
 
 @pytest.fixture

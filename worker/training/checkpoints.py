@@ -16,6 +16,16 @@ from worker.training.snapshot import pack, unpack
 Save = Callable[[int, bytes, dict[str, Any]], None]
 
 
+def _due(every: int, seconds: float, steps: int, since: float) -> bool:
+    """When a checkpoint is due: `steps` trained since the last, at least `every` of them, or
+    `seconds` passed since the monotonic time `since` (0 turns either off)."""
+    if steps <= 0:
+        return False
+    by_steps = every > 0 and steps >= every
+    by_time = seconds > 0 and time.monotonic() - since >= seconds
+    return by_steps or by_time
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """A stored checkpoint: training resumes at `step`."""
@@ -64,11 +74,9 @@ class Checkpointer:
 
     def due(self, step: int) -> bool:
         """Whether a checkpoint should be taken before `step` trains."""
-        if step <= self._last_step or not self._tensors:
+        if not self._tensors:
             return False
-        by_steps = self._every > 0 and step - self._last_step >= self._every
-        by_time = self._seconds > 0 and time.monotonic() - self._last_time >= self._seconds
-        return by_steps or by_time
+        return _due(self._every, self._seconds, step - self._last_step, self._last_time)
 
     def save(self, step: int) -> None:
         """Store the tracked state as the one to resume from at `step`."""
@@ -144,11 +152,7 @@ class StackCheckpointer:
 
     def due(self, step: int) -> bool:
         """Whether the stack should be saved now, its clock at `step`."""
-        if step <= self._last_step:
-            return False
-        by_steps = self._every > 0 and step - self._last_step >= self._every
-        by_time = self._seconds > 0 and time.monotonic() - self._last_time >= self._seconds
-        return by_steps or by_time
+        return _due(self._every, self._seconds, step - self._last_step, self._last_time)
 
     def save(
         self,

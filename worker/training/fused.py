@@ -9,38 +9,27 @@ ones, batched with bmm; the optimizer update is written once for all K (stacked_
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from service.choices import fusion_key
 from worker.training.checkpoints import Snapshot, StackCheckpointer
+from worker.training.flush_policy import FlushClock, FlushPolicy
+from worker.training.loss_buffer import finite_prefix
+from worker.training.outcome import Outcome
 from worker.training.problem import make_problem
-from worker.training.recorder import finite_prefix
 from worker.training.run import TrainResult
 from worker.training.spec import TrainSpec
 from worker.training.stacked_optim import StackedOptimizer
 
-# flush([(job index, first step, losses)]) stores one chunk of every running job (in one
+# flush([(job index, first step, losses)]) records one chunk of every running job (in one
 # transaction, say) and returns the indices of the jobs that must stop (cancelled, pruned).
 BatchFlush = Callable[[list[tuple[int, int, list[float]]]], Collection[int]]
 # refill(jobs still training, free rows) gives up to that many new specs sharing the stack's
 # fusion key, to train from step 0 in the rows jobs left; their job indices follow on.
 Refill = Callable[[list[int], int], list[TrainSpec]]
-
-
-@dataclass
-class FusedOutcome:
-    """How one job of a fused batch ended: steps stored, divergence, cancellation."""
-
-    steps: int = 0
-    diverged_at: int | None = None
-    stopped: bool = False
-    # Checkpointed and handed back unfinished (the worker is shutting down).
-    yielded: bool = False
 
 
 def _stack(specs: list[TrainSpec], device: torch.device) -> tuple[Tensor, ...]:
@@ -56,22 +45,19 @@ def train_fused(
     specs: list[TrainSpec],
     device: torch.device,
     flush: BatchFlush,
-    flush_every: int = 64,
-    flush_seconds: float = 0.5,
+    policy: FlushPolicy | None = None,
     checkpointer: StackCheckpointer | None = None,
     resume: list[Snapshot] | None = None,
     should_yield: Callable[[], bool] = lambda: False,
     refill: Refill | None = None,
-    flush_after: Collection[int] = (),
-) -> list[FusedOutcome]:
+) -> list[Outcome]:
     """Train K compatible specs together, handing every running job's chunk to flush.
 
     Each row keeps its own step: a row a job left (finished, diverged, stopped) may take a new
     job from `refill` at the next flush, which trains from step 0 beside the others. With a
     checkpointer the stack saves every row when due, and at once when should_yield says so
     (then it stops, each running job `yielded`); `resume` holds one snapshot per spec.
-    The stack flushes as soon as any row has computed a step in `flush_after` (the rungs an
-    early-stopping rule reads), so a job stopped there trains no further.
+    The stack flushes as `policy` says, as soon as any row has computed one of its rungs.
     One outcome per job, in the order given (the specs, then each refill's).
     """
     specs = list(specs)
@@ -86,21 +72,20 @@ def train_fused(
             raise ValueError("a resumed stack needs a checkpointer and one snapshot per job")
         firsts, state = checkpointer.load(resume, [w1, w2])
         optimizer.resume(firsts, state)
-    outcomes = [FusedOutcome(steps=first) for first in firsts]
+    outcomes = [Outcome(steps=first) for first in firsts]
     running = list(range(len(specs)))  # stack row -> job index
     iterations, capacity = specs[0].iterations, len(specs)
     # Losses stay on the device, one row per running job, copied back a chunk at a time.
-    losses = torch.empty(capacity, flush_every, dtype=torch.float64, device=device)
-    ticks, clock, last_flush = 0, max(firsts), time.monotonic()
-    rungs = sorted(flush_after)
-    next_rung = _ticks_to_rung(rungs, firsts)
+    policy = policy or FlushPolicy()
+    losses = torch.empty(capacity, policy.every, dtype=torch.float64, device=device)
+    flushes, clock = FlushClock(policy, firsts), max(firsts)
     while running:
         # Forward pass
         h = torch.bmm(x, w1)  # (K, N, H)
         h_relu = h.clamp(min=0)  # (K, N, H)
         y_pred = torch.bmm(h_relu, w2)  # (K, N, D_out)
         diff = y_pred - y  # (K, N, D_out)
-        losses[: len(running), ticks] = diff.pow(2).sum(dim=(1, 2))
+        losses[: len(running), flushes.ticks] = diff.pow(2).sum(dim=(1, 2))
 
         # Backward pass
         grad_y_pred = 2.0 * diff  # (K, N, D_out)
@@ -111,18 +96,16 @@ def train_fused(
         grad_h = torch.ops.aten.threshold_backward(grad_h_relu, h, 0)  # (K, N, H)
         grad_w1 = torch.bmm(x.transpose(1, 2), grad_h)  # (K, D_in, H)
 
-        ticks, clock = ticks + 1, clock + 1
+        clock += 1
+        due = flushes.tick()
+        ticks = flushes.ticks
         # The oldest row ends first; its last loss flushes at once, as a job alone's does.
-        flushed = (
-            max(firsts) + ticks == iterations
-            or ticks in (flush_every, next_rung)
-            or time.monotonic() - last_flush >= flush_seconds
-        )
+        flushed = max(firsts) + ticks == iterations or due
         if flushed:
             keep = _flush(losses, firsts, ticks, running, flush, outcomes)
             firsts = [first + ticks for first in firsts]
             keep = [row for row in keep if firsts[row] < iterations]
-            ticks, last_flush = 0, time.monotonic()
+            flushes.restart([firsts[row] for row in keep])
             if len(keep) < len(running):
                 index = torch.tensor(keep, dtype=torch.long, device=device)
                 x, y, w1, w2 = (t.index_select(0, index) for t in (x, y, w1, w2))
@@ -155,16 +138,9 @@ def train_fused(
                 running += range(len(specs), len(specs) + len(joining))
                 firsts += [0] * len(joining)
                 specs += joining
-                outcomes += [FusedOutcome() for _ in joining]
-        if flushed:
-            next_rung = _ticks_to_rung(rungs, firsts)
+                outcomes += [Outcome() for _ in joining]
+                flushes.aim(firsts)
     return outcomes
-
-
-def _ticks_to_rung(rungs: list[int], firsts: list[int]) -> int:
-    """Steps until the first row computes a rung step's loss (0: no rung ahead of any row)."""
-    ahead = [rung - first + 1 for first in firsts for rung in rungs if rung >= first]
-    return min(ahead, default=0)
 
 
 def _flush(
@@ -173,7 +149,7 @@ def _flush(
     ticks: int,
     running: list[int],
     flush: BatchFlush,
-    outcomes: list[FusedOutcome],
+    outcomes: list[Outcome],
 ) -> list[int]:
     """Hand each running job its chunk's finite prefix; the rows that go on training."""
     chunk = losses[: len(running), :ticks].cpu()  # (K, steps)
@@ -209,7 +185,7 @@ def train_fused_to_lists(
             histories[job].extend(chunk)
         return []
 
-    outcomes = train_fused(specs, device, keep, flush_every=flush_every, flush_seconds=60.0)
+    outcomes = train_fused(specs, device, keep, FlushPolicy(every=flush_every, seconds=60.0))
     return [
         TrainResult(losses=h, diverged_at=o.diverged_at)
         for h, o in zip(histories, outcomes, strict=True)

@@ -4,8 +4,9 @@ from dataclasses import dataclass
 
 import torch
 
+from worker.training.flush_policy import FlushPolicy
+from worker.training.loss_buffer import LossBuffer
 from worker.training.problem import make_problem
-from worker.training.recorder import LossRecorder
 from worker.training.spec import TrainSpec
 from worker.training.stages import STAGES
 
@@ -18,11 +19,11 @@ class TrainResult:
     diverged_at: int | None
 
 
-def train(spec: TrainSpec, device: torch.device, recorder: LossRecorder) -> None:
-    """Build the spec's problem on device, run its stage and flush the recorder's last chunk."""
+def train(spec: TrainSpec, device: torch.device, buffer: LossBuffer) -> None:
+    """Build the spec's problem on device, run its stage and flush the buffer's last chunk."""
     problem = make_problem(spec, device)
-    STAGES[spec.stage](problem, spec, recorder)
-    recorder.close()
+    STAGES[spec.stage](problem, spec, buffer)
+    buffer.close()
 
 
 def train_to_list(spec: TrainSpec, device: torch.device | None = None) -> TrainResult:
@@ -34,6 +35,6 @@ def train_to_list(spec: TrainSpec, device: torch.device | None = None) -> TrainR
         losses.extend(chunk)
         return True
 
-    recorder = LossRecorder(spec.iterations, device, keep, flush_every=1024, flush_seconds=60.0)
-    train(spec, device, recorder)
-    return TrainResult(losses=losses, diverged_at=recorder.diverged_at)
+    buffer = LossBuffer(spec.iterations, device, keep, FlushPolicy(every=1024, seconds=60.0))
+    train(spec, device, buffer)
+    return TrainResult(losses=losses, diverged_at=buffer.diverged_at)

@@ -16,7 +16,8 @@ from tests.service.api.test_api_compare import decoded_png
 from tests.service.api.test_api_sweeps import GRID, post
 from tests.service.results_data import add_job, add_sweep, decay
 from tests.support.factors_by_hand import assert_factors_match
-from worker.recording import claim_job, finish_job, record_chunk
+from worker.attempts.claims import claim_job
+from worker.attempts.record import finish_job, record_chunk
 
 
 def test_factors_report_the_optimizer_x_lr_interaction(

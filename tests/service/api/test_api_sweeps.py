@@ -15,7 +15,8 @@ from flask.testing import FlaskClient
 from service.models import Job, JobTag, Sweep
 from tests.conftest import make_test_app
 from tests.service.api.test_api_jobs import queued_messages
-from worker.recording import claim_job, record_chunk
+from worker.attempts.claims import claim_job
+from worker.attempts.record import record_chunk
 
 GRID = {
     "name": "opt-x-lr",

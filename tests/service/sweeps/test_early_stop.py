@@ -20,7 +20,8 @@ from service.sweeps.early_stop import asha_promotes, asha_rungs, median_stops
 from service.sweeps.request import Asha
 from tests.support.loss_chunks import stored_steps
 from tests.support.rung_decisions import asha_rung_decisions
-from worker.recording import claim_job, finish_job, median_reads, record_chunks
+from worker.attempts.claims import claim_job
+from worker.attempts.record import finish_job, median_reads, record_chunks
 
 INF = math.inf
 

@@ -26,7 +26,8 @@ from service.sweeps.search import check_space
 from service.sweeps.store import status_counts, sweep_to_dict
 from tests.support.scoped_tokens import bearer, make_scoped_app
 from tests.support.waiting import wait_until
-from worker.recording import claim_job, finish_job, record_chunks
+from worker.attempts.claims import claim_job
+from worker.attempts.record import finish_job, record_chunks
 
 BASE = {"stage": "optim", "iterations": 4, "N": 4, "D_in": 4, "H": 4, "D_out": 2}
 SPACE = {"lr": {"log_uniform": [1e-4, 1.0]}, "optimizer": ["sgd", "adam", "rmsprop"]}

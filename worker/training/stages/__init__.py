@@ -2,12 +2,12 @@
 
 from collections.abc import Callable
 
+from worker.training.loss_buffer import LossBuffer
 from worker.training.problem import Problem
-from worker.training.recorder import LossRecorder
 from worker.training.spec import TrainSpec
 from worker.training.stages import autograd, module, nn, optim, tensors
 
-Stage = Callable[[Problem, TrainSpec, LossRecorder], None]
+Stage = Callable[[Problem, TrainSpec, LossBuffer], None]
 
 STAGES: dict[str, Stage] = {
     "tensors": tensors.train,

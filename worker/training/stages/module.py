@@ -2,9 +2,9 @@
 
 from torch import Tensor, nn
 
+from worker.training.loss_buffer import LossBuffer
 from worker.training.optimizers import make_optimizer
 from worker.training.problem import Problem
-from worker.training.recorder import LossRecorder
 from worker.training.spec import TrainSpec
 from worker.training.stages.weights import load_weights
 
@@ -22,7 +22,7 @@ class TwoLayerNet(nn.Module):
         return self.linear2(self.linear1(x).clamp(min=0))
 
 
-def train(problem: Problem, spec: TrainSpec, recorder: LossRecorder) -> None:
+def train(problem: Problem, spec: TrainSpec, buffer: LossBuffer) -> None:
     """Train a TwoLayerNet with the spec's optimizer."""
     x, y = problem.x, problem.y
     model = TwoLayerNet(spec.D_in, spec.H, spec.D_out)
@@ -31,12 +31,12 @@ def train(problem: Problem, spec: TrainSpec, recorder: LossRecorder) -> None:
     optimizer = make_optimizer(
         spec.optimizer, model.parameters(), spec.lr, spec.momentum, spec.weight_decay
     )
-    start = recorder.attach_state(model.state_dict(), optimizer)
+    start = buffer.attach_state(model.state_dict(), optimizer)
     for it in range(start, spec.iterations):
         # Forward pass
         y_pred = model(x)  # (N, D_out)
         loss = loss_fn(y_pred, y)
-        if not recorder.record(it, loss):
+        if not buffer.keep(it, loss):
             return
 
         optimizer.zero_grad()

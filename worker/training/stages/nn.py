@@ -3,13 +3,13 @@
 import torch
 from torch import nn
 
+from worker.training.loss_buffer import LossBuffer
 from worker.training.problem import Problem
-from worker.training.recorder import LossRecorder
 from worker.training.spec import TrainSpec
 from worker.training.stages.weights import load_weights
 
 
-def train(problem: Problem, spec: TrainSpec, recorder: LossRecorder) -> None:
+def train(problem: Problem, spec: TrainSpec, buffer: LossBuffer) -> None:
     """Train an nn.Sequential with the plain SGD update written by hand over its parameters."""
     x, y = problem.x, problem.y
     linear1 = nn.Linear(spec.D_in, spec.H, bias=False)
@@ -18,12 +18,12 @@ def train(problem: Problem, spec: TrainSpec, recorder: LossRecorder) -> None:
     load_weights(model, linear1, linear2, problem)
     loss_fn = nn.MSELoss(reduction="sum")
     learning_rate = spec.lr
-    start = recorder.attach_state(model.state_dict())
+    start = buffer.attach_state(model.state_dict())
     for it in range(start, spec.iterations):
         # Forward pass
         y_pred = model(x)  # (N, D_out)
         loss = loss_fn(y_pred, y)
-        if not recorder.record(it, loss):
+        if not buffer.keep(it, loss):
             return
 
         # Backward pass

@@ -2,14 +2,14 @@
 
 from torch import nn
 
+from worker.training.loss_buffer import LossBuffer
 from worker.training.optimizers import make_optimizer
 from worker.training.problem import Problem
-from worker.training.recorder import LossRecorder
 from worker.training.spec import TrainSpec
 from worker.training.stages.weights import load_weights
 
 
-def train(problem: Problem, spec: TrainSpec, recorder: LossRecorder) -> None:
+def train(problem: Problem, spec: TrainSpec, buffer: LossBuffer) -> None:
     """Train an nn.Sequential with the spec's optimizer."""
     x, y = problem.x, problem.y
     linear1 = nn.Linear(spec.D_in, spec.H, bias=False)
@@ -20,12 +20,12 @@ def train(problem: Problem, spec: TrainSpec, recorder: LossRecorder) -> None:
     optimizer = make_optimizer(
         spec.optimizer, model.parameters(), spec.lr, spec.momentum, spec.weight_decay
     )
-    start = recorder.attach_state(model.state_dict(), optimizer)
+    start = buffer.attach_state(model.state_dict(), optimizer)
     for it in range(start, spec.iterations):
         # Forward pass
         y_pred = model(x)  # (N, D_out)
         loss = loss_fn(y_pred, y)
-        if not recorder.record(it, loss):
+        if not buffer.keep(it, loss):
             return
 
         optimizer.zero_grad()

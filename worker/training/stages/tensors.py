@@ -1,23 +1,23 @@
 """Stage `tensors`: the seed's first program, forward and backward written by hand."""
 
+from worker.training.loss_buffer import LossBuffer
 from worker.training.problem import Problem
-from worker.training.recorder import LossRecorder
 from worker.training.spec import TrainSpec
 
 
-def train(problem: Problem, spec: TrainSpec, recorder: LossRecorder) -> None:
+def train(problem: Problem, spec: TrainSpec, buffer: LossBuffer) -> None:
     """Train with hand-written gradients and the plain SGD update."""
     x, y = problem.x, problem.y
     w1, w2 = problem.w1.clone(), problem.w2.clone()
     learning_rate = spec.lr
-    start = recorder.attach_state({"w1": w1, "w2": w2})
+    start = buffer.attach_state({"w1": w1, "w2": w2})
     for it in range(start, spec.iterations):
         # Forward pass
         h = x.mm(w1)  # (N, H)
         h_relu = h.clamp(min=0)  # (N, H)
         y_pred = h_relu.mm(w2)  # (N, D_out)
         loss = (y_pred - y).pow(2).sum()
-        if not recorder.record(it, loss):
+        if not buffer.keep(it, loss):
             return
 
         # Backward pass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from worker.training import LossRecorder, TrainSpec, train, train_to_list
+from worker.training import FlushPolicy, LossBuffer, TrainSpec, train, train_to_list
 from worker.training.checkpoints import Checkpointer, Snapshot
 from worker.training.snapshot import pack, unpack
 
@@ -37,8 +37,9 @@ def run_until(spec: TrainSpec, stop_after: int, every: int) -> tuple[list[float]
         return len(losses) < stop_after
 
     checkpointer = Checkpointer(lambda s, b, lay: snapshots.append(Snapshot(s, b, lay)), every)
-    recorder = LossRecorder(spec.iterations, torch.device("cpu"), keep, 5, 60.0, 0, checkpointer)
-    train(spec, torch.device("cpu"), recorder)
+    policy = FlushPolicy(every=5, seconds=60.0)
+    buffer = LossBuffer(spec.iterations, torch.device("cpu"), keep, policy, 0, checkpointer)
+    train(spec, torch.device("cpu"), buffer)
     return losses, snapshots
 
 
@@ -52,14 +53,14 @@ def test_resumed_run_equals_uninterrupted_run_bitwise(stage: str, optimizer: str
     last = snapshots[-1]
     # When a new attempt resumes from the last checkpoint
     after: list[float] = []
-    recorder = LossRecorder(
+    buffer = LossBuffer(
         spec.iterations,
         torch.device("cpu"),
         lambda first, chunk: after.extend(chunk) or True,
         start_step=last.step,
         checkpointer=Checkpointer(lambda *a: None, initial=last),
     )
-    train(spec, torch.device("cpu"), recorder)
+    train(spec, torch.device("cpu"), buffer)
     # Then the rows before the checkpoint plus the resumed ones are the uninterrupted history
     assert before[: last.step] + after == reference
 
@@ -97,23 +98,22 @@ def test_a_run_asked_to_yield_checkpoints_where_its_losses_end(stage: str, optim
     losses: list[float] = []
     snapshots: list[Snapshot] = []
     steps = iter(range(1000))
-    recorder = LossRecorder(
+    buffer = LossBuffer(
         spec.iterations,
         torch.device("cpu"),
         lambda first, chunk: losses.extend(chunk) or True,
-        5,
-        60.0,
+        FlushPolicy(every=5, seconds=60.0),
         checkpointer=Checkpointer(lambda s, b, lay: snapshots.append(Snapshot(s, b, lay)), 1000),
         should_yield=lambda: next(steps) == 23,
     )
-    train(spec, torch.device("cpu"), recorder)
+    train(spec, torch.device("cpu"), buffer)
     # Then it saved once, at the step its stored losses reach, and stopped there
-    assert recorder.yielded
+    assert buffer.yielded
     assert [s.step for s in snapshots] == [23]
     assert losses == reference[:23]
     # and the next attempt resumes from there to the uninterrupted history
     after: list[float] = []
-    resumed = LossRecorder(
+    resumed = LossBuffer(
         spec.iterations,
         torch.device("cpu"),
         lambda first, chunk: after.extend(chunk) or True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.runner import QueuedJob, Stack, plan_stacks
+from worker.attempts.planning import QueuedJob, Stack, plan_stacks
 
 FIELDS: dict[str, Any] = {
     "stage": "optim",

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from tests.support.training import summed_squared_losses
-from tests.worker.test_fused import DIMS, RATES, assert_same_history
-from tests.worker.test_stages import OPTIMIZERS, make_spec
+from tests.worker.training.test_fused import DIMS, RATES, assert_same_history
+from tests.worker.training.test_stages import OPTIMIZERS, make_spec
 from worker.training import optimizers, train_to_list
 from worker.training.fused import train_fused_to_lists
 from worker.training.optimizers import fused_kernel, make_optimizer

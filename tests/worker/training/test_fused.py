@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from worker.training import TrainSpec, train_to_list
+from worker.training import FlushPolicy, TrainSpec, train_to_list
 from worker.training.batch_size import bytes_per_job, fused_batch_size
 from worker.training.checkpoints import Snapshot, StackCheckpointer, is_stacked
 from worker.training.fused import train_fused, train_fused_to_lists
@@ -100,7 +100,7 @@ def test_cancelling_one_job_stops_only_that_job() -> None:
             histories[k].extend(chunk)
         return [1] if len(histories[1]) >= 40 else []  # job 1 cancelled at step 40
 
-    outcomes = train_fused(specs, torch.device("cpu"), flush, flush_every=20)
+    outcomes = train_fused(specs, torch.device("cpu"), flush, FlushPolicy(every=20))
     assert [o.stopped for o in outcomes] == [False, True, False]
     assert len(histories[1]) == 40
     assert outcomes[1].steps == 40
@@ -175,7 +175,7 @@ def test_a_stack_handed_back_and_resumed_equals_the_uninterrupted_stack_bitwise(
         specs,
         torch.device("cpu"),
         flush,
-        flush_every=16,
+        policy=FlushPolicy(every=16),
         checkpointer=StackCheckpointer(save, every=32),
         should_yield=lambda: next(flushes) == 4,
     )
@@ -189,7 +189,7 @@ def test_a_stack_handed_back_and_resumed_equals_the_uninterrupted_stack_bitwise(
         specs,
         torch.device("cpu"),
         flush,
-        flush_every=16,
+        policy=FlushPolicy(every=16),
         checkpointer=StackCheckpointer(save, every=32),
         resume=[saved[k] for k in range(len(specs))],
     )
@@ -244,7 +244,9 @@ def test_a_refilled_row_trains_from_step_0_as_it_would_alone_bitwise(optimizer: 
     waiting = [spec(optimizer=optimizer, lr=lr * (1 + s / 3), seed=10 + s) for s in range(4)]
     # When freed rows take the waiting jobs as they free, and job 3 is stopped at step 30
     stop = {1: 40, 3: 30}
-    outcomes, histories, jobs = stack_with_refills(specs, list(waiting), stop, flush_every=16)
+    outcomes, histories, jobs = stack_with_refills(
+        specs, list(waiting), stop, policy=FlushPolicy(every=16)
+    )
     # Then every job ran, each history exactly the one it has in a stack of its own
     assert len(jobs) == len(specs) + len(waiting)
     assert [o.stopped for o in outcomes] == [False, True, False, True, False, False, False]
@@ -279,8 +281,8 @@ def test_a_stack_flushes_when_any_row_computes_a_rung_step() -> None:
         return joining
 
     train_fused(
-        specs, torch.device("cpu"), flush, flush_every=64, flush_seconds=60.0,
-        refill=refill, flush_after={10, 30},
+        specs, torch.device("cpu"), flush,
+        FlushPolicy(every=64, seconds=60.0, rungs=frozenset({10, 30})), refill=refill,
     )  # fmt: skip
     # Then it flushed right after each row's step 10 and 30 (the refilled row's too), job 1
     # trained no step past its rung, and every row's history is whole
@@ -314,7 +316,7 @@ def test_a_refilled_stack_resumes_each_row_at_its_own_step_bitwise() -> None:
         specs,
         waiting,
         stop={0: 32},
-        flush_every=16,
+        policy=FlushPolicy(every=16),
         checkpointer=StackCheckpointer(save, every=16),
         should_yield=lambda: next(flushes) == 6,
     )
@@ -336,7 +338,7 @@ def test_a_refilled_stack_resumes_each_row_at_its_own_step_bitwise() -> None:
         resumed,
         torch.device("cpu"),
         flush,
-        flush_every=16,
+        policy=FlushPolicy(every=16),
         checkpointer=StackCheckpointer(save, every=16),
         resume=[saved[1], saved[2]],
     )

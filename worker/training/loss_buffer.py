@@ -1,14 +1,15 @@
-"""Per-step losses kept on the training device and handed over in chunks."""
+"""Per-step losses buffered on the training device and flushed to the record in chunks."""
 
-import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from worker.training.checkpoints import Checkpointer
+from worker.training.flush_policy import FlushClock, FlushPolicy
+from worker.training.outcome import Outcome
 
-# flush(first_step, losses) stores the chunk; returning False asks training to stop.
+# flush(first_step, losses) records the chunk; returning False asks training to stop.
 Flush = Callable[[int, list[float]], bool]
 
 
@@ -21,34 +22,28 @@ def finite_prefix(chunk: Tensor) -> tuple[Tensor, int | None]:
     return chunk[:bad], bad
 
 
-class LossRecorder:
-    """Collect every step's loss without a device sync per step; flush in chunks."""
+class LossBuffer:
+    """Keep every step's loss without a device sync per step; flush in chunks."""
 
     def __init__(
         self,
         iterations: int,
         device: torch.device,
         flush: Flush,
-        flush_every: int = 64,
-        flush_seconds: float = 0.5,
+        policy: FlushPolicy | None = None,
         start_step: int = 0,
         checkpointer: Checkpointer | None = None,
         should_yield: Callable[[], bool] = lambda: False,
-        flush_after: Collection[int] = (),
     ) -> None:
         self._flush = flush
-        # Steps flushed as soon as their loss is kept (the rungs an early-stopping rule reads).
-        self._flush_after = frozenset(flush_after)
         self._should_yield = should_yield
         self._checkpointer = checkpointer
-        self._flush_every = flush_every
-        self._flush_seconds = flush_seconds
         self._start_step = start_step
         # float64 holds a float32 loss exactly, so the stored history is what the stage computed.
         self._losses = torch.empty(iterations - start_step, dtype=torch.float64, device=device)
         self._next_step = start_step
         self._flushed_to = start_step
-        self._last_flush = time.monotonic()
+        self._clock = FlushClock(policy or FlushPolicy(), [start_step])
         self.diverged_at: int | None = None
         self.stopped = False
         # Checkpointed and handed back unfinished (the worker is shutting down).
@@ -59,6 +54,10 @@ class LossRecorder:
         """Whether training should stop: cancelled, diverged or handed back."""
         return self.stopped or self.yielded or self.diverged_at is not None
 
+    def outcome(self) -> Outcome:
+        """How the training ended, as the record finishes it."""
+        return Outcome(diverged_at=self.diverged_at, stopped=self.stopped, yielded=self.yielded)
+
     def attach_state(
         self, tensors: dict[str, Tensor], optimizer: torch.optim.Optimizer | None = None
     ) -> int:
@@ -67,10 +66,10 @@ class LossRecorder:
             return self._start_step
         start = self._checkpointer.attach(tensors, optimizer)
         if start != self._start_step:
-            raise ValueError(f"checkpoint resumes at step {start}, recorder at {self._start_step}")
+            raise ValueError(f"checkpoint resumes at step {start}, buffer at {self._start_step}")
         return start
 
-    def record(self, step: int, loss: Tensor) -> bool:
+    def keep(self, step: int, loss: Tensor) -> bool:
         """Keep step's loss (a 0-dim tensor); False when training should stop."""
         if self.finished:
             return False
@@ -92,17 +91,12 @@ class LossRecorder:
             return False
         self._losses[step - self._start_step].copy_(loss.detach())
         self._next_step = step + 1
-        pending = self._next_step - self._flushed_to
-        if (
-            pending >= self._flush_every
-            or step in self._flush_after
-            or time.monotonic() - self._last_flush >= self._flush_seconds
-        ):
+        if self._clock.tick():
             self._flush_pending()
         return not self.finished
 
     def close(self) -> None:
-        """Flush the steps recorded since the last flush."""
+        """Flush the steps kept since the last flush."""
         if not self.finished and self._next_step > self._flushed_to:
             self._flush_pending()
 
@@ -114,6 +108,6 @@ class LossRecorder:
         if bad is not None:
             self.diverged_at = first + bad
         self._flushed_to = self._next_step
-        self._last_flush = time.monotonic()
+        self._clock.restart([self._flushed_to])
         if len(chunk) and not self._flush(first, chunk.tolist()):
             self.stopped = True

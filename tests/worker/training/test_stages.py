@@ -1,4 +1,4 @@
-"""The stage contract: the seed's programs reproduced, stages agreeing, inits, recording."""
+"""The stage contract: the seed's programs reproduced, stages agreeing, inits, specs."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from tests.support.training import summed_squared_losses
-from worker.training import STAGES, LossRecorder, TrainSpec, train, train_to_list
+from worker.training import STAGES, LossBuffer, TrainSpec, train_to_list
 from worker.training.inits import init_weight
 from worker.training.optimizers import make_optimizer
 from worker.training.problem import make_problem
@@ -139,8 +139,8 @@ def test_stage_leaves_the_problem_untouched(stage):
     problem = make_problem(spec, torch.device("cpu"))
     before = [t.clone() for t in (problem.x, problem.y, problem.w1, problem.w2)]
 
-    recorder = LossRecorder(spec.iterations, torch.device("cpu"), lambda *_: True)
-    STAGES[stage](problem, spec, recorder)
+    buffer = LossBuffer(spec.iterations, torch.device("cpu"), lambda *_: True)
+    STAGES[stage](problem, spec, buffer)
 
     for old, new in zip(before, (problem.x, problem.y, problem.w1, problem.w2), strict=True):
         assert torch.equal(old, new)
@@ -264,130 +264,6 @@ def test_float64_training_records_exact_losses():
     first = (problem.x.mm(problem.w1).clamp(min=0).mm(problem.w2) - problem.y).pow(2).sum()
     assert result.losses[0] == first.item()
     assert result.losses[-1] < result.losses[0]
-
-
-class Chunks:
-    """A flush callback that keeps what it is handed and can ask to stop."""
-
-    def __init__(self, stop_after: int | None = None) -> None:
-        self.calls: list[tuple[int, list[float]]] = []
-        self.stop_after = stop_after
-
-    def __call__(self, first_step: int, losses: list[float]) -> bool:
-        self.calls.append((first_step, losses))
-        return self.stop_after is None or len(self.calls) < self.stop_after
-
-    @property
-    def losses(self) -> list[float]:
-        """Every flushed loss, in order."""
-        return [loss for _, losses in self.calls for loss in losses]
-
-
-def record_all(recorder: LossRecorder, values: list[float], start_step: int = 0) -> list[bool]:
-    """Record values as consecutive steps; what each record call returned."""
-    return [
-        recorder.record(step, torch.tensor(value))
-        for step, value in enumerate(values, start=start_step)
-    ]
-
-
-def test_recorder_flushes_contiguous_chunks():
-    chunks = Chunks()
-    recorder = LossRecorder(100, torch.device("cpu"), chunks, flush_every=7, flush_seconds=60)
-    values = [float(i) for i in range(100)]
-
-    assert all(record_all(recorder, values))
-    recorder.close()
-
-    assert [first for first, _ in chunks.calls] == list(range(0, 100, 7))
-    assert all(len(losses) <= 7 for _, losses in chunks.calls)
-    assert chunks.losses == values
-    assert recorder.diverged_at is None
-
-
-def test_recorder_flushes_on_time():
-    chunks = Chunks()
-    recorder = LossRecorder(5, torch.device("cpu"), chunks, flush_every=1000, flush_seconds=0)
-
-    record_all(recorder, [1.0, 2.0, 3.0])
-
-    assert chunks.calls == [(0, [1.0]), (1, [2.0]), (2, [3.0])]
-
-
-def test_recorder_flushes_as_soon_as_a_rung_steps_loss_is_kept():
-    chunks = Chunks(stop_after=2)  # told to stop at its second flush: pruned at rung 6
-    recorder = LossRecorder(
-        100, torch.device("cpu"), chunks, flush_every=64, flush_seconds=60, flush_after={2, 6, 18}
-    )
-
-    returned = record_all(recorder, [float(i) for i in range(20)])
-
-    assert [(first, len(losses)) for first, losses in chunks.calls] == [(0, 3), (3, 4)]
-    assert returned == [True] * 6 + [False] * 14  # no step trained past the one rung 6 reads
-
-
-def test_recorder_stops_when_flush_says_so():
-    chunks = Chunks(stop_after=2)
-    recorder = LossRecorder(20, torch.device("cpu"), chunks, flush_every=3, flush_seconds=60)
-
-    returned = record_all(recorder, [1.0] * 8)
-    recorder.close()
-
-    assert returned == [True] * 5 + [False] * 3
-    assert recorder.stopped
-    assert recorder.diverged_at is None
-    assert [first for first, _ in chunks.calls] == [0, 3]
-
-
-@pytest.mark.parametrize("flush_every", [3, 100])
-def test_recorder_keeps_only_losses_before_a_non_finite_one(flush_every):
-    chunks = Chunks()
-    recorder = LossRecorder(10, torch.device("cpu"), chunks, flush_every=flush_every)
-
-    record_all(recorder, [4.0, 3.0, 2.0, 1.0, math.inf, math.nan])
-    recorder.close()
-
-    assert chunks.losses == [4.0, 3.0, 2.0, 1.0]
-    assert recorder.diverged_at == 4
-    assert not recorder.record(6, torch.tensor(1.0))
-
-
-def test_recorder_keeps_float32_and_float64_losses_exactly():
-    chunks = Chunks()
-    recorder = LossRecorder(2, torch.device("cpu"), chunks)
-    single = torch.tensor(0.1, dtype=torch.float32)
-    double = torch.tensor(0.1, dtype=torch.float64)
-
-    recorder.record(0, single)
-    recorder.record(1, double)
-    recorder.close()
-
-    assert chunks.losses == [single.item(), double.item()]
-
-
-def test_recorder_resumes_from_start_step():
-    chunks = Chunks()
-    recorder = LossRecorder(10, torch.device("cpu"), chunks, flush_every=4, start_step=6)
-
-    record_all(recorder, [1.0, 2.0, 3.0, 4.0], start_step=6)
-    recorder.close()
-
-    assert chunks.calls == [(6, [1.0, 2.0, 3.0, 4.0])]
-    with pytest.raises(ValueError, match="expected step"):
-        recorder.record(3, torch.tensor(1.0))
-
-
-def test_train_stops_when_cancelled():
-    spec = make_spec(iterations=50, **SMALL_DIMS)
-    chunks = Chunks(stop_after=1)
-    recorder = LossRecorder(50, torch.device("cpu"), chunks, flush_every=10)
-
-    train(spec, torch.device("cpu"), recorder)
-
-    assert recorder.stopped
-    assert chunks.calls[0][0] == 0
-    assert len(chunks.calls) == 1
-    assert len(chunks.calls[0][1]) == 10
 
 
 def test_spec_from_fields_ignores_job_only_fields():

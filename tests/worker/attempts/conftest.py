@@ -1,0 +1,33 @@
+"""Fixtures of the attempt tests: a fresh database's writer sessions, and jobs in it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import sqlalchemy.orm as so
+
+from service.db import make_engine, make_session_factory, session_scope
+from service.jobs import new_job
+from service.jobspec import validate_job
+
+
+@pytest.fixture
+def factory(database_url: str) -> Iterator[so.sessionmaker[so.Session]]:
+    """Writer sessions on a fresh database, its engine disposed after."""
+    engine = make_engine(database_url)
+    yield make_session_factory(engine, writer=True)
+    engine.dispose()
+
+
+@pytest.fixture
+def make_job(factory: so.sessionmaker[so.Session]) -> Callable[[], int]:
+    """Add a queued ten-step job; its id."""
+
+    def make() -> int:
+        with session_scope(factory) as session:
+            job = new_job(validate_job({"stage": "nn", "iterations": 10}), "cpu")
+            session.add(job)
+        return job.id
+
+    return make
