@@ -195,7 +195,7 @@ def test_prune_ends_a_held_job_at_its_rung_keeping_its_summary(
     assert job.finished_at is not None
     assert job.lease_expires_at is None
     assert checkpoints(factory, job_id) == 0
-    # The attempt holds it no more: its own end (cancelled, at the runner) writes nothing.
+    # The attempt holds it no more: its own end (cancelled, at the worker) writes nothing.
     with session_scope(factory) as session:
         assert job_states.finish(session, attempt, JobStatus.CANCELLED) is None
     assert read(factory, job_id).status == JobStatus.PRUNED

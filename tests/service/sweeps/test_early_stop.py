@@ -97,7 +97,7 @@ def run_in_turn(
         with session_scope(factory) as session:
             claim, _ = claim_job(session, job.id, "w", lease_seconds=60, max_attempts=1)
         assert claim is not None
-        # What the recorder stores: the finite prefix; a non-finite loss ends the job diverged.
+        # What the worker records: the finite prefix; a non-finite loss ends the job diverged.
         finite = next((i for i, v in enumerate(history) if not math.isfinite(v)), len(history))
         stopped = False
         for first in range(0, finite, flush):
@@ -112,7 +112,7 @@ def run_in_turn(
                 status = JobStatus.DIVERGED if diverged else JobStatus.SUCCEEDED
                 assert finish_job(session, claim, status, diverged_at=finite if diverged else None)
             else:
-                # The runner's own end for a stopped job is refused: the job already ended.
+                # The worker's own end for a stopped job is refused: the job already ended.
                 assert not finish_job(session, claim, JobStatus.CANCELLED)
     with factory() as session:
         rows = [session.get_one(Job, job.id) for job in jobs]
