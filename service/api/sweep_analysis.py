@@ -9,7 +9,7 @@ from service.api.apidoc import documented, int_param, list_param, path_id, str_p
 from service.api.curve_reads import MAX_POINTS, MIME, SIZE_PARAMS, plotted_grid, size_arg
 from service.api.extensions import db_session, row_or_404
 from service.api.params import choice_arg, int_arg, list_arg, page_fields
-from service.api.schemas import BestSoFar, SweepFactors, SweepResults
+from service.api.sweep_schemas import BestSoFar, SweepFactors, SweepResults
 from service.models import JobStatus, Sweep
 from service.results.curve_labels import LABEL_FIELDS
 from service.results.export import sweep_rows

@@ -27,7 +27,7 @@ from service.api.health import queue_of, with_warnings
 from service.api.idempotency import answer_if_submitted, idempotency_key, stored_once
 from service.api.limits import check_active_cap
 from service.api.params import int_arg, page_fields
-from service.api.schemas import SweepAccepted, SweepOut, SweepPage
+from service.api.sweep_schemas import SweepAccepted, SweepOut, SweepPage
 from service.db import row_count
 from service.dispatch.send import send
 from service.jobspec import MAX_SEED, Limits, SpecError, validate_job
