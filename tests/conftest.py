@@ -138,6 +138,14 @@ def make_test_app(database_url: str, broker_url: str, **settings: Any) -> Flask:
 
 
 @pytest.fixture
+def factory(database_url: str) -> Iterator[so.sessionmaker[so.Session]]:
+    """Writer sessions on a fresh database, its engine disposed after."""
+    engine = make_engine(database_url)
+    yield make_session_factory(engine, writer=True)
+    engine.dispose()
+
+
+@pytest.fixture
 def app(database_url: str, broker_url: str) -> Iterator[Flask]:
     """The API app on a fresh database (no worker: jobs stay queued)."""
     app = make_test_app(database_url, broker_url)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from service import job_states
-from service.db import make_engine, make_session_factory, session_scope
+from service.db import session_scope
 from service.job_states import Attempt
 from service.jobs import new_job
 from service.jobspec import validate_job
@@ -21,14 +21,6 @@ from service.models import Checkpoint, Job, JobStatus, Sweep
 from service.models.base import utcnow
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def factory(database_url: str) -> Iterator[so.sessionmaker[so.Session]]:
-    """Writer sessions on a fresh database, its engine disposed after."""
-    engine = make_engine(database_url)
-    yield make_session_factory(engine, writer=True)
-    engine.dispose()
 
 
 def add_job(factory: so.sessionmaker[so.Session], sweep_id: int | None = None) -> int:

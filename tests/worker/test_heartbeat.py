@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 
-import pytest
 import sqlalchemy.orm as so
 
-from service.db import make_engine, make_session_factory, session_scope
+from service.db import session_scope
 from service.jobs import new_job
 from service.jobspec import validate_job
 from service.models import Job
@@ -16,14 +14,6 @@ from tests.support.waiting import wait_until
 from worker.attempts.claims import Claim, claim_job
 from worker.attempts.record import record_chunk
 from worker.heartbeat import Heartbeat
-
-
-@pytest.fixture
-def factory(database_url: str) -> Iterator[so.sessionmaker[so.Session]]:
-    """Writer sessions on a fresh database, its engine disposed after."""
-    engine = make_engine(database_url)
-    yield make_session_factory(engine, writer=True)
-    engine.dispose()
 
 
 class Clock:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from service.db import make_engine, make_session_factory, session_scope
+from service.db import make_session_factory, session_scope
 from service.jobs import new_job
 from service.jobspec import validate_job
 from service.models import Job, JobStatus, Sweep
@@ -24,14 +23,6 @@ from worker.attempts.claims import claim_job
 from worker.attempts.record import finish_job, median_reads, record_chunks
 
 INF = math.inf
-
-
-@pytest.fixture
-def factory(database_url: str) -> Iterator[so.sessionmaker[so.Session]]:
-    """Writer sessions on a fresh database, its engine disposed after."""
-    engine = make_engine(database_url)
-    yield make_session_factory(engine, writer=True)
-    engine.dispose()
 
 
 def test_asha_rungs_stop_before_the_last_step() -> None:

@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from service.active_cap import active_jobs
 from service.broker import make_celery
 from service.config import Config, Limits
-from service.db import make_engine, make_session_factory, session_scope
+from service.db import session_scope
 from service.jobspec import SpecError
 from service.models import Job, JobStatus, Sweep
 from service.ops.queued_messages import job_ids_in_broker
@@ -108,14 +108,6 @@ def test_a_search_sweep_is_stored_without_trials_until_the_controller_asks(
     response = client.post("/api/v1/sweeps", json=bad)
     assert response.status_code == 422
     assert response.get_json()["error"]["field"] == "search.space.optimizer"
-
-
-@pytest.fixture
-def factory(database_url: str) -> Iterator[so.sessionmaker[so.Session]]:
-    """Writer sessions on a fresh database, its engine disposed after."""
-    engine = make_engine(database_url)
-    yield make_session_factory(engine, writer=True)
-    engine.dispose()
 
 
 @pytest.fixture

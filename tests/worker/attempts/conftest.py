@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy.orm as so
 
-from service.db import make_engine, make_session_factory, session_scope
+from service.db import session_scope
 from service.jobs import new_job
 from service.jobspec import validate_job
-
-
-@pytest.fixture
-def factory(database_url: str) -> Iterator[so.sessionmaker[so.Session]]:
-    """Writer sessions on a fresh database, its engine disposed after."""
-    engine = make_engine(database_url)
-    yield make_session_factory(engine, writer=True)
-    engine.dispose()
 
 
 @pytest.fixture
