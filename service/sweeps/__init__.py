@@ -1,1 +1,1 @@
-"""Sweeps: expansion of a request into jobs, their storage, leaderboard, factors, batching."""
+"""Sweeps: expansion of a request into jobs, their storage, policy, search, leaderboard, factors."""
